@@ -1,0 +1,164 @@
+//! Conversions between Pingora's request/response headers and the host's [`HeaderList`],
+//! which carries the Proxy-Wasm pseudo-headers (`:method`, `:path`, `:authority`,
+//! `:scheme`, `:status`) even for HTTP/1.1, as Envoy does.
+
+use bytes::Bytes;
+use http::header::HOST;
+use http::{HeaderName, HeaderValue, Method, Uri};
+use pingora::http::{RequestHeader, ResponseHeader};
+use wasmbridge_host::HeaderList;
+
+/// The request as a plugin sees it: pseudo-headers first, `Host` folded into `:authority`.
+pub(crate) fn request_to_list(req: &RequestHeader, scheme: &'static str) -> HeaderList {
+    let mut list = HeaderList::new();
+    list.push(":method", Bytes::copy_from_slice(req.method.as_str().as_bytes()));
+    let path = req.raw_path();
+    list.push(
+        ":path",
+        if path.is_empty() { Bytes::from_static(b"/") } else { Bytes::copy_from_slice(path) },
+    );
+    let authority = req
+        .uri
+        .authority()
+        .map(|a| Bytes::copy_from_slice(a.as_str().as_bytes()))
+        .or_else(|| req.headers.get(HOST).map(|h| Bytes::copy_from_slice(h.as_bytes())))
+        .unwrap_or_default();
+    list.push(":authority", authority);
+    list.push(":scheme", Bytes::from_static(scheme.as_bytes()));
+    for (name, value) in req.headers.iter() {
+        if name != HOST {
+            list.push(name.as_str(), Bytes::copy_from_slice(value.as_bytes()));
+        }
+    }
+    list
+}
+
+/// The response as a plugin sees it: `:status` first.
+pub(crate) fn response_to_list(resp: &ResponseHeader) -> HeaderList {
+    let mut list = HeaderList::new();
+    list.push(":status", Bytes::from(resp.status.as_u16().to_string()));
+    for (name, value) in resp.headers.iter() {
+        list.push(name.as_str(), Bytes::copy_from_slice(value.as_bytes()));
+    }
+    list
+}
+
+fn header(name: &[u8], value: &[u8]) -> Option<(HeaderName, HeaderValue)> {
+    match (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+        (Ok(n), Ok(v)) => Some((n, v)),
+        _ => {
+            tracing::warn!(
+                name = %String::from_utf8_lossy(name),
+                "a plugin set a header that is not valid HTTP; it is dropped"
+            );
+            None
+        }
+    }
+}
+
+/// Writes a plugin-changed request back: method, path, authority, then every header.
+pub(crate) fn apply_request(list: &HeaderList, req: &mut RequestHeader) {
+    if let Some(m) = list.get(b":method").and_then(|m| Method::from_bytes(m).ok()) {
+        if m != req.method {
+            req.set_method(m);
+        }
+    }
+    if let Some(path) = list.get(b":path") {
+        if &path[..] != req.raw_path() {
+            match Uri::try_from(&path[..]) {
+                Ok(uri) => req.set_uri(uri),
+                Err(_) => tracing::warn!("a plugin set an invalid :path; it is ignored"),
+            }
+        }
+    }
+    let names: Vec<HeaderName> = req.headers.keys().cloned().collect();
+    for name in names {
+        req.remove_header(&name);
+    }
+    if let Some(authority) = list.get(b":authority").filter(|a| !a.is_empty()) {
+        if let Some((n, v)) = header(b"host", authority) {
+            let _ = req.insert_header(n, v);
+        }
+    }
+    for (k, v) in list.regular() {
+        if k.as_ref() == b"host" {
+            continue;
+        }
+        if let Some((n, v)) = header(k, v) {
+            let _ = req.append_header(n, v);
+        }
+    }
+}
+
+/// Writes plugin-changed response headers back: status and every header.
+pub(crate) fn apply_response(list: &HeaderList, resp: &mut ResponseHeader) {
+    if let Some(code) = list
+        .get(b":status")
+        .and_then(|s| std::str::from_utf8(s).ok()?.parse::<u16>().ok())
+    {
+        if resp.set_status(code).is_err() {
+            tracing::warn!(code, "a plugin set an invalid :status; it is ignored");
+        }
+    }
+    let names: Vec<HeaderName> = resp.headers.keys().cloned().collect();
+    for name in names {
+        resp.remove_header(&name);
+    }
+    for (k, v) in list.regular() {
+        if let Some((n, v)) = header(k, v) {
+            let _ = resp.append_header(n, v);
+        }
+    }
+}
+
+/// Builds a complete Pingora response header from a host header list.
+pub(crate) fn build_response(status: u16, list: &HeaderList) -> pingora::Result<ResponseHeader> {
+    let mut resp = ResponseHeader::build(status, Some(list.len()))?;
+    for (k, v) in list.regular() {
+        if let Some((n, v)) = header(k, v) {
+            resp.append_header(n, v)?;
+        }
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trip_keeps_pseudo_headers_and_applies_changes() {
+        let mut req = RequestHeader::build("GET", b"/a?b=1", None).expect("request");
+        req.insert_header("Host", "example.com").expect("host");
+        req.insert_header("X-One", "1").expect("header");
+        let mut list = request_to_list(&req, "http");
+        let pairs: Vec<_> = list.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+        assert_eq!(pairs[0], (b":method".to_vec(), b"GET".to_vec()));
+        assert_eq!(pairs[1], (b":path".to_vec(), b"/a?b=1".to_vec()));
+        assert_eq!(pairs[2], (b":authority".to_vec(), b"example.com".to_vec()));
+        assert_eq!(pairs[3], (b":scheme".to_vec(), b"http".to_vec()));
+        assert!(list.get(b"host").is_none());
+        list.replace(b":path", b"/rewritten");
+        list.add(b"x-two", b"2");
+        list.replace(b":authority", b"other.test");
+        apply_request(&list, &mut req);
+        assert_eq!(req.raw_path(), b"/rewritten");
+        assert_eq!(req.headers.get("x-two").map(|v| v.as_bytes()), Some(&b"2"[..]));
+        assert_eq!(req.headers.get("host").map(|v| v.as_bytes()), Some(&b"other.test"[..]));
+        assert_eq!(req.headers.get("x-one").map(|v| v.as_bytes()), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn response_status_and_headers_apply() {
+        let mut resp = ResponseHeader::build(200, None).expect("response");
+        resp.insert_header("content-length", "3").expect("cl");
+        let mut list = response_to_list(&resp);
+        list.replace(b":status", b"418");
+        list.remove(b"content-length");
+        list.add(b"x-added", b"yes");
+        apply_response(&list, &mut resp);
+        assert_eq!(resp.status.as_u16(), 418);
+        assert!(resp.headers.get("content-length").is_none());
+        assert_eq!(resp.headers.get("x-added").map(|v| v.as_bytes()), Some(&b"yes"[..]));
+    }
+}

@@ -1,0 +1,323 @@
+//! The wasmbridge gateway: a Pingora server built from one YAML [`Config`] — listeners,
+//! routes with plugin chains, clusters, and the admin listener.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::RequestHeader;
+use pingora::lb::LoadBalancer;
+use pingora::lb::selection::RoundRobin;
+use pingora::prelude::*;
+use pingora::server::configuration::ServerConf;
+use prometheus::{IntCounterVec, Opts, Registry};
+use wasmbridge_config::{Config, RouteAction, RouteMatch};
+use wasmbridge_host::{FilterChain, HostMetrics, LocalReply, Plugin, PluginSpec, Runtime};
+
+use crate::admin::admin_service;
+use crate::proxy::{ChainSelector, RequestObserver, Selection, WasmFilters};
+
+/// Why the gateway could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The wasm engine could not be created.
+    #[error(transparent)]
+    Engine(#[from] wasmbridge_host::EngineError),
+    /// A plugin could not be loaded; the message names plugin, module and reason.
+    #[error(transparent)]
+    Plugin(#[from] wasmbridge_host::LoadError),
+    /// A cluster endpoint could not be resolved.
+    #[error("{file}: clusters `{cluster}`: {message}")]
+    Cluster {
+        /// The config file.
+        file: String,
+        /// The cluster name.
+        cluster: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+struct Cluster {
+    lb: Arc<LoadBalancer<RoundRobin>>,
+    http2: bool,
+    connect_timeout: std::time::Duration,
+    read_timeout: std::time::Duration,
+}
+
+enum Target {
+    Cluster(Arc<Cluster>),
+    Direct(LocalReply),
+}
+
+struct Route {
+    name: Arc<str>,
+    matcher: RouteMatch,
+    target: Target,
+    chain: Arc<FilterChain>,
+}
+
+/// The routing table: first match wins.
+struct Routes {
+    routes: Vec<Route>,
+}
+
+impl Routes {
+    fn find(&self, req: &RequestHeader) -> Option<&Route> {
+        let path = req.uri.path();
+        self.routes.iter().find(|r| r.matcher.matches(path))
+    }
+}
+
+struct RouteSelector(Arc<Routes>);
+
+impl ChainSelector for RouteSelector {
+    fn select(&self, req: &RequestHeader) -> Selection {
+        match self.0.find(req) {
+            Some(route) => Selection {
+                chain: Some(route.chain.clone()),
+                direct: match &route.target {
+                    Target::Direct(reply) => Some(reply.clone()),
+                    Target::Cluster(_) => None,
+                },
+                route: Some(route.name.clone()),
+            },
+            None => Selection::default(),
+        }
+    }
+}
+
+struct RequestMetrics(IntCounterVec);
+
+impl RequestObserver for RequestMetrics {
+    fn observe(&self, route: Option<&str>, status: u16) {
+        let status = status.to_string();
+        self.0
+            .with_label_values(&[route.unwrap_or(""), status.as_str()])
+            .inc();
+    }
+}
+
+/// The inner proxy: routes by path (as the plugins left it) to a cluster, or answers 404.
+pub struct Router {
+    routes: Arc<Routes>,
+}
+
+#[async_trait]
+impl ProxyHttp for Router {
+    type CTX = ();
+
+    fn new_ctx(&self) -> Self::CTX {}
+
+    async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<bool> {
+        if self.routes.find(session.req_header()).is_some() {
+            return Ok(false);
+        }
+        let body = Bytes::from_static(b"no route\n");
+        let mut resp = pingora::http::ResponseHeader::build(404, Some(2))?;
+        resp.insert_header("content-type", "text/plain")?;
+        resp.insert_header("content-length", body.len().to_string())?;
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(body), true).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
+        let route = self
+            .routes
+            .find(session.req_header())
+            .ok_or_else(|| pingora::Error::explain(ErrorType::HTTPStatus(404), "no route"))?;
+        let Target::Cluster(cluster) = &route.target else {
+            return Err(pingora::Error::explain(ErrorType::HTTPStatus(500), "route has no cluster"));
+        };
+        let backend = cluster
+            .lb
+            .select(b"", 256)
+            .ok_or_else(|| pingora::Error::explain(ErrorType::HTTPStatus(503), "no endpoint available"))?;
+        let addr = backend
+            .addr
+            .as_inet()
+            .copied()
+            .ok_or_else(|| pingora::Error::explain(ErrorType::HTTPStatus(503), "endpoint is not an inet address"))?;
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(cluster.connect_timeout);
+        peer.options.read_timeout = Some(cluster.read_timeout);
+        if cluster.http2 {
+            peer.options.set_http_version(2, 2);
+        }
+        Ok(Box::new(peer))
+    }
+}
+
+/// One loaded plugin with its compatibility facts, for `wasmbridge check`.
+pub struct PluginReport {
+    /// The loaded plugin.
+    pub plugin: Arc<Plugin>,
+    /// The module file.
+    pub module: std::path::PathBuf,
+}
+
+/// Everything built from a config, ready to serve.
+pub struct Gateway {
+    config: Config,
+    routes: Arc<Routes>,
+    plugins: Vec<PluginReport>,
+    registry: Registry,
+}
+
+impl Gateway {
+    /// Compiles and starts every plugin (one VM replica per worker thread), resolves the
+    /// clusters and builds the routing table.
+    pub fn build(config: Config) -> Result<Gateway, GatewayError> {
+        let runtime = Runtime::new()?;
+        let registry = Registry::new();
+        let host_metrics = HostMetrics::register(&registry)?;
+        let mut plugins: HashMap<String, Arc<Plugin>> = HashMap::new();
+        let mut reports = Vec::new();
+        for pc in &config.plugins {
+            let module = runtime.compile_file(&pc.name, &pc.module)?;
+            let spec = PluginSpec {
+                name: pc.name.clone(),
+                root_id: pc.root_id.clone(),
+                vm_id: pc.vm_id.clone(),
+                configuration: Bytes::from(pc.configuration.clone()),
+                vm_configuration: Bytes::from(pc.vm_configuration.clone()),
+                failure_policy: match pc.failure_policy {
+                    wasmbridge_config::FailurePolicy::FailClosed => wasmbridge_host::FailurePolicy::FailClosed,
+                    wasmbridge_config::FailurePolicy::FailOpen => wasmbridge_host::FailurePolicy::FailOpen,
+                    wasmbridge_config::FailurePolicy::FailReload => wasmbridge_host::FailurePolicy::FailReload,
+                },
+                replicas: config.server.threads,
+            };
+            let plugin = Plugin::load(&runtime, &module, spec, Some(host_metrics.clone()))?;
+            for unknown in &plugin.module_info().unknown_imports {
+                tracing::warn!(plugin = %pc.name, "module imports `{unknown}`, which wasmbridge does not know; calls return UNIMPLEMENTED");
+            }
+            plugins.insert(pc.name.clone(), plugin.clone());
+            reports.push(PluginReport {
+                plugin,
+                module: pc.module.clone(),
+            });
+        }
+        let mut clusters: HashMap<String, Arc<Cluster>> = HashMap::new();
+        for cc in &config.clusters {
+            let lb = LoadBalancer::<RoundRobin>::try_from_iter(cc.endpoints.iter().map(String::as_str)).map_err(|e| {
+                GatewayError::Cluster {
+                    file: config.source.display().to_string(),
+                    cluster: cc.name.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            clusters.insert(
+                cc.name.clone(),
+                Arc::new(Cluster {
+                    lb: Arc::new(lb),
+                    http2: cc.http2,
+                    connect_timeout: cc.connect_timeout,
+                    read_timeout: cc.read_timeout,
+                }),
+            );
+        }
+        let mut routes = Vec::new();
+        for rc in &config.routes {
+            let chain = FilterChain::new(
+                rc.plugins
+                    .iter()
+                    .filter_map(|name| plugins.get(name).cloned())
+                    .collect(),
+            );
+            let target = match &rc.action {
+                RouteAction::Cluster(name) => match clusters.get(name) {
+                    Some(c) => Target::Cluster(c.clone()),
+                    None => continue,
+                },
+                RouteAction::DirectResponse(d) => Target::Direct(LocalReply {
+                    status: d.status,
+                    details: "direct_response".to_string(),
+                    body: Bytes::from(d.body.clone()),
+                    headers: d
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (Bytes::from(k.to_ascii_lowercase()), Bytes::from(v.clone())))
+                        .collect(),
+                    grpc_status: None,
+                }),
+            };
+            routes.push(Route {
+                name: Arc::from(rc.name.as_str()),
+                matcher: rc.matcher.clone(),
+                target,
+                chain: Arc::new(chain),
+            });
+        }
+        Ok(Gateway {
+            config,
+            routes: Arc::new(Routes { routes }),
+            plugins: reports,
+            registry,
+        })
+    }
+
+    /// The loaded plugins in configuration order.
+    pub fn plugins(&self) -> &[PluginReport] {
+        &self.plugins
+    }
+
+    /// The admin listener address, if configured.
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        self.config.admin.as_ref().map(|a| a.address)
+    }
+
+    /// Builds the Pingora server and serves until the process is stopped.
+    pub fn run(self) -> Result<(), GatewayError> {
+        let conf = ServerConf {
+            threads: self.config.server.threads,
+            work_stealing: false,
+            grace_period_seconds: Some(self.config.server.grace_period_seconds),
+            graceful_shutdown_timeout_seconds: Some(1),
+            ..ServerConf::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(None, conf);
+        server.bootstrap();
+        let conf = server.configuration.clone();
+        let requests = IntCounterVec::new(
+            Opts::new("wasmbridge_http_requests_total", "Requests served, by route and status."),
+            &["route", "status"],
+        )?;
+        self.registry.register(Box::new(requests.clone()))?;
+        let observer: Arc<dyn RequestObserver> = Arc::new(RequestMetrics(requests));
+        let mut services: Vec<Box<dyn pingora::services::ServiceWithDependents>> = Vec::new();
+        for (i, listener) in self.config.listeners.iter().enumerate() {
+            let proxy = WasmFilters::new(
+                Router {
+                    routes: self.routes.clone(),
+                },
+                Arc::new(RouteSelector(self.routes.clone())),
+            )
+            .with_observer(observer.clone());
+            let mut options = pingora::apps::HttpServerOptions::default();
+            options.h2c = listener.http2;
+            let mut service = pingora::proxy::ProxyServiceBuilder::new(&conf, proxy)
+                .name(&format!("wasmbridge-listener-{i}"))
+                .server_options(options)
+                .build();
+            service.add_tcp(&listener.address.to_string());
+            services.push(Box::new(service));
+        }
+        if let Some(admin) = &self.config.admin {
+            services.push(Box::new(admin_service(admin.address, self.registry.clone())));
+        }
+        server.add_services(services);
+        tracing::info!(
+            listeners = ?self.config.listeners.iter().map(|l| l.address).collect::<Vec<_>>(),
+            admin = ?self.admin_address(),
+            "wasmbridge is serving"
+        );
+        server.run_forever()
+    }
+}

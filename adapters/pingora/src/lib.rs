@@ -1,0 +1,26 @@
+//! `wasmbridge-pingora` runs Proxy-Wasm filters inside Pingora. [`WasmFilters`] is a
+//! `ProxyHttp` decorator that maps Pingora's phases onto the Proxy-Wasm ABI (through
+//! `wasmbridge-host`) around any inner proxy; [`Gateway`] builds a complete server — routes,
+//! clusters, plugins, admin — from a `wasmbridge-config` YAML file, and the `wasmbridge`
+//! binary runs it.
+//!
+//! ```no_run
+//! use wasmbridge_config::Config;
+//! use wasmbridge_pingora::Gateway;
+//!
+//! let config = Config::from_file("conf/gateway.yaml".as_ref())?;
+//! Gateway::build(config)?.run()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod admin;
+mod convert;
+mod gateway;
+mod proxy;
+
+pub use gateway::{Gateway, GatewayError, PluginReport, Router};
+pub use proxy::{ChainSelector, RequestObserver, Selection, WasmCtx, WasmFilters};
+
+/// The embedded default configuration (`conf/gateway.yaml`).
+pub const DEFAULT_CONFIG: &str = include_str!("../../../conf/gateway.yaml");

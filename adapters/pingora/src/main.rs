@@ -1,0 +1,134 @@
+//! The `wasmbridge` command: run the gateway, or check a configuration and its plugins.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use wasmbridge_config::Config;
+use wasmbridge_pingora::{DEFAULT_CONFIG, Gateway};
+
+/// Runs Proxy-Wasm filters built for Envoy inside a Pingora gateway.
+#[derive(Parser)]
+#[command(name = "wasmbridge", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve with a configuration file (default: the embedded conf/gateway.yaml, with module
+    /// paths relative to ./conf).
+    Run {
+        /// The YAML configuration file.
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration, compile and start every plugin, and report each plugin's
+    /// ABI version, entry style and imports. Exits 0 when everything loads, 2 otherwise.
+    Check {
+        /// The YAML configuration file.
+        file: PathBuf,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load(config: Option<&Path>) -> Result<Config, wasmbridge_config::ConfigError> {
+    match config {
+        Some(path) => Config::from_file(path),
+        None => Config::from_yaml_str(
+            DEFAULT_CONFIG,
+            Path::new("<embedded conf/gateway.yaml>"),
+            Path::new("conf"),
+        ),
+    }
+}
+
+fn run(config: Option<&Path>) -> ExitCode {
+    let config = match load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let gateway = match Gateway::build(config) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match gateway.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() { "none".to_string() } else { items.join(", ") }
+}
+
+fn check(file: &Path) -> ExitCode {
+    let config = match Config::from_file(file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let summary = format!(
+        "{}: configuration is valid ({} listener(s), {} route(s), {} cluster(s), {} plugin(s))",
+        file.display(),
+        config.listeners.len(),
+        config.routes.len(),
+        config.clusters.len(),
+        config.plugins.len()
+    );
+    let mut config = config;
+    config.server.threads = 1;
+    match Gateway::build(config) {
+        Ok(gateway) => {
+            println!("{summary}");
+            for report in gateway.plugins() {
+                let info = report.plugin.module_info();
+                println!(
+                    "plugin {}: module {}\n  abi: {}\n  entry: {}\n  allocator: {}\n  callbacks: {}\n  unknown imports: {}\n  unimplemented imports: {}",
+                    report.plugin.name(),
+                    report.module.display(),
+                    info.abi,
+                    info.entry,
+                    info.allocator,
+                    list(&info.callbacks),
+                    list(&info.unknown_imports),
+                    list(&info.unimplemented_imports),
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Run { config } => run(config.as_deref()),
+        Command::Check { file } => check(&file),
+    }
+}

@@ -1,0 +1,404 @@
+//! [`WasmFilters`]: a `ProxyHttp` decorator that runs Proxy-Wasm plugins around any Pingora
+//! proxy, mapping Pingora's phases onto the ABI as `docs/phase-mapping.md` describes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+use wasmbridge_host::{
+    BodyOutcome, FilterChain, HeadersOutcome, HttpStream, LocalReply, LocalResponse, StreamData,
+    StreamInfo,
+};
+
+use crate::convert::{apply_request, apply_response, build_response, request_to_list, response_to_list};
+
+/// What runs for one request: its plugin chain, and optionally a direct response that
+/// replaces proxying.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// The route's plugins (`None` or empty: no plugin runs).
+    pub chain: Option<Arc<FilterChain>>,
+    /// A response to send instead of proxying, after the request callbacks continued.
+    pub direct: Option<LocalReply>,
+    /// The route name, for metrics and the `xds.route_name` property.
+    pub route: Option<Arc<str>>,
+}
+
+/// Picks the plugin chain for a request, from its headers as the client sent them.
+pub trait ChainSelector: Send + Sync + 'static {
+    /// The selection for `req`.
+    fn select(&self, req: &RequestHeader) -> Selection;
+}
+
+/// Counts requests per route and status.
+pub trait RequestObserver: Send + Sync + 'static {
+    /// Called once per request when it ends.
+    fn observe(&self, route: Option<&str>, status: u16);
+}
+
+/// A `ProxyHttp` decorator: runs each request through the Proxy-Wasm plugins its
+/// [`ChainSelector`] picks, and delegates proxying to `inner`.
+pub struct WasmFilters<P> {
+    inner: P,
+    selector: Arc<dyn ChainSelector>,
+    observer: Option<Arc<dyn RequestObserver>>,
+}
+
+impl<P> WasmFilters<P> {
+    /// Wraps `inner`.
+    pub fn new(inner: P, selector: Arc<dyn ChainSelector>) -> Self {
+        WasmFilters {
+            inner,
+            selector,
+            observer: None,
+        }
+    }
+
+    /// Reports every finished request to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn RequestObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+}
+
+/// Per-request state of [`WasmFilters`].
+pub struct WasmCtx<C> {
+    /// The inner proxy's context.
+    pub inner: C,
+    stream: Option<HttpStream>,
+    route: Option<Arc<str>>,
+    request_body_plugins: bool,
+    response_body_plugins: bool,
+    request_headers_eos: bool,
+    request_body_done: bool,
+    is_head: bool,
+    /// A local reply decided in a phase that cannot write it; `fail_to_proxy` writes it.
+    pending_reply: Option<LocalResponse>,
+    /// The body that replaces the upstream's after a local reply from response headers.
+    replacement_body: Option<Bytes>,
+    reset: bool,
+}
+
+fn plugin_error(what: &'static str) -> Box<pingora::Error> {
+    pingora::Error::explain(ErrorType::InternalError, what)
+}
+
+fn stream_info(session: &Session, route: Option<&Arc<str>>) -> StreamInfo {
+    let addr = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| a.and_then(|a| a.as_inet()).copied();
+    let protocol = if session.is_http2() {
+        "HTTP/2"
+    } else if session.req_header().version == http::Version::HTTP_10 {
+        "HTTP/1.0"
+    } else {
+        "HTTP/1.1"
+    };
+    StreamInfo {
+        source: addr(session.client_addr()),
+        destination: addr(session.server_addr()),
+        protocol,
+        request_id: session
+            .req_header()
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        response_code: None,
+        route_name: route.map(|r| r.to_string()),
+    }
+}
+
+/// Writes a complete local response (status, headers, body, Content-Length).
+async fn write_local(session: &mut Session, resp: &LocalResponse, head: bool) -> Result<()> {
+    let header = build_response(resp.status, &resp.headers)?;
+    let no_body = resp.body.is_empty() || head;
+    session.write_response_header(Box::new(header), no_body).await?;
+    if !no_body {
+        session.write_response_body(Some(resp.body.clone()), true).await?;
+    }
+    Ok(())
+}
+
+/// True when a response with these headers has no body.
+fn response_is_bodyless(resp: &ResponseHeader, head: bool) -> bool {
+    let code = resp.status.as_u16();
+    head || (100..200).contains(&code)
+        || code == 204
+        || code == 304
+        || resp
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() == b"0")
+}
+
+#[async_trait]
+impl<P> ProxyHttp for WasmFilters<P>
+where
+    P: ProxyHttp + Send + Sync,
+    P::CTX: Send + Sync,
+{
+    type CTX = WasmCtx<P::CTX>;
+
+    fn new_ctx(&self) -> Self::CTX {
+        WasmCtx {
+            inner: self.inner.new_ctx(),
+            stream: None,
+            route: None,
+            request_body_plugins: false,
+            response_body_plugins: false,
+            request_headers_eos: false,
+            request_body_done: false,
+            is_head: false,
+            pending_reply: None,
+            replacement_body: None,
+            reset: false,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        let selection = self.selector.select(session.req_header());
+        ctx.route = selection.route.clone();
+        ctx.is_head = session.req_header().method == http::Method::HEAD;
+        let chain = selection.chain.filter(|c| !c.is_empty());
+        let Some(chain) = chain else {
+            if let Some(direct) = selection.direct {
+                let resp = FilterChain::default().start(StreamData::default()).local_response(direct);
+                write_local(session, &resp, ctx.is_head).await?;
+                return Ok(true);
+            }
+            return self.inner.request_filter(session, &mut ctx.inner).await;
+        };
+        ctx.request_body_plugins = chain.handles_request_body();
+        ctx.response_body_plugins = chain.handles_response_body();
+        let mut data = StreamData::default();
+        data.request_headers = request_to_list(session.req_header(), "http");
+        data.info = stream_info(session, ctx.route.as_ref());
+        let mut stream = chain.start(data);
+        let eos = session.is_body_empty();
+        ctx.request_headers_eos = eos;
+        let mut outcome = stream.on_request_headers(eos);
+        while outcome == HeadersOutcome::Paused {
+            stream.waiter().wait().await;
+            outcome = stream.resume_headers();
+        }
+        let result = match outcome {
+            HeadersOutcome::Continue | HeadersOutcome::Paused => {
+                if stream.data().request_headers.is_modified() {
+                    apply_request(&stream.data().request_headers, session.req_header_mut());
+                    stream.data_mut().request_headers.mark_clean();
+                }
+                match selection.direct {
+                    Some(direct) => {
+                        let resp = stream.local_response(direct);
+                        write_local(session, &resp, ctx.is_head).await?;
+                        Ok(true)
+                    }
+                    None => Ok(false),
+                }
+            }
+            HeadersOutcome::LocalReply(reply) => {
+                let resp = stream.local_response(reply);
+                write_local(session, &resp, ctx.is_head).await?;
+                Ok(true)
+            }
+            HeadersOutcome::Reset => {
+                ctx.reset = true;
+                Err(pingora::Error::explain(ErrorType::ConnectionClosed, "stream reset by a plugin"))
+            }
+        };
+        ctx.stream = Some(stream);
+        match result {
+            Ok(false) => self.inner.request_filter(session, &mut ctx.inner).await,
+            other => other,
+        }
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
+        self.inner.upstream_peer(session, &mut ctx.inner).await
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if ctx.request_body_plugins && !ctx.request_headers_eos {
+            // A plugin may change the body: its length is unknown until the end, so the
+            // upstream gets chunked framing (HTTP/1.1) or plain DATA frames (HTTP/2).
+            upstream_request.remove_header(&http::header::CONTENT_LENGTH);
+        }
+        self.inner
+            .upstream_request_filter(session, upstream_request, &mut ctx.inner)
+            .await
+    }
+
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let skip = !ctx.request_body_plugins
+            || ctx.request_headers_eos
+            || ctx.request_body_done
+            || (body.is_none() && !end_of_stream);
+        if let (false, Some(stream)) = (skip, ctx.stream.as_mut()) {
+            let chunk = body.take().unwrap_or_default();
+            let mut outcome = stream.on_request_body(chunk, end_of_stream);
+            loop {
+                match outcome {
+                    BodyOutcome::Forward(bytes) => {
+                        *body = Some(bytes);
+                        break;
+                    }
+                    BodyOutcome::Held if end_of_stream => {
+                        stream.waiter().wait().await;
+                        outcome = stream.resume_body();
+                    }
+                    BodyOutcome::Held => {
+                        // `None` would end the upstream body; an empty chunk holds it back.
+                        *body = Some(Bytes::new());
+                        break;
+                    }
+                    BodyOutcome::LocalReply(reply) => {
+                        ctx.pending_reply = Some(stream.local_response(reply));
+                        return Err(plugin_error("local reply from a request body callback"));
+                    }
+                    BodyOutcome::Reset => {
+                        ctx.reset = true;
+                        return Err(pingora::Error::explain(ErrorType::ConnectionClosed, "stream reset by a plugin"));
+                    }
+                }
+            }
+            if end_of_stream {
+                ctx.request_body_done = true;
+            }
+        }
+        self.inner
+            .request_body_filter(session, body, end_of_stream, &mut ctx.inner)
+            .await
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        self.inner
+            .response_filter(session, upstream_response, &mut ctx.inner)
+            .await?;
+        let Some(stream) = ctx.stream.as_mut() else {
+            return Ok(());
+        };
+        let eos = response_is_bodyless(upstream_response, ctx.is_head);
+        stream.data_mut().response_headers = response_to_list(upstream_response);
+        let mut outcome = stream.on_response_headers(eos);
+        while outcome == HeadersOutcome::Paused {
+            stream.waiter().wait().await;
+            outcome = stream.resume_headers();
+        }
+        match outcome {
+            HeadersOutcome::Continue | HeadersOutcome::Paused => {
+                if stream.data().response_headers.is_modified() {
+                    apply_response(&stream.data().response_headers, upstream_response);
+                    stream.data_mut().response_headers.mark_clean();
+                }
+                if ctx.response_body_plugins && !eos {
+                    // The body may change size: send it chunked.
+                    upstream_response.remove_header(&http::header::CONTENT_LENGTH);
+                    upstream_response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+                }
+            }
+            HeadersOutcome::LocalReply(reply) => {
+                let resp = stream.local_response(reply);
+                *upstream_response = build_response(resp.status, &resp.headers)?;
+                ctx.replacement_body = Some(resp.body);
+            }
+            HeadersOutcome::Reset => {
+                ctx.reset = true;
+                return Err(pingora::Error::explain(ErrorType::ConnectionClosed, "stream reset by a plugin"));
+            }
+        }
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<Duration>> {
+        if let Some(replacement) = ctx.replacement_body.as_mut() {
+            *body = if end_of_stream { Some(std::mem::take(replacement)) } else { None };
+            return Ok(None);
+        }
+        if let (true, Some(stream)) = (ctx.response_body_plugins, ctx.stream.as_mut()) {
+            let chunk = body.take().unwrap_or_default();
+            let mut outcome = stream.on_response_body(chunk, end_of_stream);
+            if outcome == BodyOutcome::Held && end_of_stream {
+                outcome = stream.release_held_body();
+            }
+            match outcome {
+                BodyOutcome::Forward(bytes) => {
+                    *body = if bytes.is_empty() && !end_of_stream { None } else { Some(bytes) };
+                }
+                BodyOutcome::Held => *body = None,
+                BodyOutcome::LocalReply(_) => {
+                    tracing::warn!("a plugin sent a local reply from a response body callback after the response headers were sent; the stream is reset");
+                    return Err(plugin_error("local reply after response headers were sent"));
+                }
+                BodyOutcome::Reset => {
+                    ctx.reset = true;
+                    return Err(pingora::Error::explain(ErrorType::ConnectionClosed, "stream reset by a plugin"));
+                }
+            }
+        }
+        self.inner
+            .response_body_filter(session, body, end_of_stream, &mut ctx.inner)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &pingora::Error, ctx: &mut Self::CTX) -> FailToProxy
+    where
+        Self::CTX: Send + Sync,
+    {
+        if ctx.reset {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
+        if let Some(resp) = ctx.pending_reply.take() {
+            if session.response_written().is_none() {
+                if let Err(err) = write_local(session, &resp, ctx.is_head).await {
+                    tracing::warn!("cannot write a plugin's local reply: {err}");
+                }
+            }
+            return FailToProxy {
+                error_code: resp.status,
+                can_reuse_downstream: false,
+            };
+        }
+        self.inner.fail_to_proxy(session, e, &mut ctx.inner).await
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&pingora::Error>, ctx: &mut Self::CTX) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        if let Some(stream) = ctx.stream.as_mut() {
+            if status != 0 {
+                stream.data_mut().info.response_code = Some(status);
+            }
+            stream.finish();
+        }
+        if let Some(observer) = &self.observer {
+            observer.observe(ctx.route.as_deref(), status);
+        }
+        self.inner.logging(session, e, &mut ctx.inner).await;
+    }
+}

@@ -1,0 +1,102 @@
+//! `misbehave`: probe filter that traps in a chosen callback.
+//!
+//! The plugin configuration is ignored. The request header `x-misbehave` picks the failure:
+//!
+//! | `x-misbehave`           | effect                                                     |
+//! |-------------------------|------------------------------------------------------------|
+//! | `trap-request-headers`  | panics (trap) in `on_http_request_headers`                 |
+//! | `trap-response-headers` | panics in `on_http_response_headers`                       |
+//! | `trap-request-body`     | panics in `on_http_request_body`                           |
+//! | `trap-response-body`    | panics in `on_http_response_body`                          |
+//! | `abort`                 | executes `unreachable` in `on_http_request_headers`, no panic message |
+//! | absent or other         | nothing; the response gets `x-misbehave: ok`               |
+//!
+//! Panics are logged at critical level through `proxy_log` by the SDK's panic hook, then the
+//! module aborts (`panic = "abort"`), which the host sees as a trap.
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+
+/// The failure this stream was asked for, read from the request headers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Mode {
+    #[default]
+    Behave,
+    TrapRequestHeaders,
+    TrapResponseHeaders,
+    TrapRequestBody,
+    TrapResponseBody,
+    Abort,
+}
+
+struct MisbehaveRoot;
+
+struct Misbehave {
+    mode: Mode,
+}
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Debug);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(MisbehaveRoot) });
+}}
+
+impl Mode {
+    fn parse(value: Option<&str>) -> Mode {
+        match value {
+            Some("trap-request-headers") => Mode::TrapRequestHeaders,
+            Some("trap-response-headers") => Mode::TrapResponseHeaders,
+            Some("trap-request-body") => Mode::TrapRequestBody,
+            Some("trap-response-body") => Mode::TrapResponseBody,
+            Some("abort") => Mode::Abort,
+            _ => Mode::Behave,
+        }
+    }
+}
+
+impl Context for MisbehaveRoot {}
+
+impl RootContext for MisbehaveRoot {
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Misbehave { mode: Mode::Behave }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+impl Context for Misbehave {}
+
+impl HttpContext for Misbehave {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.mode = Mode::parse(self.get_http_request_header("x-misbehave").as_deref());
+        match self.mode {
+            Mode::TrapRequestHeaders => panic!("misbehave: trap in request headers"),
+            Mode::Abort => core::arch::wasm32::unreachable(),
+            _ => Action::Continue,
+        }
+    }
+
+    fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        if self.mode == Mode::TrapRequestBody {
+            panic!("misbehave: trap in request body");
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        match self.mode {
+            Mode::TrapResponseHeaders => panic!("misbehave: trap in response headers"),
+            Mode::Behave => self.add_http_response_header("x-misbehave", "ok"),
+            _ => {}
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        if self.mode == Mode::TrapResponseBody {
+            panic!("misbehave: trap in response body");
+        }
+        Action::Continue
+    }
+}

@@ -1,0 +1,293 @@
+//! The wasmbridge YAML front end: it reads the one configuration file (listeners, admin,
+//! clusters, plugins, routes), rejects unknown keys and inconsistent settings with an error
+//! that names the file and the key path (`routes[0].plugins[1]`), and hands the adapters a
+//! plain, validated [`Config`]. It sits between the user's file and the adapters
+//! (`wasmbridge-pingora`, later tower); it does not load modules, it only resolves their
+//! paths against the file's directory. The names follow Envoy's Wasm filter vocabulary
+//! (`root_id`, `vm_id`, plugin configuration, VM configuration), see `DESIGN.md` §7.
+//!
+//! ```
+//! use std::path::Path;
+//! use wasmbridge_config::{Config, RouteAction};
+//!
+//! let yaml = r#"
+//! listeners:
+//!   - address: 127.0.0.1:8080
+//! plugins:
+//!   - name: add_header
+//!     module: add_header.wasm
+//!     configuration: {headers: {x-hello: wasmbridge}}
+//! routes:
+//!   - match: {prefix: /}
+//!     direct_response: {status: 200, body: "hello\n"}
+//!     plugins: [add_header]
+//! "#;
+//! let config = Config::from_yaml_str(yaml, Path::new("<inline>"), Path::new("/etc/gw"))?;
+//! let plugin = config.plugin("add_header").ok_or("no plugin")?;
+//! assert_eq!(plugin.module, Path::new("/etc/gw/add_header.wasm"));
+//! assert_eq!(plugin.configuration, br#"{"headers":{"x-hello":"wasmbridge"}}"#);
+//! assert!(matches!(config.routes[0].action, RouteAction::DirectResponse(_)));
+//!
+//! let err = Config::from_yaml_str("bogus: 1", Path::new("gw.yaml"), Path::new("."))
+//!     .err()
+//!     .ok_or("accepted")?;
+//! assert_eq!(err.key_path(), "bogus");
+//! assert!(err.to_string().starts_with("gw.yaml: bogus: unknown field `bogus`"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod error;
+mod payload;
+mod raw;
+mod validate;
+
+pub use error::ConfigError;
+
+/// A validated gateway configuration: what one YAML file describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file the configuration came from, or whatever name the caller gave inline text
+    /// (conventionally `<inline>`).
+    pub source: PathBuf,
+    /// Process-wide settings (`server`).
+    pub server: ServerConfig,
+    /// The HTTP listeners; never empty.
+    pub listeners: Vec<ListenerConfig>,
+    /// The admin listener (`/metrics`, `/healthz`), if configured.
+    pub admin: Option<AdminConfig>,
+    /// Upstream clusters, in file order; names are unique.
+    pub clusters: Vec<ClusterConfig>,
+    /// Proxy-Wasm plugins, in file order; names are unique.
+    pub plugins: Vec<PluginConfig>,
+    /// Routes, in file order (the first match wins); never empty.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Process-wide settings (`server:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Worker threads; at least 1. Defaults to the available parallelism.
+    pub threads: usize,
+    /// How long a graceful shutdown waits for requests in flight, in seconds (default 1).
+    pub grace_period_seconds: u64,
+}
+
+/// One HTTP listener (`listeners[i]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// The address to bind; port 0 asks the OS for an ephemeral port.
+    pub address: SocketAddr,
+    /// Accept cleartext HTTP/2 with prior knowledge (h2c) beside HTTP/1.1 (default true).
+    pub http2: bool,
+}
+
+/// The admin listener (`admin:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// The address to bind.
+    pub address: SocketAddr,
+}
+
+/// An upstream cluster (`clusters[i]`): a named set of endpoints that routes forward to and
+/// that `proxy_http_call` targets by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// The cluster name; unique and non-empty.
+    pub name: String,
+    /// `host:port` endpoints (hostnames allowed, IPv6 in brackets); never empty.
+    pub endpoints: Vec<String>,
+    /// Talk cleartext HTTP/2 (h2c) to the endpoints instead of HTTP/1.1 (default false).
+    pub http2: bool,
+    /// Connection timeout (`connect_timeout_ms`, default 1000 ms).
+    pub connect_timeout: Duration,
+    /// Read timeout (`read_timeout_ms`, default 30000 ms).
+    pub read_timeout: Duration,
+}
+
+/// A Proxy-Wasm plugin (`plugins[i]`), in Envoy's `PluginConfig` vocabulary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginConfig {
+    /// The plugin name (`plugin_name`); unique and non-empty.
+    pub name: String,
+    /// The root id (`plugin_root_id`) the SDKs pick their root context by; may be empty.
+    pub root_id: String,
+    /// The VM id (`plugin_vm_id`); plugins with the same `vm_id` and module share VMs.
+    pub vm_id: String,
+    /// The module file, resolved against the configuration file's directory (absolute if
+    /// that file's path was). Whether it exists is checked when the host loads it.
+    pub module: PathBuf,
+    /// The plugin configuration passed to `proxy_on_configure`: a YAML string raw, a
+    /// mapping or sequence as compact JSON, a number or bool as its JSON text, absent or
+    /// null as empty bytes.
+    pub configuration: Vec<u8>,
+    /// The VM configuration passed to `proxy_on_vm_start`, encoded like `configuration`.
+    pub vm_configuration: Vec<u8>,
+    /// What happens to requests when the plugin fails.
+    pub failure_policy: FailurePolicy,
+    /// Where the plugin sits in the file (`plugins[2]`), for messages.
+    pub key_path: String,
+}
+
+/// What a plugin's failure (a trap, a failed start) does to requests, as in Envoy's
+/// `failure_policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum FailurePolicy {
+    /// Requests through the plugin fail with a local error reply (Envoy's default).
+    #[default]
+    FailClosed,
+    /// Requests skip the failed plugin and continue.
+    FailOpen,
+    /// The plugin is reloaded with backoff; requests fail closed meanwhile.
+    FailReload,
+}
+
+/// A route (`routes[i]`): which requests it takes, the plugins they pass through, and
+/// where they go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// The route name; `route<index>` when not given. Unique.
+    pub name: String,
+    /// Which request paths the route takes.
+    pub matcher: RouteMatch,
+    /// Where matched requests go.
+    pub action: RouteAction,
+    /// Plugin names, in filter chain order; each names a plugin in [`Config::plugins`].
+    pub plugins: Vec<String>,
+    /// Where the route sits in the file (`routes[1]`), for messages.
+    pub key_path: String,
+}
+
+/// A route's path matcher (`match:`), case-sensitive like Envoy's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RouteMatch {
+    /// The path starts with this string (`prefix`, a plain string prefix like Envoy's: `/api`
+    /// also matches `/apis`). Starts with `/`.
+    Prefix(String),
+    /// The path equals this string (`path`). Starts with `/`.
+    Path(String),
+}
+
+/// What a route does with a matched request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteAction {
+    /// Forward to the named cluster (it exists in [`Config::clusters`]).
+    Cluster(String),
+    /// Answer locally without an upstream.
+    DirectResponse(DirectResponse),
+}
+
+/// A local reply (`direct_response:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectResponse {
+    /// The status code, in `100..=599`.
+    pub status: u16,
+    /// The body (default empty).
+    pub body: Vec<u8>,
+    /// Extra response headers, in file order; names are valid header tokens and values
+    /// hold no control characters other than tab.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Config {
+    /// Reads and validates the configuration file at `path`; relative module paths resolve
+    /// against the file's directory.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::io(path, &err))?;
+        let base_dir = path.parent().unwrap_or(Path::new(""));
+        Config::from_yaml_str(&text, path, base_dir)
+    }
+
+    /// Parses and validates YAML text; `source` is used in messages and `base_dir` resolves
+    /// relative module paths.
+    pub fn from_yaml_str(
+        text: &str,
+        source: &Path,
+        base_dir: &Path,
+    ) -> Result<Config, ConfigError> {
+        let raw = raw::parse(text, source)?;
+        validate::validate(raw, source, base_dir)
+    }
+
+    /// The plugin with this name, if any.
+    pub fn plugin(&self, name: &str) -> Option<&PluginConfig> {
+        self.plugins.iter().find(|plugin| plugin.name == name)
+    }
+
+    /// The cluster with this name, if any.
+    pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
+        self.clusters.iter().find(|cluster| cluster.name == name)
+    }
+}
+
+impl FailurePolicy {
+    /// The name used in the file: `fail_closed`, `fail_open` or `fail_reload`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailurePolicy::FailClosed => "fail_closed",
+            FailurePolicy::FailOpen => "fail_open",
+            FailurePolicy::FailReload => "fail_reload",
+        }
+    }
+}
+
+impl fmt::Display for FailurePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl RouteMatch {
+    /// Whether a request path matches. `path` is the request path without the query; a
+    /// `?` and what follows are ignored should they be passed anyway.
+    pub fn matches(&self, path: &str) -> bool {
+        let path = path.split_once('?').map_or(path, |(path, _query)| path);
+        match self {
+            RouteMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
+            RouteMatch::Path(exact) => path == exact,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_is_a_plain_string_prefix() {
+        let m = RouteMatch::Prefix("/api".into());
+        assert!(m.matches("/api"));
+        assert!(m.matches("/api/v1"));
+        assert!(m.matches("/apis"));
+        assert!(m.matches("/api?x=1"));
+        assert!(!m.matches("/ap"));
+        assert!(!m.matches("/API"));
+        assert!(!m.matches("/v1/api"));
+        assert!(RouteMatch::Prefix("/".into()).matches("/anything"));
+    }
+
+    #[test]
+    fn path_is_exact() {
+        let m = RouteMatch::Path("/healthz".into());
+        assert!(m.matches("/healthz"));
+        assert!(m.matches("/healthz?verbose=1"));
+        assert!(!m.matches("/healthz/"));
+        assert!(!m.matches("/healthzz"));
+        assert!(!m.matches("/"));
+    }
+
+    #[test]
+    fn failure_policy_names() {
+        assert_eq!(FailurePolicy::default(), FailurePolicy::FailClosed);
+        assert_eq!(FailurePolicy::FailClosed.to_string(), "fail_closed");
+        assert_eq!(FailurePolicy::FailOpen.to_string(), "fail_open");
+        assert_eq!(FailurePolicy::FailReload.to_string(), "fail_reload");
+    }
+}

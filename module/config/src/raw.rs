@@ -1,0 +1,173 @@
+//! The file as written: serde structs that mirror the YAML keys one to one, reject unknown
+//! keys, and leave every semantic check to `validate`.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+
+use crate::error::ConfigError;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `listeners`, `routes` and optionally `server`, `admin`, `clusters`, `plugins`"
+)]
+pub(crate) struct RawConfig {
+    pub server: Option<RawServer>,
+    pub listeners: Option<Vec<RawListener>>,
+    pub admin: Option<RawAdmin>,
+    pub clusters: Option<Vec<RawCluster>>,
+    pub plugins: Option<Vec<RawPlugin>>,
+    pub routes: Option<Vec<RawRoute>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `threads`, `grace_period_seconds`"
+)]
+pub(crate) struct RawServer {
+    pub threads: Option<usize>,
+    pub grace_period_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `address` and optionally `http2`"
+)]
+pub(crate) struct RawListener {
+    pub address: String,
+    pub http2: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with `address`")]
+pub(crate) struct RawAdmin {
+    pub address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `name`, `endpoints` and optionally `http2`, `connect_timeout_ms`, `read_timeout_ms`"
+)]
+pub(crate) struct RawCluster {
+    pub name: String,
+    pub endpoints: Vec<String>,
+    pub http2: Option<bool>,
+    pub connect_timeout_ms: Option<u64>,
+    pub read_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `name`, `module` and optionally `root_id`, `vm_id`, `configuration`, `vm_configuration`, `failure_policy`"
+)]
+pub(crate) struct RawPlugin {
+    pub name: String,
+    pub root_id: Option<String>,
+    pub vm_id: Option<String>,
+    pub module: String,
+    pub configuration: Option<serde_yaml::Value>,
+    pub vm_configuration: Option<serde_yaml::Value>,
+    pub failure_policy: Option<RawFailurePolicy>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub(crate) enum RawFailurePolicy {
+    #[serde(rename = "fail_closed")]
+    Closed,
+    #[serde(rename = "fail_open")]
+    Open,
+    #[serde(rename = "fail_reload")]
+    Reload,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `match`, `cluster` or `direct_response`, and optionally `name`, `plugins`"
+)]
+pub(crate) struct RawRoute {
+    pub name: Option<String>,
+    #[serde(rename = "match")]
+    pub matcher: RawMatch,
+    pub cluster: Option<String>,
+    pub direct_response: Option<RawDirectResponse>,
+    pub plugins: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with `prefix` or `path`")]
+pub(crate) struct RawMatch {
+    pub prefix: Option<String>,
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `status` and optionally `body`, `headers`"
+)]
+pub(crate) struct RawDirectResponse {
+    pub status: u64,
+    pub body: Option<String>,
+    pub headers: Option<HeaderList>,
+}
+
+/// A header mapping that keeps the order it was written in.
+#[derive(Debug, Default)]
+pub(crate) struct HeaderList(pub Vec<(String, String)>);
+
+/// Parses the text in two passes: a plain YAML parse first, so that a syntax error is
+/// reported as such (the typed pass reads lazily and could trip over a bad key before it
+/// reaches the bad syntax), then the typed pass, which tracks key paths.
+pub(crate) fn parse(text: &str, source: &Path) -> Result<RawConfig, ConfigError> {
+    let document: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|err| ConfigError::syntax(source, &err))?;
+    if document.is_null() {
+        // An empty file (or one of comments only) is an empty mapping; validation then
+        // says what is missing.
+        return Ok(RawConfig::default());
+    }
+    serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
+        .map_err(|err| ConfigError::schema(source, &err))
+}
+
+impl From<RawFailurePolicy> for crate::FailurePolicy {
+    fn from(raw: RawFailurePolicy) -> Self {
+        match raw {
+            RawFailurePolicy::Closed => crate::FailurePolicy::FailClosed,
+            RawFailurePolicy::Open => crate::FailurePolicy::FailOpen,
+            RawFailurePolicy::Reload => crate::FailurePolicy::FailReload,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HeaderList {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HeaderVisitor;
+
+        impl<'de> Visitor<'de> for HeaderVisitor {
+            type Value = HeaderList;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of header names to values")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HeaderList, A::Error> {
+                let mut headers = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(entry) = map.next_entry::<String, String>()? {
+                    headers.push(entry);
+                }
+                Ok(HeaderList(headers))
+            }
+        }
+
+        deserializer.deserialize_map(HeaderVisitor)
+    }
+}

@@ -1,0 +1,486 @@
+//! The semantic pass: turns the file as written into a [`Config`], checking what the types
+//! cannot (references, uniqueness, ranges) and reporting the first problem in file order
+//! with its key path.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::ConfigError;
+use crate::payload;
+use crate::raw::{
+    RawAdmin, RawCluster, RawConfig, RawDirectResponse, RawListener, RawMatch, RawPlugin, RawRoute,
+    RawServer,
+};
+use crate::{
+    AdminConfig, ClusterConfig, Config, DirectResponse, ListenerConfig, PluginConfig, RouteAction,
+    RouteConfig, RouteMatch, ServerConfig,
+};
+
+const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 1;
+const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 1000;
+const DEFAULT_READ_TIMEOUT_MS: u64 = 30_000;
+
+/// What every check needs: the source name for errors, the base directory for modules.
+struct Validator<'a> {
+    source: &'a Path,
+    base_dir: &'a Path,
+}
+
+pub(crate) fn validate(
+    raw: RawConfig,
+    source: &Path,
+    base_dir: &Path,
+) -> Result<Config, ConfigError> {
+    let v = Validator { source, base_dir };
+    let server = v.server(raw.server)?;
+    let listeners = v.listeners(raw.listeners.unwrap_or_default())?;
+    let admin = raw
+        .admin
+        .map(|admin| v.admin(admin, &listeners))
+        .transpose()?;
+    let clusters = v.clusters(raw.clusters.unwrap_or_default())?;
+    let plugins = v.plugins(raw.plugins.unwrap_or_default())?;
+    let routes = v.routes(raw.routes.unwrap_or_default(), &clusters, &plugins)?;
+    Ok(Config {
+        source: source.to_path_buf(),
+        server,
+        listeners,
+        admin,
+        clusters,
+        plugins,
+        routes,
+    })
+}
+
+impl Validator<'_> {
+    fn error(&self, key_path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::invalid(self.source, key_path, message)
+    }
+
+    fn server(&self, raw: Option<RawServer>) -> Result<ServerConfig, ConfigError> {
+        let (threads, grace) = match raw {
+            Some(raw) => (raw.threads, raw.grace_period_seconds),
+            None => (None, None),
+        };
+        let threads = match threads {
+            Some(0) => return Err(self.error("server.threads", "must be at least 1")),
+            Some(threads) => threads,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        Ok(ServerConfig {
+            threads,
+            grace_period_seconds: grace.unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS),
+        })
+    }
+
+    fn listeners(&self, raw: Vec<RawListener>) -> Result<Vec<ListenerConfig>, ConfigError> {
+        if raw.is_empty() {
+            return Err(self.error("listeners", "at least one listener is required"));
+        }
+        let mut listeners: Vec<ListenerConfig> = Vec::with_capacity(raw.len());
+        for (index, listener) in raw.into_iter().enumerate() {
+            let key = format!("listeners[{index}].address");
+            let address = self.socket_addr(&key, &listener.address)?;
+            if let Some(other) = same_address(&listeners, address) {
+                return Err(self.error(
+                    key,
+                    format!("`{address}` is already used by listeners[{other}]"),
+                ));
+            }
+            listeners.push(ListenerConfig {
+                address,
+                http2: listener.http2.unwrap_or(true),
+            });
+        }
+        Ok(listeners)
+    }
+
+    fn admin(
+        &self,
+        raw: RawAdmin,
+        listeners: &[ListenerConfig],
+    ) -> Result<AdminConfig, ConfigError> {
+        let address = self.socket_addr("admin.address", &raw.address)?;
+        if let Some(other) = same_address(listeners, address) {
+            return Err(self.error(
+                "admin.address",
+                format!("`{address}` is already used by listeners[{other}]"),
+            ));
+        }
+        Ok(AdminConfig { address })
+    }
+
+    fn socket_addr(&self, key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+        text.trim()
+            .parse()
+            .map_err(|_| self.error(key, format!("invalid socket address `{text}`")))
+    }
+
+    fn clusters(&self, raw: Vec<RawCluster>) -> Result<Vec<ClusterConfig>, ConfigError> {
+        let mut seen = HashMap::new();
+        let mut clusters = Vec::with_capacity(raw.len());
+        for (index, cluster) in raw.into_iter().enumerate() {
+            let at = format!("clusters[{index}]");
+            self.unique_name(&mut seen, &at, "cluster", &cluster.name)?;
+            if cluster.endpoints.is_empty() {
+                return Err(self.error(
+                    format!("{at}.endpoints"),
+                    "at least one endpoint is required",
+                ));
+            }
+            for (i, endpoint) in cluster.endpoints.iter().enumerate() {
+                if !is_endpoint(endpoint) {
+                    return Err(self.error(
+                        format!("{at}.endpoints[{i}]"),
+                        format!(
+                            "invalid endpoint `{endpoint}`: expected host:port with a port in \
+                             1..=65535 (IPv6 in brackets)"
+                        ),
+                    ));
+                }
+            }
+            let connect_timeout = self.millis(
+                &at,
+                "connect_timeout_ms",
+                cluster.connect_timeout_ms,
+                DEFAULT_CONNECT_TIMEOUT_MS,
+            )?;
+            let read_timeout = self.millis(
+                &at,
+                "read_timeout_ms",
+                cluster.read_timeout_ms,
+                DEFAULT_READ_TIMEOUT_MS,
+            )?;
+            clusters.push(ClusterConfig {
+                name: cluster.name,
+                endpoints: cluster.endpoints,
+                http2: cluster.http2.unwrap_or(false),
+                connect_timeout,
+                read_timeout,
+            });
+        }
+        Ok(clusters)
+    }
+
+    fn millis(
+        &self,
+        at: &str,
+        key: &str,
+        value: Option<u64>,
+        default: u64,
+    ) -> Result<Duration, ConfigError> {
+        match value.unwrap_or(default) {
+            0 => Err(self.error(format!("{at}.{key}"), "must be at least 1")),
+            ms => Ok(Duration::from_millis(ms)),
+        }
+    }
+
+    fn plugins(&self, raw: Vec<RawPlugin>) -> Result<Vec<PluginConfig>, ConfigError> {
+        let mut seen = HashMap::new();
+        let mut plugins = Vec::with_capacity(raw.len());
+        for (index, plugin) in raw.into_iter().enumerate() {
+            let at = format!("plugins[{index}]");
+            self.unique_name(&mut seen, &at, "plugin", &plugin.name)?;
+            if plugin.module.trim().is_empty() {
+                return Err(self.error(format!("{at}.module"), "must not be empty"));
+            }
+            let configuration =
+                self.payload(&at, "configuration", plugin.configuration.as_ref())?;
+            let vm_configuration =
+                self.payload(&at, "vm_configuration", plugin.vm_configuration.as_ref())?;
+            plugins.push(PluginConfig {
+                name: plugin.name,
+                root_id: plugin.root_id.unwrap_or_default(),
+                vm_id: plugin.vm_id.unwrap_or_default(),
+                module: self.resolve(&plugin.module),
+                configuration,
+                vm_configuration,
+                failure_policy: plugin.failure_policy.map(Into::into).unwrap_or_default(),
+                key_path: at,
+            });
+        }
+        Ok(plugins)
+    }
+
+    fn payload(
+        &self,
+        at: &str,
+        key: &str,
+        value: Option<&serde_yaml::Value>,
+    ) -> Result<Vec<u8>, ConfigError> {
+        payload::encode(value).map_err(|err| {
+            let mut key_path = format!("{at}.{key}");
+            if !err.key_path.is_empty() {
+                if !err.key_path.starts_with('[') {
+                    key_path.push('.');
+                }
+                key_path.push_str(&err.key_path);
+            }
+            self.error(key_path, err.message)
+        })
+    }
+
+    fn resolve(&self, module: &str) -> PathBuf {
+        let module = Path::new(module);
+        if module.is_absolute() {
+            module.to_path_buf()
+        } else {
+            self.base_dir.join(module)
+        }
+    }
+
+    fn routes(
+        &self,
+        raw: Vec<RawRoute>,
+        clusters: &[ClusterConfig],
+        plugins: &[PluginConfig],
+    ) -> Result<Vec<RouteConfig>, ConfigError> {
+        if raw.is_empty() {
+            return Err(self.error("routes", "at least one route is required"));
+        }
+        let mut seen = HashMap::new();
+        let mut routes = Vec::with_capacity(raw.len());
+        for (index, route) in raw.into_iter().enumerate() {
+            let at = format!("routes[{index}]");
+            let name = route.name.unwrap_or_else(|| format!("route{index}"));
+            self.unique_name(&mut seen, &at, "route", &name)?;
+            let matcher = self.matcher(&at, route.matcher)?;
+            let action = match (route.cluster, route.direct_response) {
+                (Some(_), Some(_)) => {
+                    return Err(self.error(
+                        at,
+                        "has both `cluster` and `direct_response`; give exactly one",
+                    ));
+                }
+                (None, None) => {
+                    return Err(self.error(at, "needs `cluster` or `direct_response`"));
+                }
+                (Some(cluster), None) => {
+                    if !clusters.iter().any(|c| c.name == cluster) {
+                        return Err(self.error(
+                            format!("{at}.cluster"),
+                            format!("no cluster named `{cluster}`"),
+                        ));
+                    }
+                    RouteAction::Cluster(cluster)
+                }
+                (None, Some(direct)) => {
+                    RouteAction::DirectResponse(self.direct_response(&at, direct)?)
+                }
+            };
+            let names = route.plugins.unwrap_or_default();
+            for (i, name) in names.iter().enumerate() {
+                let key = format!("{at}.plugins[{i}]");
+                if !plugins.iter().any(|p| &p.name == name) {
+                    return Err(self.error(key, format!("no plugin named `{name}`")));
+                }
+                if let Some(first) = names[..i].iter().position(|n| n == name) {
+                    return Err(self.error(
+                        key,
+                        format!("plugin `{name}` is already listed at {at}.plugins[{first}]"),
+                    ));
+                }
+            }
+            routes.push(RouteConfig {
+                name,
+                matcher,
+                action,
+                plugins: names,
+                key_path: at,
+            });
+        }
+        Ok(routes)
+    }
+
+    fn matcher(&self, at: &str, raw: RawMatch) -> Result<RouteMatch, ConfigError> {
+        let key = format!("{at}.match");
+        let (kind, value, matcher): (&str, String, fn(String) -> RouteMatch) =
+            match (raw.prefix, raw.path) {
+                (Some(prefix), None) => ("prefix", prefix, RouteMatch::Prefix),
+                (None, Some(path)) => ("path", path, RouteMatch::Path),
+                (Some(_), Some(_)) => {
+                    return Err(self.error(key, "has both `prefix` and `path`; give exactly one"));
+                }
+                (None, None) => return Err(self.error(key, "needs `prefix` or `path`")),
+            };
+        if !value.starts_with('/') {
+            return Err(self.error(
+                format!("{key}.{kind}"),
+                format!("must start with `/`, got `{value}`"),
+            ));
+        }
+        Ok(matcher(value))
+    }
+
+    fn direct_response(
+        &self,
+        at: &str,
+        raw: RawDirectResponse,
+    ) -> Result<DirectResponse, ConfigError> {
+        let at = format!("{at}.direct_response");
+        let status = u16::try_from(raw.status)
+            .ok()
+            .filter(|status| (100..=599).contains(status))
+            .ok_or_else(|| {
+                self.error(
+                    format!("{at}.status"),
+                    format!("must be in 100..=599, got {}", raw.status),
+                )
+            })?;
+        let headers = raw.headers.unwrap_or_default().0;
+        for (name, value) in &headers {
+            if !is_header_name(name) {
+                return Err(self.error(
+                    format!("{at}.headers"),
+                    format!("`{name}` is not a valid header name"),
+                ));
+            }
+            if !is_header_value(value) {
+                return Err(self.error(
+                    format!("{at}.headers.{name}"),
+                    "header values must not contain control characters other than tab",
+                ));
+            }
+        }
+        Ok(DirectResponse {
+            status,
+            body: raw.body.unwrap_or_default().into_bytes(),
+            headers,
+        })
+    }
+
+    /// Checks that `name` is non-empty and not used earlier; records it.
+    fn unique_name(
+        &self,
+        seen: &mut HashMap<String, String>,
+        at: &str,
+        what: &str,
+        name: &str,
+    ) -> Result<(), ConfigError> {
+        let key = format!("{at}.name");
+        if name.is_empty() {
+            return Err(self.error(key, "must not be empty"));
+        }
+        if let Some(first) = seen.get(name) {
+            return Err(self.error(
+                key,
+                format!("duplicate {what} name `{name}` (first used at {first})"),
+            ));
+        }
+        seen.insert(name.to_owned(), at.to_owned());
+        Ok(())
+    }
+}
+
+/// The index of a listener already bound to `address`; port 0 never collides because the
+/// OS picks a fresh port each time.
+fn same_address(listeners: &[ListenerConfig], address: SocketAddr) -> Option<usize> {
+    if address.port() == 0 {
+        return None;
+    }
+    listeners.iter().position(|l| l.address == address)
+}
+
+/// `host:port`: an IP address, a bracketed IPv6 address or a DNS name, and a port in
+/// 1..=65535.
+fn is_endpoint(endpoint: &str) -> bool {
+    let (host, port) = if let Some(rest) = endpoint.strip_prefix('[') {
+        let Some((host, port)) = rest.split_once("]:") else {
+            return false;
+        };
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        (None, port)
+    } else {
+        let Some((host, port)) = endpoint.rsplit_once(':') else {
+            return false;
+        };
+        (Some(host), port)
+    };
+    let port_ok = !port.starts_with('+') && port.parse::<u16>().is_ok_and(|p| p != 0);
+    // An unbracketed IPv6 address is ambiguous with the port, so the host must not hold `:`.
+    port_ok
+        && host.is_none_or(|host| {
+            !host.contains(':') && (host.parse::<IpAddr>().is_ok() || is_hostname(host))
+        })
+}
+
+/// Letters, digits, `-`, `_` and `.`, in non-empty labels of at most 63 characters.
+fn is_hostname(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// An RFC 9110 token.
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Visible characters, spaces and tabs (and UTF-8 beyond ASCII), no CR, LF or NUL.
+fn is_header_value(value: &str) -> bool {
+    value.chars().all(|c| c == '\t' || !c.is_control())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        for good in [
+            "127.0.0.1:9000",
+            "backend:80",
+            "backend.default.svc.cluster.local:8080",
+            "my_host:1",
+            "[::1]:9000",
+            "example.com.:65535",
+        ] {
+            assert!(is_endpoint(good), "{good}");
+        }
+        for bad in [
+            "",
+            "127.0.0.1",
+            "backend",
+            "backend:",
+            ":80",
+            "backend:0",
+            "backend:65536",
+            "backend:+80",
+            "backend:http",
+            "::1:9000",
+            "[::1]",
+            "[nope]:80",
+            "http://backend:80",
+            "back end:80",
+            "a..b:80",
+        ] {
+            assert!(!is_endpoint(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn header_names_and_values() {
+        assert!(is_header_name("content-type"));
+        assert!(is_header_name("X-Custom_1"));
+        assert!(!is_header_name(""));
+        assert!(!is_header_name("bad header"));
+        assert!(!is_header_name("bad:header"));
+        assert!(is_header_value("text/plain; charset=utf-8"));
+        assert!(is_header_value("a\tb é"));
+        assert!(!is_header_value("a\r\nb"));
+    }
+}

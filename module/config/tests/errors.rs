@@ -1,0 +1,431 @@
+//! Rejected files: every error names the file and the exact key path.
+
+use std::path::Path;
+
+use wasmbridge_config::{Config, ConfigError};
+
+const FILE: &str = "conf/gw.yaml";
+const LISTENERS: &str = "listeners: [{address: 127.0.0.1:8080}]\n";
+const ROUTES: &str = "routes: [{match: {prefix: /}, direct_response: {status: 200}}]\n";
+
+fn reject(yaml: &str) -> ConfigError {
+    match Config::from_yaml_str(yaml, Path::new(FILE), Path::new("conf")) {
+        Ok(config) => panic!("accepted {yaml:?} as {config:?}"),
+        Err(err) => {
+            assert_eq!(err.file(), Path::new(FILE));
+            err
+        }
+    }
+}
+
+/// Rejects `yaml`, checking the key path and the whole rendered message.
+#[track_caller]
+fn assert_rejects(yaml: &str, key_path: &str, display: &str) {
+    let err = reject(yaml);
+    assert_eq!(err.to_string(), display);
+    assert_eq!(err.key_path(), key_path, "{err}");
+    let prefix = if key_path.is_empty() {
+        format!("{FILE}: ")
+    } else {
+        format!("{FILE}: {key_path}: ")
+    };
+    assert_eq!(display, format!("{prefix}{}", err.message()));
+    assert!(!err.is_io());
+}
+
+/// A valid file with `extra` appended.
+fn valid_plus(extra: &str) -> String {
+    format!("{LISTENERS}{ROUTES}{extra}")
+}
+
+// Type errors, found while deserializing.
+
+#[test]
+fn unknown_top_level_key() {
+    assert_rejects(
+        &valid_plus("bogus: 1\n"),
+        "bogus",
+        "conf/gw.yaml: bogus: unknown field `bogus`, expected one of `server`, `listeners`, \
+         `admin`, `clusters`, `plugins`, `routes`",
+    );
+}
+
+#[test]
+fn unknown_nested_key() {
+    let yaml = valid_plus("plugins:\n  - name: a\n    module: a.wasm\n    limits: {memory: 1}\n");
+    assert_rejects(
+        &yaml,
+        "plugins[0].limits",
+        "conf/gw.yaml: plugins[0].limits: unknown field `limits`, expected one of `name`, \
+         `root_id`, `vm_id`, `module`, `configuration`, `vm_configuration`, `failure_policy`",
+    );
+    assert_eq!(reject(&yaml).location(), Some((6, 5)));
+
+    assert_rejects(
+        "routes: [{match: {prefix: /, regex: x}}]",
+        "routes[0].match.regex",
+        "conf/gw.yaml: routes[0].match.regex: unknown field `regex`, expected `prefix` or `path`",
+    );
+}
+
+#[test]
+fn unknown_failure_policy() {
+    assert_rejects(
+        &valid_plus(
+            "plugins:\n  - {name: a, module: a.wasm}\n  - {name: b, module: b.wasm}\n  \
+             - {name: c, module: c.wasm, failure_policy: fail_sometimes}\n",
+        ),
+        "plugins[2].failure_policy",
+        "conf/gw.yaml: plugins[2].failure_policy: unknown variant `fail_sometimes`, expected one \
+         of `fail_closed`, `fail_open`, `fail_reload`",
+    );
+}
+
+#[test]
+fn wrong_types() {
+    assert_rejects(
+        "server: {threads: abc}",
+        "server.threads",
+        "conf/gw.yaml: server.threads: invalid type: string \"abc\", expected usize",
+    );
+    assert_rejects(
+        "listeners:\n  - address: 127.0.0.1:8080\n    http2: yes\n",
+        "listeners[0].http2",
+        "conf/gw.yaml: listeners[0].http2: invalid type: string \"yes\", expected a boolean",
+    );
+    assert_rejects(
+        "listeners: {address: 127.0.0.1:8080}",
+        "listeners",
+        "conf/gw.yaml: listeners: invalid type: map, expected a sequence",
+    );
+    assert_rejects(
+        "[1, 2]",
+        "",
+        "conf/gw.yaml: invalid type: sequence, expected a mapping with `listeners`, `routes` and \
+         optionally `server`, `admin`, `clusters`, `plugins`",
+    );
+}
+
+#[test]
+fn missing_required_keys() {
+    assert_rejects(
+        &valid_plus("plugins: [{name: a}]"),
+        "plugins[0]",
+        "conf/gw.yaml: plugins[0]: missing field `module`",
+    );
+    assert_rejects(
+        "routes: [{direct_response: {status: 200}}]",
+        "routes[0]",
+        "conf/gw.yaml: routes[0]: missing field `match`",
+    );
+}
+
+// YAML syntax and reading.
+
+#[test]
+fn yaml_syntax_error_has_line_and_column() {
+    let err = reject("listeners:\n  - address: 127.0.0.1:8080\n   http2: true\n");
+    assert!(err.is_syntax());
+    assert_eq!(err.key_path(), "");
+    assert_eq!(err.location(), Some((3, 4)));
+    assert_eq!(
+        err.to_string(),
+        "conf/gw.yaml: did not find expected '-' indicator at line 3 column 4, while parsing a \
+         block collection at line 2 column 3"
+    );
+}
+
+#[test]
+fn syntax_error_wins_over_an_earlier_unknown_key() {
+    // The typed pass would stop at `bogus`; the broken flow sequence is the real problem.
+    let err = reject("bogus: 1\nlisteners: [\n");
+    assert!(err.is_syntax(), "{err}");
+    assert!(err.message().contains("line 3 column 1"), "{err}");
+}
+
+#[test]
+fn duplicate_yaml_keys_and_several_documents() {
+    let err = reject("server: {threads: 1}\nserver: {threads: 2}\n");
+    assert!(err.is_syntax());
+    assert_eq!(
+        err.to_string(),
+        "conf/gw.yaml: duplicate entry with key \"server\""
+    );
+    assert_eq!(err.location(), None);
+
+    let err = reject("---\nlisteners: []\n---\nroutes: []\n");
+    assert!(err.is_syntax());
+    assert_eq!(
+        err.message(),
+        "deserializing from YAML containing more than one document is not supported"
+    );
+}
+
+#[test]
+fn unreadable_file() {
+    let err = Config::from_file(Path::new("conf/does-not-exist.yaml")).unwrap_err();
+    assert!(err.is_io());
+    assert_eq!(err.file(), Path::new("conf/does-not-exist.yaml"));
+    assert_eq!(err.key_path(), "");
+    assert_eq!(
+        err.to_string(),
+        "conf/does-not-exist.yaml: could not read the file: No such file or directory (os error 2)"
+    );
+}
+
+// Semantic errors, found by validation.
+
+#[test]
+fn bad_socket_addresses() {
+    assert_rejects(
+        &format!("listeners: [{{address: nope}}]\n{ROUTES}"),
+        "listeners[0].address",
+        "conf/gw.yaml: listeners[0].address: invalid socket address `nope`",
+    );
+    assert_rejects(
+        &valid_plus("admin: {address: localhost:9901}"),
+        "admin.address",
+        "conf/gw.yaml: admin.address: invalid socket address `localhost:9901`",
+    );
+    assert_rejects(
+        &format!("listeners: [{{address: 0.0.0.0:8080}}, {{address: 0.0.0.0:8080}}]\n{ROUTES}"),
+        "listeners[1].address",
+        "conf/gw.yaml: listeners[1].address: `0.0.0.0:8080` is already used by listeners[0]",
+    );
+    assert_rejects(
+        &valid_plus("admin: {address: 127.0.0.1:8080}"),
+        "admin.address",
+        "conf/gw.yaml: admin.address: `127.0.0.1:8080` is already used by listeners[0]",
+    );
+}
+
+#[test]
+fn listeners_and_routes_are_required() {
+    let no_listeners = "conf/gw.yaml: listeners: at least one listener is required";
+    assert_rejects(
+        &format!("listeners: []\n{ROUTES}"),
+        "listeners",
+        no_listeners,
+    );
+    assert_rejects(ROUTES, "listeners", no_listeners);
+    assert_rejects("", "listeners", no_listeners);
+    assert_rejects("# nothing but a comment\n", "listeners", no_listeners);
+
+    let no_routes = "conf/gw.yaml: routes: at least one route is required";
+    assert_rejects(&format!("{LISTENERS}routes: []\n"), "routes", no_routes);
+    assert_rejects(LISTENERS, "routes", no_routes);
+}
+
+#[test]
+fn zero_threads() {
+    assert_rejects(
+        &valid_plus("server: {threads: 0}"),
+        "server.threads",
+        "conf/gw.yaml: server.threads: must be at least 1",
+    );
+}
+
+#[test]
+fn cluster_problems() {
+    assert_rejects(
+        &valid_plus("clusters: [{name: b, endpoints: []}]"),
+        "clusters[0].endpoints",
+        "conf/gw.yaml: clusters[0].endpoints: at least one endpoint is required",
+    );
+    assert_rejects(
+        &valid_plus("clusters: [{name: b, endpoints: [\"127.0.0.1:9000\", backend]}]"),
+        "clusters[0].endpoints[1]",
+        "conf/gw.yaml: clusters[0].endpoints[1]: invalid endpoint `backend`: expected host:port \
+         with a port in 1..=65535 (IPv6 in brackets)",
+    );
+    assert_rejects(
+        &valid_plus("clusters: [{name: b, endpoints: [b:1]}, {name: b, endpoints: [b:2]}]"),
+        "clusters[1].name",
+        "conf/gw.yaml: clusters[1].name: duplicate cluster name `b` (first used at clusters[0])",
+    );
+    assert_rejects(
+        &valid_plus("clusters: [{name: '', endpoints: [b:1]}]"),
+        "clusters[0].name",
+        "conf/gw.yaml: clusters[0].name: must not be empty",
+    );
+    assert_rejects(
+        &valid_plus("clusters: [{name: b, endpoints: [b:1], read_timeout_ms: 0}]"),
+        "clusters[0].read_timeout_ms",
+        "conf/gw.yaml: clusters[0].read_timeout_ms: must be at least 1",
+    );
+}
+
+#[test]
+fn duplicate_plugin_names() {
+    assert_rejects(
+        &valid_plus("plugins:\n  - {name: a, module: a.wasm}\n  - {name: a, module: b.wasm}\n"),
+        "plugins[1].name",
+        "conf/gw.yaml: plugins[1].name: duplicate plugin name `a` (first used at plugins[0])",
+    );
+}
+
+#[test]
+fn plugin_problems() {
+    assert_rejects(
+        &valid_plus("plugins: [{name: a, module: ''}]"),
+        "plugins[0].module",
+        "conf/gw.yaml: plugins[0].module: must not be empty",
+    );
+    assert_rejects(
+        &valid_plus("plugins: [{name: a, module: a.wasm, configuration: {limits: {1: x}}}]"),
+        "plugins[0].configuration.limits",
+        "conf/gw.yaml: plugins[0].configuration.limits: mapping key `1` is not a string; JSON \
+         needs string keys (quote it)",
+    );
+    assert_rejects(
+        &valid_plus("plugins: [{name: a, module: a.wasm, vm_configuration: [ok, {true: x}]}]"),
+        "plugins[0].vm_configuration[1]",
+        "conf/gw.yaml: plugins[0].vm_configuration[1]: mapping key `true` is not a string; JSON \
+         needs string keys (quote it)",
+    );
+}
+
+#[test]
+fn unknown_cluster() {
+    assert_rejects(
+        &format!(
+            "{LISTENERS}clusters: [{{name: backend, endpoints: [b:1]}}]\nroutes: [{{match: {{prefix: /}}, cluster: backedn}}]"
+        ),
+        "routes[0].cluster",
+        "conf/gw.yaml: routes[0].cluster: no cluster named `backedn`",
+    );
+}
+
+#[test]
+fn unknown_plugin_in_a_route() {
+    assert_rejects(
+        &format!(
+            "{LISTENERS}plugins: [{{name: a, module: a.wasm}}]\n\
+             routes: [{{match: {{prefix: /}}, direct_response: {{status: 200}}, plugins: [a, missing]}}]"
+        ),
+        "routes[0].plugins[1]",
+        "conf/gw.yaml: routes[0].plugins[1]: no plugin named `missing`",
+    );
+}
+
+#[test]
+fn duplicate_plugin_in_a_route() {
+    assert_rejects(
+        &format!(
+            "{LISTENERS}plugins: [{{name: a, module: a.wasm}}, {{name: b, module: b.wasm}}]\n\
+             routes: [{{match: {{prefix: /}}, direct_response: {{status: 200}}, plugins: [a, b, a]}}]"
+        ),
+        "routes[0].plugins[2]",
+        "conf/gw.yaml: routes[0].plugins[2]: plugin `a` is already listed at routes[0].plugins[0]",
+    );
+}
+
+#[test]
+fn both_cluster_and_direct_response() {
+    assert_rejects(
+        &format!(
+            "{LISTENERS}clusters: [{{name: b, endpoints: [b:1]}}]\nroutes:\n  \
+             - {{match: {{prefix: /a}}, cluster: b}}\n  \
+             - {{match: {{prefix: /}}, cluster: b, direct_response: {{status: 200}}}}\n"
+        ),
+        "routes[1]",
+        "conf/gw.yaml: routes[1]: has both `cluster` and `direct_response`; give exactly one",
+    );
+}
+
+#[test]
+fn neither_cluster_nor_direct_response() {
+    assert_rejects(
+        &format!("{LISTENERS}routes: [{{match: {{prefix: /}}}}]"),
+        "routes[0]",
+        "conf/gw.yaml: routes[0]: needs `cluster` or `direct_response`",
+    );
+}
+
+#[test]
+fn match_problems() {
+    let route =
+        |m: &str| format!("{LISTENERS}routes: [{{match: {m}, direct_response: {{status: 200}}}}]");
+    assert_rejects(
+        &route("{prefix: api}"),
+        "routes[0].match.prefix",
+        "conf/gw.yaml: routes[0].match.prefix: must start with `/`, got `api`",
+    );
+    assert_rejects(
+        &route("{path: ''}"),
+        "routes[0].match.path",
+        "conf/gw.yaml: routes[0].match.path: must start with `/`, got ``",
+    );
+    assert_rejects(
+        &route("{prefix: /, path: /x}"),
+        "routes[0].match",
+        "conf/gw.yaml: routes[0].match: has both `prefix` and `path`; give exactly one",
+    );
+    assert_rejects(
+        &route("{}"),
+        "routes[0].match",
+        "conf/gw.yaml: routes[0].match: needs `prefix` or `path`",
+    );
+}
+
+#[test]
+fn direct_response_problems() {
+    let route =
+        |d: &str| format!("{LISTENERS}routes: [{{match: {{prefix: /}}, direct_response: {d}}}]");
+    assert_rejects(
+        &route("{status: 99}"),
+        "routes[0].direct_response.status",
+        "conf/gw.yaml: routes[0].direct_response.status: must be in 100..=599, got 99",
+    );
+    assert_rejects(
+        &route("{status: 70000}"),
+        "routes[0].direct_response.status",
+        "conf/gw.yaml: routes[0].direct_response.status: must be in 100..=599, got 70000",
+    );
+    assert_rejects(
+        &route("{body: x}"),
+        "routes[0].direct_response",
+        "conf/gw.yaml: routes[0].direct_response: missing field `status`",
+    );
+    assert_rejects(
+        &route("{status: 200, headers: {bad name: x}}"),
+        "routes[0].direct_response.headers",
+        "conf/gw.yaml: routes[0].direct_response.headers: `bad name` is not a valid header name",
+    );
+    assert_rejects(
+        &route("{status: 200, headers: {x-a: \"one\\r\\ntwo\"}}"),
+        "routes[0].direct_response.headers.x-a",
+        "conf/gw.yaml: routes[0].direct_response.headers.x-a: header values must not contain \
+         control characters other than tab",
+    );
+}
+
+#[test]
+fn duplicate_route_names() {
+    assert_rejects(
+        &format!(
+            "{LISTENERS}routes:\n  - {{match: {{prefix: /a}}, direct_response: {{status: 200}}}}\n  \
+             - {{name: route0, match: {{prefix: /}}, direct_response: {{status: 200}}}}\n"
+        ),
+        "routes[1].name",
+        "conf/gw.yaml: routes[1].name: duplicate route name `route0` (first used at routes[0])",
+    );
+}
+
+#[test]
+fn from_file_names_the_file_in_errors() {
+    let dir = std::env::temp_dir().join(format!("wasmbridge-config-{}-errors", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("gw.yaml");
+    std::fs::write(&file, "listeners: [{address: nope}]\n").unwrap();
+    let err = Config::from_file(&file).unwrap_err();
+    assert_eq!(err.file(), file);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: listeners[0].address: invalid socket address `nope`",
+            file.display()
+        )
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,185 @@
+//! Buffers: `proxy_get_buffer_bytes`, `proxy_set_buffer_bytes`, `proxy_get_buffer_status`.
+//!
+//! Bodies exist only in their body callback (the current chunk, or everything buffered
+//! since the plugin paused); the VM configuration only in `proxy_on_vm_start`, the plugin
+//! configuration only in `proxy_on_configure`. Anything else is NOT_FOUND, as in Envoy.
+
+use bytes::{Bytes, BytesMut};
+use wasmbridge_abi::{BufferType, Status};
+use wasmtime::Caller;
+
+use super::{HResult, Registrar, finish, read_bytes, return_bytes, write_u32};
+use crate::context::{HostState, Phase};
+
+pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
+    reg.env("proxy_get_buffer_bytes", get_buffer_bytes)?;
+    reg.env("proxy_set_buffer_bytes", set_buffer_bytes)?;
+    reg.env("proxy_get_buffer_status", get_buffer_status)?;
+    Ok(())
+}
+
+/// A readable view of a buffer that exists now.
+enum Readable {
+    Body,
+    Config(Bytes),
+}
+
+fn readable(state: &HostState, ty: BufferType) -> HResult<Readable> {
+    let phase = state.call.phase;
+    match ty {
+        BufferType::HttpRequestBody if phase == Phase::RequestBody && state.stream().is_some() => {
+            Ok(Readable::Body)
+        }
+        BufferType::HttpResponseBody
+            if phase == Phase::ResponseBody && state.stream().is_some() =>
+        {
+            Ok(Readable::Body)
+        }
+        BufferType::VmConfiguration if phase == Phase::VmStart => {
+            Ok(Readable::Config(state.plugin.vm_configuration.clone()))
+        }
+        BufferType::PluginConfiguration if phase == Phase::Configure => {
+            Ok(Readable::Config(state.plugin.configuration.clone()))
+        }
+        _ => Err(Status::NotFound.into()),
+    }
+}
+
+/// The bytes `[start, start + max_size)` of `data`, clamped; computed in 64 bits so that
+/// `max_size = 0xFFFFFFFF` never overflows.
+fn clamp(data: &[u8], start: u32, max_size: u32) -> &[u8] {
+    let len = data.len() as u64;
+    let start = u64::from(start).min(len);
+    let end = (start + u64::from(max_size)).min(len);
+    &data[start as usize..end as usize]
+}
+
+/// `proxy_get_buffer_bytes(type, start, max_size, ret_ptr_ptr, ret_size_ptr)` — all
+/// versions. OK (a start past the end gives empty data); NOT_FOUND when the buffer does
+/// not exist in this callback; BAD_ARGUMENT for an unknown type.
+fn get_buffer_bytes(
+    mut caller: Caller<'_, HostState>,
+    ty: i32,
+    start: i32,
+    max_size: i32,
+    ret_ptr: i32,
+    ret_size: i32,
+) -> wasmtime::Result<i32> {
+    finish((|| -> HResult {
+        let ty = BufferType::try_from(ty as u32)?;
+        let bytes = match readable(caller.data(), ty)? {
+            Readable::Body => {
+                let body = &caller.data().stream().ok_or(Status::NotFound)?.body;
+                Bytes::copy_from_slice(clamp(body, start as u32, max_size as u32))
+            }
+            Readable::Config(config) => config.slice_ref(clamp(&config, start as u32, max_size as u32)),
+        };
+        return_bytes(&mut caller, &bytes, ret_ptr, ret_size)
+    })())
+}
+
+/// Applies Envoy's edit modes (`Buffer::copyFrom`) to a body.
+pub(crate) fn edit(body: &mut BytesMut, start: u32, size: u32, data: &[u8]) -> Result<(), Status> {
+    let len = body.len() as u64;
+    let (start, size) = (u64::from(start), u64::from(size));
+    if start == 0 {
+        if size == 0 {
+            let mut out = BytesMut::with_capacity(data.len() + body.len());
+            out.extend_from_slice(data);
+            out.extend_from_slice(body);
+            *body = out;
+        } else if size < len {
+            let mut out = BytesMut::with_capacity(data.len() + body.len() - size as usize);
+            out.extend_from_slice(data);
+            out.extend_from_slice(&body[size as usize..]);
+            *body = out;
+        } else {
+            body.clear();
+            body.extend_from_slice(data);
+        }
+        Ok(())
+    } else if start >= len {
+        body.extend_from_slice(data);
+        Ok(())
+    } else {
+        Err(Status::BadArgument)
+    }
+}
+
+/// `proxy_set_buffer_bytes(type, start, size, data_ptr, data_size)` — all versions. OK;
+/// NOT_FOUND when the body does not exist in this callback; BAD_ARGUMENT for an unknown or
+/// read-only type, or a mid-buffer splice (Envoy supports prepend, replace-prefix,
+/// replace-all and append only).
+fn set_buffer_bytes(
+    mut caller: Caller<'_, HostState>,
+    ty: i32,
+    start: i32,
+    size: i32,
+    data_ptr: i32,
+    data_size: i32,
+) -> wasmtime::Result<i32> {
+    finish((|| -> HResult {
+        let ty = BufferType::try_from(ty as u32)?;
+        match readable(caller.data(), ty) {
+            Ok(Readable::Body) => {}
+            Ok(Readable::Config(_)) => return Err(Status::BadArgument.into()),
+            Err(_) if matches!(ty, BufferType::HttpRequestBody | BufferType::HttpResponseBody) => {
+                return Err(Status::NotFound.into());
+            }
+            Err(_) => return Err(Status::BadArgument.into()),
+        }
+        let data = read_bytes(&caller, data_ptr, data_size)?;
+        let stream = caller.data_mut().stream_mut().ok_or(Status::NotFound)?;
+        edit(&mut stream.body, start as u32, size as u32, &data)?;
+        Ok(())
+    })())
+}
+
+/// `proxy_get_buffer_status(type, ret_size_ptr, ret_flags_ptr)` — all versions. OK with
+/// the size and flags 0 (as Envoy); NOT_FOUND; BAD_ARGUMENT.
+fn get_buffer_status(
+    mut caller: Caller<'_, HostState>,
+    ty: i32,
+    ret_size: i32,
+    ret_flags: i32,
+) -> wasmtime::Result<i32> {
+    finish((|| -> HResult {
+        let ty = BufferType::try_from(ty as u32)?;
+        let size = match readable(caller.data(), ty)? {
+            Readable::Body => caller.data().stream().map_or(0, |s| s.body.len()),
+            Readable::Config(c) => c.len(),
+        };
+        write_u32(&mut caller, ret_size, size as u32)?;
+        write_u32(&mut caller, ret_flags, 0)
+    })())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(s: &str) -> BytesMut {
+        BytesMut::from(s)
+    }
+
+    #[test]
+    fn edit_modes_follow_envoy() {
+        let mut b = body("world");
+        edit(&mut b, 0, 0, b"hello ").ok();
+        assert_eq!(&b[..], b"hello world");
+        edit(&mut b, 0, 5, b"HELLO").ok();
+        assert_eq!(&b[..], b"HELLO world");
+        edit(&mut b, 0, 11, b"all").ok();
+        assert_eq!(&b[..], b"all");
+        edit(&mut b, u32::MAX, 0, b"!").ok();
+        assert_eq!(&b[..], b"all!");
+        assert_eq!(edit(&mut b, 1, 1, b"x"), Err(Status::BadArgument));
+    }
+
+    #[test]
+    fn clamp_never_overflows() {
+        assert_eq!(clamp(b"abcdef", 2, u32::MAX), b"cdef");
+        assert_eq!(clamp(b"abc", 9, 2), b"");
+        assert_eq!(clamp(b"abc", 0, 2), b"ab");
+    }
+}

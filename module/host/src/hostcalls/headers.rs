@@ -1,0 +1,212 @@
+//! Header maps: the seven `proxy_*_header_map_*` hostcalls.
+//!
+//! Availability follows Envoy: request headers exist in `proxy_on_request_headers` (and are
+//! gone once it continued), response headers in `proxy_on_response_headers`, and both are
+//! read-only in `proxy_on_log`. An unavailable map gives BAD_ARGUMENT to `get_value` and to
+//! writes (NOT_FOUND in `proxy_on_log`), and OK with an empty map to `get_pairs`.
+
+use wasmbridge_abi::{AbiVersion, MapType, Status, deserialize_pairs, serialize_pairs};
+use wasmtime::Caller;
+
+use super::{HResult, Registrar, finish, read_bytes, return_bytes, write_u32};
+use crate::context::{HostState, Phase};
+use crate::headers::HeaderList;
+
+pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
+    reg.env("proxy_get_header_map_pairs", get_header_map_pairs)?;
+    reg.env("proxy_set_header_map_pairs", set_header_map_pairs)?;
+    reg.env("proxy_get_header_map_value", get_header_map_value)?;
+    reg.env("proxy_add_header_map_value", add_header_map_value)?;
+    reg.env("proxy_replace_header_map_value", replace_header_map_value)?;
+    reg.env("proxy_remove_header_map_value", remove_header_map_value)?;
+    reg.env("proxy_get_header_map_size", get_header_map_size)?;
+    Ok(())
+}
+
+#[derive(PartialEq, Eq)]
+enum Access {
+    ReadWrite,
+    ReadOnly,
+}
+
+/// Whether map `ty` exists in the running callback, and how it may be used.
+fn access(state: &HostState, ty: MapType) -> Option<Access> {
+    state.stream()?;
+    let phase = state.call.phase;
+    match (ty, phase) {
+        (MapType::HttpRequestHeaders, Phase::RequestHeaders)
+        | (MapType::HttpResponseHeaders, Phase::ResponseHeaders) => Some(Access::ReadWrite),
+        (
+            MapType::HttpRequestHeaders
+            | MapType::HttpResponseHeaders
+            | MapType::HttpRequestTrailers
+            | MapType::HttpResponseTrailers,
+            Phase::Log,
+        ) => Some(Access::ReadOnly),
+        _ => None,
+    }
+}
+
+/// The status for a map that does not exist now.
+fn unavailable(state: &HostState) -> Status {
+    if state.call.phase == Phase::Log {
+        Status::NotFound
+    } else {
+        Status::BadArgument
+    }
+}
+
+fn map(state: &HostState, ty: MapType) -> Option<&HeaderList> {
+    let stream = state.stream()?;
+    Some(match ty {
+        MapType::HttpRequestHeaders => &stream.request_headers,
+        MapType::HttpResponseHeaders => &stream.response_headers,
+        MapType::HttpRequestTrailers => &stream.request_trailers,
+        MapType::HttpResponseTrailers => &stream.response_trailers,
+        _ => return None,
+    })
+}
+
+/// The map to change, or the status explaining why it cannot be changed.
+fn writable(state: &mut HostState, ty: MapType) -> HResult<&mut HeaderList> {
+    if access(state, ty) != Some(Access::ReadWrite) {
+        return Err(Status::BadArgument.into());
+    }
+    let stream = state.stream_mut().ok_or(Status::BadArgument)?;
+    Ok(match ty {
+        MapType::HttpRequestHeaders => &mut stream.request_headers,
+        MapType::HttpResponseHeaders => &mut stream.response_headers,
+        MapType::HttpRequestTrailers => &mut stream.request_trailers,
+        MapType::HttpResponseTrailers => &mut stream.response_trailers,
+        _ => return Err(Status::BadArgument.into()),
+    })
+}
+
+/// `proxy_get_header_map_pairs(type, ret_ptr_ptr, ret_size_ptr)` — all versions. OK with
+/// every pair in order (an unavailable map is OK + empty); BAD_ARGUMENT for an unknown type.
+fn get_header_map_pairs(
+    mut caller: Caller<'_, HostState>,
+    ty: i32,
+    ret_ptr: i32,
+    ret_size: i32,
+) -> wasmtime::Result<i32> {
+    finish((|| -> HResult {
+        let ty = MapType::try_from(ty as u32)?;
+        let state = caller.data();
+        let bytes = match (access(state, ty), map(state, ty)) {
+            (Some(_), Some(list)) => serialize_pairs(list.iter().map(|(k, v)| (&k[..], &v[..]))),
+            _ => Vec::new(),
+        };
+        return_bytes(&mut caller, &bytes, ret_ptr, ret_size)
+    })())
+}
+
+/// `proxy_set_header_map_pairs(type, map_ptr, map_size)` — all versions. Replaces the
+/// whole map, pseudo-headers included. OK; BAD_ARGUMENT when unavailable or read-only.
+/// A malformed serialized map counts as empty, as in Envoy.
+fn set_header_map_pairs(mut caller: Caller<'_, HostState>, ty: i32, ptr: i32, len: i32) -> wasmtime::Result<i32> {
+    finish((|| -> HResult {
+        let ty = MapType::try_from(ty as u32)?;
+        let raw = read_bytes(&caller, ptr, len)?;
+        let pairs = deserialize_pairs(&raw).unwrap_or_default();
+        writable(caller.data_mut(), ty)?.set_all(pairs);
+        Ok(())
+    })())
+}
+
+/// `proxy_get_header_map_value(type, key_ptr, key_size, ret_ptr_ptr, ret_size_ptr)` — all
+/// versions. OK with the first value; NOT_FOUND when missing (ABI 0.1.0: OK + empty);
+/// BAD_ARGUMENT when the map does not exist now (NOT_FOUND in `proxy_on_log`).
+fn get_header_map_value(
+    mut caller: Caller<'_, HostState>,
+    ty: i32,
+    key_ptr: i32,
+    key_len: i32,
+    ret_ptr: i32,
+    ret_size: i32,
+) -> wasmtime::Result<i32> {
+    finish((|| -> HResult {
+        let ty = MapType::try_from(ty as u32)?;
+        let key = read_bytes(&caller, key_ptr, key_len)?;
+        let state = caller.data();
+        if access(state, ty).is_none() {
+            return Err(unavailable(state).into());
+        }
+        let value = map(state, ty).and_then(|m| m.get(&key)).cloned();
+        match value {
+            Some(v) => return_bytes(&mut caller, &v, ret_ptr, ret_size),
+            None if state.plugin.abi == AbiVersion::V0_1_0 => {
+                return_bytes(&mut caller, &[], ret_ptr, ret_size)
+            }
+            None => Err(Status::NotFound.into()),
+        }
+    })())
+}
+
+/// `proxy_add_header_map_value(type, key, value)` — all versions. Appends an occurrence.
+/// OK; BAD_ARGUMENT when unavailable or read-only.
+fn add_header_map_value(
+    mut caller: Caller<'_, HostState>,
+    ty: i32,
+    key_ptr: i32,
+    key_len: i32,
+    value_ptr: i32,
+    value_len: i32,
+) -> wasmtime::Result<i32> {
+    finish((|| -> HResult {
+        let ty = MapType::try_from(ty as u32)?;
+        let key = read_bytes(&caller, key_ptr, key_len)?;
+        let value = read_bytes(&caller, value_ptr, value_len)?;
+        writable(caller.data_mut(), ty)?.add(&key, &value);
+        Ok(())
+    })())
+}
+
+/// `proxy_replace_header_map_value(type, key, value)` — all versions. Leaves exactly one
+/// entry (adds it when absent). OK; BAD_ARGUMENT when unavailable or read-only.
+fn replace_header_map_value(
+    mut caller: Caller<'_, HostState>,
+    ty: i32,
+    key_ptr: i32,
+    key_len: i32,
+    value_ptr: i32,
+    value_len: i32,
+) -> wasmtime::Result<i32> {
+    finish((|| -> HResult {
+        let ty = MapType::try_from(ty as u32)?;
+        let key = read_bytes(&caller, key_ptr, key_len)?;
+        let value = read_bytes(&caller, value_ptr, value_len)?;
+        writable(caller.data_mut(), ty)?.replace(&key, &value);
+        Ok(())
+    })())
+}
+
+/// `proxy_remove_header_map_value(type, key)` — all versions. Removes every occurrence; OK
+/// also when absent; BAD_ARGUMENT when unavailable or read-only.
+fn remove_header_map_value(
+    mut caller: Caller<'_, HostState>,
+    ty: i32,
+    key_ptr: i32,
+    key_len: i32,
+) -> wasmtime::Result<i32> {
+    finish((|| -> HResult {
+        let ty = MapType::try_from(ty as u32)?;
+        let key = read_bytes(&caller, key_ptr, key_len)?;
+        writable(caller.data_mut(), ty)?.remove(&key);
+        Ok(())
+    })())
+}
+
+/// `proxy_get_header_map_size(type, ret_size_ptr)` — all versions. Envoy's meaning: the
+/// summed byte length of names and values. OK; BAD_ARGUMENT when unavailable.
+fn get_header_map_size(mut caller: Caller<'_, HostState>, ty: i32, ret: i32) -> wasmtime::Result<i32> {
+    finish((|| -> HResult {
+        let ty = MapType::try_from(ty as u32)?;
+        let state = caller.data();
+        if access(state, ty).is_none() {
+            return Err(Status::BadArgument.into());
+        }
+        let size = map(state, ty).map_or(0, HeaderList::byte_size);
+        write_u32(&mut caller, ret, size as u32)
+    })())
+}

@@ -1,0 +1,108 @@
+//! Stream control and local replies: `proxy_continue_stream`, `proxy_close_stream`, the
+//! 0.1.0 `proxy_continue_request`/`proxy_continue_response`/`proxy_clear_route_cache`, and
+//! `proxy_send_local_response`. Each only records a deferred action for the effective
+//! context; the stream acts on it after the callback returns.
+
+use bytes::Bytes;
+use wasmbridge_abi::{Status, StreamType, deserialize_pairs};
+use wasmtime::Caller;
+
+use super::{HResult, Registrar, finish, read_bytes};
+use crate::context::{Action, HostState, LocalReply};
+
+pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
+    reg.env("proxy_continue_stream", continue_stream)?;
+    reg.env("proxy_close_stream", close_stream)?;
+    reg.env("proxy_continue_request", continue_request)?;
+    reg.env("proxy_continue_response", continue_response)?;
+    reg.env("proxy_clear_route_cache", clear_route_cache)?;
+    reg.env("proxy_send_local_response", send_local_response)?;
+    Ok(())
+}
+
+/// `proxy_continue_stream(stream_type)` — 0.2.x. Resumes a paused stream after the
+/// callback returns; harmless when not paused. OK; BAD_ARGUMENT for an unknown type;
+/// UNIMPLEMENTED for UPSTREAM (as Envoy).
+fn continue_stream(mut caller: Caller<'_, HostState>, ty: i32) -> wasmtime::Result<i32> {
+    finish((|| -> HResult {
+        let ty = StreamType::try_from(ty as u32)?;
+        if ty == StreamType::Upstream {
+            return Err(Status::Unimplemented.into());
+        }
+        caller.data_mut().defer(Action::Continue(ty));
+        Ok(())
+    })())
+}
+
+/// `proxy_close_stream(stream_type)` — 0.2.x. Resets an HTTP stream after the callback
+/// returns. OK; BAD_ARGUMENT for an unknown type.
+fn close_stream(mut caller: Caller<'_, HostState>, ty: i32) -> wasmtime::Result<i32> {
+    finish((|| -> HResult {
+        let ty = StreamType::try_from(ty as u32)?;
+        caller.data_mut().defer(Action::Close(ty));
+        Ok(())
+    })())
+}
+
+/// `proxy_continue_request()` — 0.1.0. As `proxy_continue_stream(HTTP_REQUEST)`. OK.
+fn continue_request(mut caller: Caller<'_, HostState>) -> i32 {
+    caller
+        .data_mut()
+        .defer(Action::Continue(StreamType::HttpRequest));
+    Status::Ok.code() as i32
+}
+
+/// `proxy_continue_response()` — 0.1.0. As `proxy_continue_stream(HTTP_RESPONSE)`. OK.
+fn continue_response(mut caller: Caller<'_, HostState>) -> i32 {
+    caller
+        .data_mut()
+        .defer(Action::Continue(StreamType::HttpResponse));
+    Status::Ok.code() as i32
+}
+
+/// `proxy_clear_route_cache()` — 0.1.0. wasmbridge selects the route after the request
+/// headers callbacks, so there is nothing to clear. OK.
+fn clear_route_cache(_caller: Caller<'_, HostState>) -> i32 {
+    Status::Ok.code() as i32
+}
+
+/// `proxy_send_local_response(status, details, body, headers, grpc_status)` — all
+/// versions. Replies instead of proxying, after the callback returns; the callback's
+/// result is forced to stop. Malformed headers are dropped (as Envoy). OK;
+/// INVALID_MEMORY_ACCESS; BAD_ARGUMENT for a status outside 100..=999.
+#[allow(clippy::too_many_arguments)]
+fn send_local_response(
+    mut caller: Caller<'_, HostState>,
+    status: i32,
+    details_ptr: i32,
+    details_len: i32,
+    body_ptr: i32,
+    body_len: i32,
+    headers_ptr: i32,
+    headers_len: i32,
+    grpc_status: i32,
+) -> wasmtime::Result<i32> {
+    finish((|| -> HResult {
+        let status = u16::try_from(status)
+            .ok()
+            .filter(|s| (100..=999).contains(s))
+            .ok_or(Status::BadArgument)?;
+        let details = read_bytes(&caller, details_ptr, details_len)?;
+        let body = read_bytes(&caller, body_ptr, body_len)?;
+        let raw_headers = read_bytes(&caller, headers_ptr, headers_len)?;
+        let headers = deserialize_pairs(&raw_headers)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (Bytes::from(k.to_ascii_lowercase()), Bytes::copy_from_slice(v)))
+            .collect();
+        let details = String::from_utf8_lossy(&details).replace(' ', "_");
+        caller.data_mut().defer(Action::LocalReply(LocalReply {
+            status,
+            details,
+            body: Bytes::from(body),
+            headers,
+            grpc_status: u32::try_from(grpc_status).ok().filter(|s| *s <= 16),
+        }));
+        Ok(())
+    })())
+}

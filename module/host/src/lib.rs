@@ -1,0 +1,45 @@
+//! `wasmbridge-host` is the engine of wasmbridge: a Proxy-Wasm host on wasmtime that runs
+//! the `.wasm` filters written for Envoy. It sits between `wasmbridge-abi` (the spec as
+//! data) and the proxy adapters (Pingora, tower), which turn their framework's request
+//! phases into calls on an [`HttpStream`].
+//!
+//! Inside are three layers with one-way calls: hostcall marshalling (`hostcalls`), context
+//! semantics (contexts, phases, deferred actions, the chain driver) and the engine glue
+//! (runtime, VMs, plugins). No wasmtime type appears in this crate's public API.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use wasmbridge_host::{FilterChain, HeadersOutcome, PluginSpec, Runtime, StreamData};
+//!
+//! let runtime = Runtime::new()?;
+//! let module = runtime.compile_file("add_header", Path::new("add_header.wasm"))?;
+//! let spec = PluginSpec { name: "add_header".into(), replicas: 1, ..PluginSpec::default() };
+//! let plugin = wasmbridge_host::Plugin::load(&runtime, &module, spec, None)?;
+//! let chain = FilterChain::new(vec![plugin]);
+//! let mut stream = chain.start(StreamData::default());
+//! assert_eq!(stream.on_request_headers(true), HeadersOutcome::Continue);
+//! stream.finish();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod context;
+mod error;
+mod headers;
+mod hostcalls;
+mod metrics;
+mod plugin;
+mod runtime;
+mod stream;
+mod vm;
+
+pub use context::{LocalReply, StreamData, StreamInfo};
+pub use error::{LoadError, LoadErrorKind};
+pub use headers::HeaderList;
+pub use hostcalls::Registration;
+pub use metrics::HostMetrics;
+pub use plugin::{FailurePolicy, Plugin, PluginSpec};
+pub use runtime::{CompiledModule, EngineError, EntryStyle, ModuleInfo, Runtime};
+pub use stream::{BodyOutcome, FilterChain, HeadersOutcome, HttpStream, LocalResponse, Waiter};
+pub use wasmbridge_abi::AbiVersion;

@@ -1,0 +1,278 @@
+//! Plugins and their VM replicas.
+//!
+//! A plugin owns one replica per worker; each replica is a VM with its own root context,
+//! started with `proxy_on_vm_start` and `proxy_on_configure`. A stream is pinned to the
+//! replica of the thread it started on and keeps it until `proxy_on_delete`; each callback
+//! locks the replica only for that one synchronous call. A trap poisons only its replica:
+//! the VM is dropped, streams that lived in it fail by the plugin's failure policy, and the
+//! next stream gets a freshly started VM.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use wasmtime::{ExternType, InstancePre, Val};
+
+use crate::context::{Action, HostState, PluginInfo};
+use crate::error::{LoadError, LoadErrorKind};
+use crate::hostcalls::unimplemented_called;
+use crate::metrics::HostMetrics;
+use crate::runtime::{CompiledModule, ModuleInfo, Runtime};
+use crate::vm::Vm;
+
+/// What happens to a stream when its plugin fails (a trap, or a VM that cannot start).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum FailurePolicy {
+    /// Reply 503 to the stream (Envoy's FAIL_CLOSED). The failed VM is replaced.
+    #[default]
+    FailClosed,
+    /// Skip the plugin for the rest of the stream (Envoy's FAIL_OPEN).
+    FailOpen,
+    /// As `FailClosed` for the failed stream; the VM is rebuilt for the next one.
+    FailReload,
+}
+
+impl fmt::Display for FailurePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FailurePolicy::FailClosed => "fail_closed",
+            FailurePolicy::FailOpen => "fail_open",
+            FailurePolicy::FailReload => "fail_reload",
+        })
+    }
+}
+
+/// Everything needed to load a plugin from a compiled module.
+#[derive(Debug, Clone, Default)]
+pub struct PluginSpec {
+    /// `plugin_name`.
+    pub name: String,
+    /// `plugin_root_id`: SDKs pick the root context factory by it.
+    pub root_id: String,
+    /// `plugin_vm_id`.
+    pub vm_id: String,
+    /// Plugin configuration, readable in `proxy_on_configure`.
+    pub configuration: Bytes,
+    /// VM configuration, readable in `proxy_on_vm_start`.
+    pub vm_configuration: Bytes,
+    /// What a failure does to a stream.
+    pub failure_policy: FailurePolicy,
+    /// How many VM replicas to run (one per worker thread); at least 1.
+    pub replicas: usize,
+}
+
+/// A loaded plugin: its module, its facts and its VM replicas.
+pub struct Plugin {
+    pub(crate) info: Arc<PluginInfo>,
+    module: CompiledModule,
+    pre: InstancePre<HostState>,
+    replicas: Box<[Replica]>,
+    pub(crate) metrics: Option<HostMetrics>,
+}
+
+struct Replica {
+    slot: Mutex<Slot>,
+}
+
+struct Slot {
+    vm: Option<Vm>,
+    generation: u64,
+}
+
+/// Why a replica could not run a stream's callback.
+#[derive(Debug)]
+pub(crate) enum Gone {
+    /// The VM the stream's context lived in failed and was dropped.
+    Dead,
+    /// A fresh VM could not be started.
+    Unavailable(String),
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.info.name)
+            .field("module", &self.module.path())
+            .field("replicas", &self.replicas.len())
+            .finish()
+    }
+}
+
+fn worker_slot() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    SLOT.with(|s| *s)
+}
+
+impl Plugin {
+    /// Links the module (unknown imports become stubs that return UNIMPLEMENTED and log
+    /// once), then starts every replica: start-up code, root context, `proxy_on_vm_start`,
+    /// `proxy_on_configure`. Any failure is a [`LoadError`] naming the plugin and module.
+    pub fn load(
+        runtime: &Runtime,
+        module: &CompiledModule,
+        spec: PluginSpec,
+        metrics: Option<HostMetrics>,
+    ) -> Result<Arc<Plugin>, LoadError> {
+        let err = |kind| LoadError::new(&spec.name, module.path(), kind);
+        let mut linker = runtime.linker().clone();
+        for import in module.module.imports() {
+            let qualified = format!("{}.{}", import.module(), import.name());
+            if !module.info().unknown_imports.contains(&qualified) {
+                continue;
+            }
+            let ExternType::Func(ty) = import.ty() else { continue };
+            let (m, n) = (import.module().to_string(), import.name().to_string());
+            linker
+                .func_new(import.module(), import.name(), ty, move |mut caller, _args, out| {
+                    unimplemented_called(&mut caller, &m, &n);
+                    for (i, slot) in out.iter_mut().enumerate() {
+                        *slot = match (i, &*slot) {
+                            (0, Val::I32(_)) => Val::I32(wasmbridge_abi::Status::Unimplemented.code() as i32),
+                            (_, Val::I64(_)) => Val::I64(0),
+                            (_, Val::F32(_)) => Val::F32(0),
+                            (_, Val::F64(_)) => Val::F64(0),
+                            _ => Val::I32(0),
+                        };
+                    }
+                    Ok(())
+                })
+                .map_err(|e| err(LoadErrorKind::Engine(format!("{e:#}"))))?;
+        }
+        let pre = linker
+            .instantiate_pre(&module.module)
+            .map_err(|e| err(LoadErrorKind::Start {
+                stage: "link",
+                message: format!("{e:#}"),
+            }))?;
+        let info = Arc::new(PluginInfo {
+            name: spec.name.clone(),
+            root_id: spec.root_id.clone(),
+            vm_id: spec.vm_id.clone(),
+            configuration: spec.configuration.clone(),
+            vm_configuration: spec.vm_configuration.clone(),
+            abi: module.info().abi,
+            failure_policy: spec.failure_policy,
+        });
+        let mut replicas = Vec::new();
+        for _ in 0..spec.replicas.max(1) {
+            let vm = Vm::start(
+                &pre,
+                info.clone(),
+                module.info().entry,
+                module.info().allocator,
+                metrics.as_ref(),
+            )
+            .map_err(err)?;
+            replicas.push(Replica {
+                slot: Mutex::new(Slot {
+                    vm: Some(vm),
+                    generation: 0,
+                }),
+            });
+        }
+        Ok(Arc::new(Plugin {
+            info,
+            module: module.clone(),
+            pre,
+            replicas: replicas.into_boxed_slice(),
+            metrics,
+        }))
+    }
+
+    /// The plugin name.
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// The module's compatibility report.
+    pub fn module_info(&self) -> &ModuleInfo {
+        self.module.info()
+    }
+
+    /// The failure policy.
+    pub fn failure_policy(&self) -> FailurePolicy {
+        self.info.failure_policy
+    }
+
+    /// Number of VM replicas.
+    pub fn replica_count(&self) -> usize {
+        self.replicas.len()
+    }
+
+    /// True when the module can see and change request bodies.
+    pub fn handles_request_body(&self) -> bool {
+        self.module_info().exports_callback("proxy_on_request_body")
+    }
+
+    /// True when the module can see and change response bodies.
+    pub fn handles_response_body(&self) -> bool {
+        self.module_info().exports_callback("proxy_on_response_body")
+    }
+
+    /// The replica for a new stream on this thread.
+    pub(crate) fn pick_replica(&self) -> usize {
+        worker_slot() % self.replicas.len()
+    }
+
+    fn lock(&self, replica: usize) -> MutexGuard<'_, Slot> {
+        self.replicas[replica]
+            .slot
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` on the replica's VM. With `generation`, the stream's context must still
+    /// live in that VM; without, a dropped VM is rebuilt first. When `f` says the guest
+    /// failed, the VM is dropped and every other stream waiting on it is told.
+    pub(crate) fn with_vm<R>(
+        &self,
+        replica: usize,
+        generation: Option<u64>,
+        f: impl FnOnce(&mut Vm, u64) -> (R, Option<String>),
+    ) -> Result<R, Gone> {
+        let mut slot = self.lock(replica);
+        if let Some(g) = generation {
+            if g != slot.generation || slot.vm.is_none() {
+                return Err(Gone::Dead);
+            }
+        }
+        if slot.vm.is_none() {
+            match Vm::start(
+                &self.pre,
+                self.info.clone(),
+                self.module.info().entry,
+                self.module.info().allocator,
+                self.metrics.as_ref(),
+            ) {
+                Ok(vm) => {
+                    tracing::info!(plugin = %self.info.name, replica, "started a fresh VM after a failure");
+                    slot.vm = Some(vm);
+                }
+                Err(kind) => {
+                    let message = kind.to_string();
+                    tracing::error!(plugin = %self.info.name, replica, "cannot start a fresh VM: {message}");
+                    return Err(Gone::Unavailable(message));
+                }
+            }
+        }
+        let generation = slot.generation;
+        let Some(vm) = slot.vm.as_mut() else {
+            return Err(Gone::Dead);
+        };
+        let (result, failure) = f(vm, generation);
+        if let Some(reason) = failure {
+            tracing::error!(plugin = %self.info.name, root_id = %self.info.root_id, replica, "VM failed and is replaced: {reason}");
+            if let Some(dead) = slot.vm.take() {
+                for signal in dead.store.data().streams.values() {
+                    signal.push(Action::VmFailed);
+                }
+            }
+            slot.generation += 1;
+        }
+        Ok(result)
+    }
+}

@@ -1,0 +1,317 @@
+//! The wasmtime engine, the shared linker, and compiling modules with a compatibility
+//! report ([`ModuleInfo`]).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wasmbridge_abi::{AbiVersion, CALLBACKS, Support, ValType, callback_params, hostcall};
+use wasmtime::{Config, Engine, ExternType, FuncType, Linker, Module};
+
+use crate::context::HostState;
+use crate::error::{LoadError, LoadErrorKind};
+use crate::hostcalls::{self, Registration};
+
+/// How a module's start-up code runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryStyle {
+    /// WASI reactor: `_initialize`.
+    Initialize,
+    /// `_initialize`, then `main(0, 0)` or `__main_void()`.
+    InitializeAndMain,
+    /// WASI command: `_start` (must not exit).
+    Start,
+    /// A wasm start section, run during instantiation.
+    StartSection,
+    /// No start-up code at all.
+    None,
+}
+
+impl fmt::Display for EntryStyle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EntryStyle::Initialize => "_initialize",
+            EntryStyle::InitializeAndMain => "_initialize + main",
+            EntryStyle::Start => "_start",
+            EntryStyle::StartSection => "start section",
+            EntryStyle::None => "none",
+        })
+    }
+}
+
+/// What a module is and what it needs, found at compile time.
+#[derive(Debug, Clone)]
+pub struct ModuleInfo {
+    /// The Proxy-Wasm ABI version the module declares.
+    pub abi: AbiVersion,
+    /// How its start-up code runs.
+    pub entry: EntryStyle,
+    /// The allocator the host uses to return data (`proxy_on_memory_allocate` or `malloc`).
+    pub allocator: &'static str,
+    /// Imports the catalogue does not know, as `module.name`; each is linked to a stub that
+    /// returns UNIMPLEMENTED and logs once.
+    pub unknown_imports: Vec<String>,
+    /// Known imports wasmbridge does not implement yet (stubbed the same way).
+    pub unimplemented_imports: Vec<String>,
+    /// The `proxy_on_*` callbacks the module exports.
+    pub callbacks: Vec<String>,
+}
+
+impl ModuleInfo {
+    /// True when the module exports `name`.
+    pub fn exports_callback(&self, name: &str) -> bool {
+        self.callbacks.iter().any(|c| c == name)
+    }
+}
+
+/// A compiled module with its report; cheap to clone.
+#[derive(Clone)]
+pub struct CompiledModule {
+    pub(crate) module: Module,
+    info: Arc<ModuleInfo>,
+    path: PathBuf,
+}
+
+impl CompiledModule {
+    /// The compatibility report.
+    pub fn info(&self) -> &ModuleInfo {
+        &self.info
+    }
+
+    /// The file the module came from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The engine and the linker with every hostcall; one per process, cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    registrations: Vec<Registration>,
+}
+
+/// The engine could not be created.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the wasm engine: {0}")]
+pub struct EngineError(String);
+
+impl Runtime {
+    /// Creates the engine and links every hostcall of the catalogue.
+    pub fn new() -> Result<Runtime, EngineError> {
+        let mut config = Config::new();
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(|e| EngineError(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        let registrations = hostcalls::add_to_linker(&engine, &mut linker)
+            .map_err(|e| EngineError(format!("{e:#}")))?;
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                registrations,
+            }),
+        })
+    }
+
+    /// Every registration the linker received (for the catalogue check).
+    pub fn registrations(&self) -> &[Registration] {
+        &self.inner.registrations
+    }
+
+    #[cfg(test)]
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<HostState> {
+        &self.inner.linker
+    }
+
+    /// Reads and compiles a module file for `plugin`.
+    pub fn compile_file(&self, plugin: &str, path: &Path) -> Result<CompiledModule, LoadError> {
+        let bytes =
+            std::fs::read(path).map_err(|e| LoadError::new(plugin, path, LoadErrorKind::Io(e)))?;
+        self.compile(plugin, path, &bytes)
+    }
+
+    /// Compiles module bytes for `plugin`; `path` labels messages.
+    pub fn compile(&self, plugin: &str, path: &Path, bytes: &[u8]) -> Result<CompiledModule, LoadError> {
+        let err = |kind| LoadError::new(plugin, path, kind);
+        if !bytes.starts_with(b"\0asm") {
+            let found = bytes
+                .iter()
+                .take(4)
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let found = if found.is_empty() { "nothing (empty file)".to_string() } else { found };
+            return Err(err(LoadErrorKind::NotWasm { found }));
+        }
+        let module = Module::new(&self.inner.engine, bytes)
+            .map_err(|e| err(LoadErrorKind::Compile(format!("{e:#}"))))?;
+        let info = inspect(&module, bytes).map_err(err)?;
+        Ok(CompiledModule {
+            module,
+            info: Arc::new(info),
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+fn simple(t: &wasmtime::ValType) -> Option<ValType> {
+    match t {
+        wasmtime::ValType::I32 => Some(ValType::I32),
+        wasmtime::ValType::I64 => Some(ValType::I64),
+        _ => None,
+    }
+}
+
+fn same_signature(ty: &FuncType, params: &[ValType], results: &[ValType]) -> bool {
+    let p: Vec<_> = ty.params().map(|t| simple(&t)).collect();
+    let r: Vec<_> = ty.results().map(|t| simple(&t)).collect();
+    p.iter().copied().eq(params.iter().map(|v| Some(*v)))
+        && r.iter().copied().eq(results.iter().map(|v| Some(*v)))
+}
+
+fn show(params: &[ValType], results: &[ValType]) -> String {
+    let name = |v: &ValType| match v {
+        ValType::I32 => "i32",
+        ValType::I64 => "i64",
+    };
+    let p: Vec<_> = params.iter().map(name).collect();
+    let r: Vec<_> = results.iter().map(name).collect();
+    format!("({}) -> ({})", p.join(", "), r.join(", "))
+}
+
+fn show_ty(ty: &FuncType) -> String {
+    let p: Vec<_> = ty.params().map(|t| t.to_string()).collect();
+    let r: Vec<_> = ty.results().map(|t| t.to_string()).collect();
+    format!("({}) -> ({})", p.join(", "), r.join(", "))
+}
+
+/// True when the module bytes contain a start section (id 8).
+fn has_start_section(bytes: &[u8]) -> bool {
+    let mut pos = 8;
+    while pos < bytes.len() {
+        let id = bytes[pos];
+        pos += 1;
+        let mut size: u64 = 0;
+        let mut shift = 0;
+        loop {
+            let Some(&b) = bytes.get(pos) else { return false };
+            pos += 1;
+            size |= u64::from(b & 0x7f) << shift;
+            shift += 7;
+            if b & 0x80 == 0 || shift > 35 {
+                break;
+            }
+        }
+        if id == 8 {
+            return true;
+        }
+        pos = pos.saturating_add(size as usize);
+    }
+    false
+}
+
+fn inspect(module: &Module, bytes: &[u8]) -> Result<ModuleInfo, LoadErrorKind> {
+    let export_names: Vec<&str> = module
+        .exports()
+        .filter(|e| matches!(e.ty(), ExternType::Func(_)))
+        .map(|e| e.name())
+        .collect();
+    let abi = AbiVersion::detect(export_names.iter().copied())?;
+
+    let mut callbacks = Vec::new();
+    for export in module.exports() {
+        let ExternType::Func(ty) = export.ty() else { continue };
+        let Some(spec) = CALLBACKS.iter().find(|c| c.name == export.name()) else { continue };
+        let params = callback_params(spec.name, abi).unwrap_or(spec.params);
+        if !same_signature(&ty, params, spec.results) {
+            return Err(LoadErrorKind::Signature(format!(
+                "export `{}` has type {}, but ABI {abi} expects {}",
+                spec.name,
+                show_ty(&ty),
+                show(params, spec.results)
+            )));
+        }
+        if spec.name.starts_with("proxy_on_") {
+            callbacks.push(spec.name.to_string());
+        }
+    }
+    let has = |name: &str| export_names.contains(&name);
+    let allocator = if has("proxy_on_memory_allocate") {
+        "proxy_on_memory_allocate"
+    } else if has("malloc") {
+        "malloc"
+    } else {
+        return Err(LoadErrorKind::NoAllocator);
+    };
+    let entry = if has("_initialize") {
+        if has("main") || has("__main_void") {
+            EntryStyle::InitializeAndMain
+        } else {
+            EntryStyle::Initialize
+        }
+    } else if has("_start") {
+        EntryStyle::Start
+    } else if has_start_section(bytes) {
+        EntryStyle::StartSection
+    } else {
+        EntryStyle::None
+    };
+
+    let mut unknown_imports = Vec::new();
+    let mut unimplemented_imports = Vec::new();
+    for import in module.imports() {
+        let (m, n) = (import.module(), import.name());
+        let ExternType::Func(ty) = import.ty() else {
+            return Err(LoadErrorKind::UnsupportedImport {
+                module: m.to_string(),
+                name: n.to_string(),
+            });
+        };
+        match hostcall(m, n) {
+            Some(spec) => {
+                if !same_signature(&ty, spec.params, spec.results) {
+                    return Err(LoadErrorKind::Signature(format!(
+                        "import `{m}.{n}` has type {}, but the host provides {}",
+                        show_ty(&ty),
+                        show(spec.params, spec.results)
+                    )));
+                }
+                if matches!(spec.support, Support::Unimplemented(_)) {
+                    unimplemented_imports.push(format!("{m}.{n}"));
+                }
+            }
+            None => unknown_imports.push(format!("{m}.{n}")),
+        }
+    }
+    Ok(ModuleInfo {
+        abi,
+        entry,
+        allocator,
+        unknown_imports,
+        unimplemented_imports,
+        callbacks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_section_is_found() {
+        let with = wat::parse_str(r#"(module (func $f) (start $f))"#).ok();
+        let without = wat::parse_str(r#"(module (func $f))"#).ok();
+        assert!(with.as_deref().is_some_and(has_start_section));
+        assert!(without.as_deref().is_some_and(|b| !has_start_section(b)));
+    }
+}

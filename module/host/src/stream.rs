@@ -1,0 +1,725 @@
+//! Running one HTTP stream through a chain of plugins, in Envoy's order.
+//!
+//! Request callbacks run in chain order, response callbacks in reverse. A PAUSE from a
+//! header callback stops the chain there ("stop all": no body callbacks) until the stream
+//! is resumed; a PAUSE from a body callback makes the host buffer that plugin's input and
+//! call it again with everything buffered. Flow changes a callback recorded (local reply,
+//! continue, close) are applied after it returns. Adapters drive a stream with the
+//! `on_*` methods and write back whatever the plugins changed in [`StreamData`].
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use wasmbridge_abi::{BodyAction, HeadersAction, StreamType};
+use wasmtime::Store;
+
+use crate::context::{Action, HostState, LocalReply, Phase, StreamData, StreamSignal};
+use crate::headers::HeaderList;
+use crate::plugin::{FailurePolicy, Gone, Plugin};
+use crate::vm::{Callbacks, HeadersFn};
+
+/// A route's plugins, in the order the route lists them.
+#[derive(Debug, Clone, Default)]
+pub struct FilterChain {
+    plugins: Vec<Arc<Plugin>>,
+}
+
+/// What the adapter does after a header callback round.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeadersOutcome {
+    /// Go on; write back changed headers.
+    Continue,
+    /// A plugin paused: await [`Waiter::wait`], then call [`HttpStream::resume_headers`].
+    Paused,
+    /// Reply with this instead of going on (build it with [`HttpStream::local_response`]).
+    LocalReply(LocalReply),
+    /// Reset the stream.
+    Reset,
+}
+
+/// What the adapter does with a body chunk.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyOutcome {
+    /// Send these bytes on (possibly changed, possibly more than the chunk).
+    Forward(Bytes),
+    /// A plugin buffers: send nothing now. At end of stream, await the waiter and call
+    /// [`HttpStream::resume_body`].
+    Held,
+    /// Reply with this instead.
+    LocalReply(LocalReply),
+    /// Reset the stream.
+    Reset,
+}
+
+/// A complete response made from a local reply after the response callbacks ran.
+#[derive(Debug, Clone)]
+pub struct LocalResponse {
+    /// Final status.
+    pub status: u16,
+    /// Final headers (`:status` first), including `content-length`.
+    pub headers: HeaderList,
+    /// Final body.
+    pub body: Bytes,
+}
+
+/// Direction of a callback round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    Request,
+    Response,
+}
+
+impl Dir {
+    fn index(self) -> usize {
+        match self {
+            Dir::Request => 0,
+            Dir::Response => 1,
+        }
+    }
+
+    fn stream_type(self) -> StreamType {
+        match self {
+            Dir::Request => StreamType::HttpRequest,
+            Dir::Response => StreamType::HttpResponse,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    NotCreated,
+    Active {
+        replica: usize,
+        generation: u64,
+        context_id: u32,
+    },
+    /// Failed open: skipped for the rest of the stream.
+    Skipped,
+    /// Failed closed, or its VM died.
+    Failed,
+    Ended,
+}
+
+struct Member {
+    plugin: Arc<Plugin>,
+    slot: Slot,
+    /// Input buffered while the plugin pauses a body, per direction.
+    bufs: [BytesMut; 2],
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Paused {
+    dir: Dir,
+    body: bool,
+    pos: usize,
+    eos: bool,
+}
+
+/// How a plugin failure affects the stream.
+enum Effect {
+    Skip,
+    Reply(LocalReply),
+}
+
+enum Invoked {
+    Ran(i32, Vec<Action>),
+    NotExported,
+    Failed(String),
+}
+
+/// Lets an adapter wait, without borrowing the stream, until someone resumes it.
+#[derive(Debug, Clone)]
+pub struct Waiter(Arc<StreamSignal>);
+
+impl Waiter {
+    /// Completes when an action for the stream arrived (continue, local reply, close, or
+    /// the failure of a VM it lives in).
+    pub async fn wait(&self) {
+        self.0.notified().await;
+    }
+}
+
+/// One request's journey through a [`FilterChain`].
+pub struct HttpStream {
+    data: Box<StreamData>,
+    members: Vec<Member>,
+    signal: Arc<StreamSignal>,
+    paused: Option<Paused>,
+    replied: bool,
+    in_local_reply: bool,
+    finished: bool,
+}
+
+impl FilterChain {
+    /// A chain of `plugins` in request order.
+    pub fn new(plugins: Vec<Arc<Plugin>>) -> Self {
+        FilterChain { plugins }
+    }
+
+    /// The plugins in request order.
+    pub fn plugins(&self) -> &[Arc<Plugin>] {
+        &self.plugins
+    }
+
+    /// True when the chain has no plugin.
+    pub fn is_empty(&self) -> bool {
+        self.plugins.is_empty()
+    }
+
+    /// True when a plugin of the chain may change request bodies.
+    pub fn handles_request_body(&self) -> bool {
+        self.plugins.iter().any(|p| p.handles_request_body())
+    }
+
+    /// True when a plugin of the chain may change response bodies.
+    pub fn handles_response_body(&self) -> bool {
+        self.plugins.iter().any(|p| p.handles_response_body())
+    }
+
+    /// Starts a stream with the adapter's view of the request.
+    pub fn start(&self, data: StreamData) -> HttpStream {
+        HttpStream {
+            data: Box::new(data),
+            members: self
+                .plugins
+                .iter()
+                .map(|plugin| Member {
+                    plugin: plugin.clone(),
+                    slot: Slot::NotCreated,
+                    bufs: [BytesMut::new(), BytesMut::new()],
+                })
+                .collect(),
+            signal: Arc::default(),
+            paused: None,
+            replied: false,
+            in_local_reply: false,
+            finished: false,
+        }
+    }
+}
+
+fn wasm_failure_reply() -> LocalReply {
+    LocalReply {
+        status: 503,
+        details: "wasm_fail_stream".to_string(),
+        body: Bytes::new(),
+        headers: Vec::new(),
+        grpc_status: None,
+    }
+}
+
+impl HttpStream {
+    /// The stream's data (headers, facts) as the plugins left it.
+    pub fn data(&self) -> &StreamData {
+        &self.data
+    }
+
+    /// Mutable access, for adapters filling in facts (e.g. the response).
+    pub fn data_mut(&mut self) -> &mut StreamData {
+        &mut self.data
+    }
+
+    /// A handle to wait on while the stream is paused.
+    pub fn waiter(&self) -> Waiter {
+        Waiter(self.signal.clone())
+    }
+
+    /// True while a plugin pauses the stream.
+    pub fn is_paused(&self) -> bool {
+        self.paused.is_some()
+    }
+
+    /// Runs `proxy_on_request_headers` through the chain. `end_of_stream` is true when the
+    /// request has no body.
+    pub fn on_request_headers(&mut self, end_of_stream: bool) -> HeadersOutcome {
+        self.run_headers(Dir::Request, 0, end_of_stream)
+    }
+
+    /// Runs `proxy_on_response_headers` through the chain in reverse order.
+    pub fn on_response_headers(&mut self, end_of_stream: bool) -> HeadersOutcome {
+        if let Some(code) = self
+            .data
+            .response_headers
+            .get(b":status")
+            .and_then(|s| std::str::from_utf8(s).ok()?.parse().ok())
+        {
+            self.data.info.response_code = Some(code);
+        }
+        self.run_headers(Dir::Response, 0, end_of_stream)
+    }
+
+    /// Runs `proxy_on_request_body` for one chunk.
+    pub fn on_request_body(&mut self, chunk: Bytes, end_of_stream: bool) -> BodyOutcome {
+        self.paused = None;
+        self.run_body(Dir::Request, 0, BytesMut::from(chunk), end_of_stream)
+    }
+
+    /// Runs `proxy_on_response_body` for one chunk, in reverse chain order.
+    pub fn on_response_body(&mut self, chunk: Bytes, end_of_stream: bool) -> BodyOutcome {
+        self.paused = None;
+        self.run_body(Dir::Response, 0, BytesMut::from(chunk), end_of_stream)
+    }
+
+    /// After the waiter fired while paused in a header callback: applies the actions that
+    /// arrived and, when resumed, runs the rest of the chain.
+    pub fn resume_headers(&mut self) -> HeadersOutcome {
+        let Some(p) = self.paused.filter(|p| !p.body) else {
+            return HeadersOutcome::Continue;
+        };
+        match self.take_signal(p) {
+            Some(Ok(Effect::Skip)) => {
+                self.paused = None;
+                self.run_headers(p.dir, p.pos + 1, p.eos)
+            }
+            Some(Ok(Effect::Reply(r))) => HeadersOutcome::LocalReply(r),
+            Some(Err(())) => HeadersOutcome::Reset,
+            None => HeadersOutcome::Paused,
+        }
+    }
+
+    /// After the waiter fired while a body callback paused at end of stream: applies the
+    /// actions that arrived and, when resumed, sends the buffered body on.
+    pub fn resume_body(&mut self) -> BodyOutcome {
+        let Some(p) = self.paused.filter(|p| p.body) else {
+            return BodyOutcome::Held;
+        };
+        match self.take_signal(p) {
+            Some(Ok(Effect::Skip)) => self.release(p),
+            Some(Ok(Effect::Reply(r))) => BodyOutcome::LocalReply(r),
+            Some(Err(())) => BodyOutcome::Reset,
+            None => BodyOutcome::Held,
+        }
+    }
+
+    /// Sends on a body a plugin still holds at end of stream without waiting, for
+    /// adapters whose body phase cannot wait (Pingora's response body filter).
+    pub fn release_held_body(&mut self) -> BodyOutcome {
+        match self.paused.filter(|p| p.body) {
+            Some(p) => {
+                tracing::warn!(
+                    plugin = %self.members[p.pos_index(self.members.len())].plugin.name(),
+                    "a plugin paused the response body at end of stream; this proxy cannot wait in that phase, so the buffered body is sent on"
+                );
+                self.release(p)
+            }
+            None => BodyOutcome::Forward(Bytes::new()),
+        }
+    }
+
+    fn release(&mut self, p: Paused) -> BodyOutcome {
+        self.paused = None;
+        let i = p.pos_index(self.members.len());
+        let data = std::mem::take(&mut self.members[i].bufs[p.dir.index()]);
+        self.run_body(p.dir, p.pos + 1, data, p.eos)
+    }
+
+    /// Applies pending signal actions for a paused stream: `Some(Ok(Skip))` resumes,
+    /// `Some(Ok(Reply))` replies, `Some(Err)` resets, `None` keeps waiting.
+    fn take_signal(&mut self, p: Paused) -> Option<Result<Effect, ()>> {
+        let i = p.pos_index(self.members.len());
+        let mut outcome = None;
+        for action in self.signal.take() {
+            match action {
+                Action::LocalReply(r) if !self.replied => {
+                    self.replied = true;
+                    self.paused = None;
+                    return Some(Ok(Effect::Reply(r)));
+                }
+                Action::Close(_) => return Some(Err(())),
+                Action::Continue(t) if t == p.dir.stream_type() => outcome = Some(Ok(Effect::Skip)),
+                Action::VmFailed if !self.alive(i) => {
+                    return Some(Ok(self.fail(i, "the VM failed while the stream was paused".into())));
+                }
+                _ => {}
+            }
+        }
+        outcome
+    }
+
+    fn alive(&self, i: usize) -> bool {
+        match self.members[i].slot {
+            Slot::Active {
+                replica,
+                generation,
+                ..
+            } => self.members[i]
+                .plugin
+                .with_vm(replica, Some(generation), |_, _| ((), None))
+                .is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Makes the complete response for a local reply: default headers, the filter's
+    /// headers over them, then the response callbacks of every plugin that saw the request
+    /// (in reverse order); a second local reply from them is ignored, as is a pause.
+    pub fn local_response(&mut self, reply: LocalReply) -> LocalResponse {
+        self.replied = true;
+        self.paused = None;
+        self.in_local_reply = true;
+        let mut status = reply.status;
+        let mut body = reply.body;
+        let mut headers = HeaderList::new();
+        let mut extra: Vec<(Bytes, Bytes)> = Vec::new();
+        if let Some(grpc) = reply.grpc_status {
+            status = 200;
+            extra.push((Bytes::from_static(b"content-type"), Bytes::from_static(b"application/grpc")));
+            extra.push((Bytes::from_static(b"grpc-status"), Bytes::from(grpc.to_string())));
+            if !body.is_empty() {
+                extra.push((Bytes::from_static(b"grpc-message"), body.clone()));
+            }
+            body = Bytes::new();
+        } else if !body.is_empty() {
+            extra.push((Bytes::from_static(b"content-type"), Bytes::from_static(b"text/plain")));
+        }
+        headers.push(":status", Bytes::from(status.to_string()));
+        for (k, v) in extra {
+            headers.push(&k, v);
+        }
+        for (k, v) in &reply.headers {
+            if headers.get(k).is_some() && (&k[..] == b"content-type" || &k[..] == b"grpc-status") {
+                headers.replace(k, v);
+            } else {
+                headers.add(k, v);
+            }
+        }
+        headers.remove(b"content-length");
+        headers.push("content-length", Bytes::from(body.len().to_string()));
+        headers.mark_clean();
+        self.data.response_headers = headers;
+        self.data.info.response_code = Some(status);
+        let _ = self.run_headers(Dir::Response, 0, body.is_empty());
+        if !body.is_empty() {
+            if let BodyOutcome::Forward(b) = self.run_body(Dir::Response, 0, BytesMut::from(body.clone()), true) {
+                body = b;
+            }
+        }
+        self.in_local_reply = false;
+        let headers = &mut self.data.response_headers;
+        if let Some(s) = headers
+            .get(b":status")
+            .and_then(|s| std::str::from_utf8(s).ok()?.parse::<u16>().ok())
+        {
+            status = s;
+        }
+        headers.replace(b"content-length", body.len().to_string().as_bytes());
+        self.data.info.response_code = Some(status);
+        LocalResponse {
+            status,
+            headers: self.data.response_headers.clone(),
+            body,
+        }
+    }
+
+    /// Ends the stream: `proxy_on_log`, `proxy_on_done`, `proxy_on_delete` for every
+    /// plugin context (Envoy's HTTP order). A plugin the request never reached gets its
+    /// context created just for this, as in Envoy. Runs once; `Drop` is the backstop.
+    pub fn finish(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        for i in 0..self.members.len() {
+            if matches!(self.members[i].slot, Slot::NotCreated) && self.ensure_context(i).is_err() {
+                continue;
+            }
+            let Slot::Active {
+                replica,
+                generation,
+                context_id,
+            } = self.members[i].slot
+            else {
+                continue;
+            };
+            let plugin = self.members[i].plugin.clone();
+            let data = &mut self.data;
+            let ctx = context_id as i32;
+            let _ = plugin.with_vm(replica, Some(generation), |vm, _| {
+                let metrics = plugin.metrics.as_ref();
+                let cb = vm.cb.clone();
+                let mut failure = None;
+                if let Some(f) = cb.log {
+                    let r = vm.call("proxy_on_log", context_id, Phase::Log, Some(data), metrics, |s| f.call(s, ctx));
+                    failure = r.result.err().map(|e| format!("{e:?}"));
+                }
+                if failure.is_none() {
+                    if let Some(f) = cb.done {
+                        let r = vm.call("proxy_on_done", context_id, Phase::Done, Some(data), metrics, |s| f.call(s, ctx));
+                        failure = r.result.err().map(|e| format!("{e:?}"));
+                    }
+                }
+                if failure.is_none() {
+                    if let Some(f) = cb.delete {
+                        let r = vm.call("proxy_on_delete", context_id, Phase::Done, Some(data), metrics, |s| f.call(s, ctx));
+                        failure = r.result.err().map(|e| format!("{e:?}"));
+                    }
+                }
+                vm.store.data_mut().streams.remove(&context_id);
+                ((), failure)
+            });
+            self.members[i].slot = Slot::Ended;
+        }
+    }
+
+    // ---- internals -------------------------------------------------------------------
+
+    fn ensure_context(&mut self, i: usize) -> Result<(), Effect> {
+        if !matches!(self.members[i].slot, Slot::NotCreated) {
+            return Ok(());
+        }
+        let plugin = self.members[i].plugin.clone();
+        let replica = plugin.pick_replica();
+        let signal = self.signal.clone();
+        let created = plugin.with_vm(replica, None, |vm, generation| {
+            let state = vm.store.data_mut();
+            let id = state.next_context_id;
+            state.next_context_id += 1;
+            let root = state.root_context_id;
+            state.streams.insert(id, signal);
+            let result = match vm.cb.context_create.clone() {
+                Some(f) => {
+                    vm.call("proxy_on_context_create", id, Phase::Start, None, plugin.metrics.as_ref(), |s| {
+                        f.call(s, (id as i32, root as i32))
+                    })
+                    .result
+                }
+                None => Ok(()),
+            };
+            match result {
+                Ok(()) => (Ok((generation, id)), None),
+                Err(e) => {
+                    let message = format!("proxy_on_context_create: {e:?}");
+                    (Err(message.clone()), Some(message))
+                }
+            }
+        });
+        match created {
+            Ok(Ok((generation, context_id))) => {
+                self.members[i].slot = Slot::Active {
+                    replica,
+                    generation,
+                    context_id,
+                };
+                Ok(())
+            }
+            Ok(Err(reason)) | Err(Gone::Unavailable(reason)) => Err(self.fail(i, reason)),
+            Err(Gone::Dead) => Err(self.fail(i, "the VM is gone".into())),
+        }
+    }
+
+    /// Applies the plugin's failure policy after a trap or an unusable VM.
+    fn fail(&mut self, i: usize, reason: String) -> Effect {
+        let plugin = self.members[i].plugin.clone();
+        tracing::error!(plugin = %plugin.name(), policy = %plugin.failure_policy(), "plugin failed for this stream: {reason}");
+        match plugin.failure_policy() {
+            FailurePolicy::FailOpen => {
+                self.members[i].slot = Slot::Skipped;
+                Effect::Skip
+            }
+            FailurePolicy::FailClosed | FailurePolicy::FailReload => {
+                self.members[i].slot = Slot::Failed;
+                if self.replied || self.in_local_reply {
+                    Effect::Skip
+                } else {
+                    self.replied = true;
+                    Effect::Reply(wasm_failure_reply())
+                }
+            }
+        }
+    }
+
+    fn invoke<X>(
+        &mut self,
+        i: usize,
+        callback: &'static str,
+        phase: Phase,
+        select: impl FnOnce(&Callbacks) -> Option<X>,
+        run: impl FnOnce(X, &mut Store<HostState>, i32) -> wasmtime::Result<i32>,
+    ) -> Invoked {
+        let Slot::Active {
+            replica,
+            generation,
+            context_id,
+        } = self.members[i].slot
+        else {
+            return Invoked::NotExported;
+        };
+        let plugin = self.members[i].plugin.clone();
+        let data = &mut self.data;
+        let r = plugin.with_vm(replica, Some(generation), |vm, _| {
+            let Some(x) = select(&vm.cb) else {
+                return (Invoked::NotExported, None);
+            };
+            let called = vm.call(callback, context_id, phase, Some(data), plugin.metrics.as_ref(), |s| {
+                run(x, s, context_id as i32)
+            });
+            match called.result {
+                Ok(raw) => (Invoked::Ran(raw, called.actions), None),
+                Err(e) => {
+                    let message = format!("{callback}: {e:?}");
+                    (Invoked::Failed(message.clone()), Some(message))
+                }
+            }
+        });
+        match r {
+            Ok(invoked) => invoked,
+            Err(Gone::Dead) => Invoked::Failed(format!("{callback}: the VM of this stream failed earlier")),
+            Err(Gone::Unavailable(m)) => Invoked::Failed(m),
+        }
+    }
+
+    fn run_headers(&mut self, dir: Dir, start: usize, eos: bool) -> HeadersOutcome {
+        let n = self.members.len();
+        for pos in start..n {
+            let i = index(dir, pos, n);
+            if dir == Dir::Request {
+                if let Err(effect) = self.ensure_context(i) {
+                    match effect {
+                        Effect::Skip => continue,
+                        Effect::Reply(r) => return HeadersOutcome::LocalReply(r),
+                    }
+                }
+            }
+            let (phase, name, count) = match dir {
+                Dir::Request => (Phase::RequestHeaders, "proxy_on_request_headers", self.data.request_headers.len()),
+                Dir::Response => (Phase::ResponseHeaders, "proxy_on_response_headers", self.data.response_headers.len()),
+            };
+            let invoked = self.invoke(
+                i,
+                name,
+                phase,
+                |cb| match dir {
+                    Dir::Request => cb.request_headers.clone(),
+                    Dir::Response => cb.response_headers.clone(),
+                },
+                |f, s, ctx| match f {
+                    HeadersFn::V1(f) => f.call(s, (ctx, count as i32)),
+                    HeadersFn::V2(f) => f.call(s, (ctx, count as i32, i32::from(eos))),
+                },
+            );
+            match invoked {
+                Invoked::NotExported => {}
+                Invoked::Failed(reason) => match self.fail(i, reason) {
+                    Effect::Skip => {}
+                    Effect::Reply(r) => return HeadersOutcome::LocalReply(r),
+                },
+                Invoked::Ran(raw, actions) => {
+                    let mut go_on = HeadersAction::from_result(raw as u32, false).is_continue();
+                    for action in actions {
+                        match action {
+                            Action::LocalReply(r) if !self.replied && !self.in_local_reply => {
+                                self.replied = true;
+                                return HeadersOutcome::LocalReply(r);
+                            }
+                            Action::Close(_) if !self.in_local_reply => return HeadersOutcome::Reset,
+                            Action::Continue(t) if t == dir.stream_type() => go_on = true,
+                            _ => {}
+                        }
+                    }
+                    if !go_on && !self.in_local_reply {
+                        self.paused = Some(Paused {
+                            dir,
+                            body: false,
+                            pos,
+                            eos,
+                        });
+                        return HeadersOutcome::Paused;
+                    }
+                }
+            }
+        }
+        HeadersOutcome::Continue
+    }
+
+    fn run_body(&mut self, dir: Dir, start: usize, mut data: BytesMut, eos: bool) -> BodyOutcome {
+        let n = self.members.len();
+        let d = dir.index();
+        for pos in start..n {
+            let i = index(dir, pos, n);
+            let handles = match dir {
+                Dir::Request => self.members[i].plugin.handles_request_body(),
+                Dir::Response => self.members[i].plugin.handles_response_body(),
+            };
+            if !handles || !matches!(self.members[i].slot, Slot::Active { .. }) {
+                continue;
+            }
+            let buf = &mut self.members[i].bufs[d];
+            if buf.is_empty() {
+                *buf = data;
+            } else {
+                buf.extend_from_slice(&data);
+            }
+            self.data.body = std::mem::take(buf);
+            let size = self.data.body.len() as i32;
+            let (phase, name) = match dir {
+                Dir::Request => (Phase::RequestBody, "proxy_on_request_body"),
+                Dir::Response => (Phase::ResponseBody, "proxy_on_response_body"),
+            };
+            let invoked = self.invoke(
+                i,
+                name,
+                phase,
+                |cb| match dir {
+                    Dir::Request => cb.request_body.clone(),
+                    Dir::Response => cb.response_body.clone(),
+                },
+                |f, s, ctx| f.call(s, (ctx, size, i32::from(eos))),
+            );
+            let body = std::mem::take(&mut self.data.body);
+            match invoked {
+                Invoked::NotExported => data = body,
+                Invoked::Failed(reason) => match self.fail(i, reason) {
+                    Effect::Skip => data = body,
+                    Effect::Reply(r) => return BodyOutcome::LocalReply(r),
+                },
+                Invoked::Ran(raw, actions) => {
+                    let mut go_on = BodyAction::from_result(raw as u32).is_continue();
+                    for action in actions {
+                        match action {
+                            Action::LocalReply(r) if !self.replied && !self.in_local_reply => {
+                                self.replied = true;
+                                return BodyOutcome::LocalReply(r);
+                            }
+                            Action::Close(_) if !self.in_local_reply => return BodyOutcome::Reset,
+                            Action::Continue(t) if t == dir.stream_type() => go_on = true,
+                            _ => {}
+                        }
+                    }
+                    if go_on || self.in_local_reply {
+                        data = body;
+                    } else {
+                        self.members[i].bufs[d] = body;
+                        self.paused = Some(Paused {
+                            dir,
+                            body: true,
+                            pos,
+                            eos,
+                        });
+                        return BodyOutcome::Held;
+                    }
+                }
+            }
+        }
+        BodyOutcome::Forward(data.freeze())
+    }
+}
+
+impl Paused {
+    fn pos_index(&self, n: usize) -> usize {
+        index(self.dir, self.pos, n)
+    }
+}
+
+/// The member at chain position `pos` for a direction (response runs in reverse).
+fn index(dir: Dir, pos: usize, n: usize) -> usize {
+    match dir {
+        Dir::Request => pos,
+        Dir::Response => n - 1 - pos,
+    }
+}
+
+impl Drop for HttpStream {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

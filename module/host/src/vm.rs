@@ -1,0 +1,224 @@
+//! One VM: a wasmtime store and instance with its exported callbacks looked up once, and
+//! the single place where the host calls into the guest.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmbridge_abi::AbiVersion;
+use wasmtime::{InstancePre, Store, TypedFunc};
+
+use crate::context::{Action, CallState, HostState, Phase, PluginInfo, StreamData};
+use crate::error::LoadErrorKind;
+use crate::metrics::HostMetrics;
+use crate::runtime::EntryStyle;
+
+/// `proxy_on_request_headers` and `proxy_on_response_headers` have one argument less in
+/// ABI 0.1.0.
+#[derive(Clone)]
+pub(crate) enum HeadersFn {
+    V1(TypedFunc<(i32, i32), i32>),
+    V2(TypedFunc<(i32, i32, i32), i32>),
+}
+
+/// The callbacks a module exports; `None` when absent.
+#[derive(Clone, Default)]
+pub(crate) struct Callbacks {
+    pub context_create: Option<TypedFunc<(i32, i32), ()>>,
+    pub vm_start: Option<TypedFunc<(i32, i32), i32>>,
+    pub configure: Option<TypedFunc<(i32, i32), i32>>,
+    pub request_headers: Option<HeadersFn>,
+    pub response_headers: Option<HeadersFn>,
+    pub request_body: Option<TypedFunc<(i32, i32, i32), i32>>,
+    pub response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
+    pub log: Option<TypedFunc<i32, ()>>,
+    pub done: Option<TypedFunc<i32, i32>>,
+    pub delete: Option<TypedFunc<i32, ()>>,
+}
+
+/// The result of one guest call.
+pub(crate) struct Called<R> {
+    pub result: wasmtime::Result<R>,
+    /// Actions the callback recorded for its own context.
+    pub actions: Vec<Action>,
+}
+
+pub(crate) struct Vm {
+    pub store: Store<HostState>,
+    pub cb: Callbacks,
+}
+
+fn start_err(stage: &'static str) -> impl Fn(wasmtime::Error) -> LoadErrorKind {
+    move |e| LoadErrorKind::Start {
+        stage,
+        message: format!("{e:?}"),
+    }
+}
+
+impl Vm {
+    /// Instantiates, runs start-up code, creates the root context and runs
+    /// `proxy_on_vm_start` and `proxy_on_configure`.
+    pub fn start(
+        pre: &InstancePre<HostState>,
+        info: Arc<PluginInfo>,
+        entry: EntryStyle,
+        allocator: &str,
+        metrics: Option<&HostMetrics>,
+    ) -> Result<Vm, LoadErrorKind> {
+        let abi = info.abi;
+        let mut store = Store::new(pre.module().engine(), HostState::new(info));
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(start_err("instantiate"))?;
+        store.data_mut().memory = instance.get_memory(&mut store, "memory");
+        let sig = |name: &str, e: wasmtime::Error| {
+            LoadErrorKind::Signature(format!("export `{name}` has the wrong type: {e:#}"))
+        };
+        let allocator_fn = instance
+            .get_typed_func::<i32, i32>(&mut store, allocator)
+            .map_err(|e| sig(allocator, e))?;
+        store.data_mut().allocator = Some(allocator_fn);
+
+        macro_rules! typed {
+            ($name:literal) => {
+                match instance.get_func(&mut store, $name) {
+                    Some(f) => Some(f.typed(&store).map_err(|e| sig($name, e))?),
+                    None => None,
+                }
+            };
+        }
+        let headers = |store: &mut Store<HostState>, name: &str| -> Result<Option<HeadersFn>, LoadErrorKind> {
+            let Some(f) = instance.get_func(&mut *store, name) else { return Ok(None) };
+            Ok(Some(if abi == AbiVersion::V0_1_0 {
+                HeadersFn::V1(f.typed(&*store).map_err(|e| sig(name, e))?)
+            } else {
+                HeadersFn::V2(f.typed(&*store).map_err(|e| sig(name, e))?)
+            }))
+        };
+        let cb = Callbacks {
+            context_create: typed!("proxy_on_context_create"),
+            vm_start: typed!("proxy_on_vm_start"),
+            configure: typed!("proxy_on_configure"),
+            request_headers: headers(&mut store, "proxy_on_request_headers")?,
+            response_headers: headers(&mut store, "proxy_on_response_headers")?,
+            request_body: typed!("proxy_on_request_body"),
+            response_body: typed!("proxy_on_response_body"),
+            log: typed!("proxy_on_log"),
+            done: typed!("proxy_on_done"),
+            delete: typed!("proxy_on_delete"),
+        };
+
+        match entry {
+            EntryStyle::Initialize | EntryStyle::InitializeAndMain => {
+                let init = instance
+                    .get_typed_func::<(), ()>(&mut store, "_initialize")
+                    .map_err(|e| sig("_initialize", e))?;
+                init.call(&mut store, ()).map_err(start_err("_initialize"))?;
+                if let Ok(main) = instance.get_typed_func::<(i32, i32), i32>(&mut store, "main") {
+                    main.call(&mut store, (0, 0)).map_err(start_err("main"))?;
+                } else if let Ok(main) = instance.get_typed_func::<(), i32>(&mut store, "__main_void") {
+                    main.call(&mut store, ()).map_err(start_err("__main_void"))?;
+                }
+            }
+            EntryStyle::Start => {
+                let start = instance
+                    .get_typed_func::<(), ()>(&mut store, "_start")
+                    .map_err(|e| sig("_start", e))?;
+                if let Err(e) = start.call(&mut store, ()) {
+                    // A command that ends with proc_exit(0) finished its start-up.
+                    if store.data().call.exit_code != Some(0) {
+                        return Err(start_err("_start")(e));
+                    }
+                    store.data_mut().call.exit_code = None;
+                }
+            }
+            EntryStyle::StartSection | EntryStyle::None => {}
+        }
+
+        let mut vm = Vm { store, cb };
+        let root = vm.store.data().next_context_id;
+        vm.store.data_mut().next_context_id += 1;
+        vm.store.data_mut().root_context_id = root;
+        let root_i = root as i32;
+        if let Some(f) = vm.cb.context_create.clone() {
+            vm.call("proxy_on_context_create", root, Phase::Start, None, metrics, |s| f.call(s, (root_i, 0)))
+                .result
+                .map_err(start_err("proxy_on_context_create"))?;
+        }
+        if let Some(f) = vm.cb.vm_start.clone() {
+            let size = vm.store.data().plugin.vm_configuration.len() as i32;
+            let ok = vm
+                .call("proxy_on_vm_start", root, Phase::VmStart, None, metrics, |s| f.call(s, (root_i, size)))
+                .result
+                .map_err(start_err("proxy_on_vm_start"))?;
+            if ok == 0 {
+                return Err(LoadErrorKind::VmStartRejected);
+            }
+        }
+        if let Some(f) = vm.cb.configure.clone() {
+            let size = vm.store.data().plugin.configuration.len() as i32;
+            let ok = vm
+                .call("proxy_on_configure", root, Phase::Configure, None, metrics, |s| f.call(s, (root_i, size)))
+                .result
+                .map_err(start_err("proxy_on_configure"))?;
+            if ok == 0 {
+                return Err(LoadErrorKind::ConfigureRejected);
+            }
+        }
+        Ok(vm)
+    }
+
+    /// Runs one callback for context `ctx` in `phase`, with `stream` readable by hostcalls
+    /// (it is moved into the store for the call and back afterwards). Actions aimed at other
+    /// contexts of this VM are delivered to their signals; the caller gets the ones for `ctx`.
+    pub fn call<R>(
+        &mut self,
+        callback: &'static str,
+        ctx: u32,
+        phase: Phase,
+        mut stream: Option<&mut Box<StreamData>>,
+        metrics: Option<&HostMetrics>,
+        f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Called<R> {
+        let state = self.store.data_mut();
+        let parked = match stream.as_deref_mut() {
+            Some(data) => {
+                let mut b = state.spare.take().unwrap_or_default();
+                std::mem::swap(&mut b, data);
+                Some(b)
+            }
+            None => None,
+        };
+        state.call = CallState {
+            callback,
+            context_id: ctx,
+            effective_context_id: ctx,
+            phase,
+            stream: parked,
+            actions: Vec::new(),
+            exit_code: None,
+        };
+        let started = Instant::now();
+        let result = f(&mut self.store);
+        if let Some(m) = metrics {
+            m.observe(&self.store.data().plugin.name, callback, started.elapsed(), result.is_err());
+        }
+        let state = self.store.data_mut();
+        let call = std::mem::replace(&mut state.call, CallState::idle());
+        if let (Some(data), Some(mut b)) = (stream, call.stream) {
+            std::mem::swap(&mut b, data);
+            state.spare = Some(b);
+        }
+        let mut own = Vec::new();
+        for (target, action) in call.actions {
+            if target == ctx {
+                own.push(action);
+            } else if let Some(signal) = state.streams.get(&target) {
+                signal.push(action);
+            }
+        }
+        Called {
+            result,
+            actions: own,
+        }
+    }
+}

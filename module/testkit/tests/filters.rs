@@ -1,0 +1,64 @@
+//! The real example filters, driven in-process.
+
+use std::path::PathBuf;
+
+use wasmbridge_host::HeadersOutcome;
+use wasmbridge_testkit::{Emulator, Request};
+
+fn filter(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../filters/target/wasm32-wasip1/release")
+        .join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} missing: run `make filters`", path.display());
+    path
+}
+
+#[test]
+fn add_header_adds_configured_headers() {
+    let emu = Emulator::load(
+        filter("add_header"),
+        "add_header",
+        r#"{"request_headers": {"x-req": "1"}, "headers": {"x-hello": "wasmbridge"}}"#,
+    )
+    .expect("load");
+    let ex = emu.run(Request::get("/").header("host", "example.com"));
+    assert_eq!(ex.request_outcome, HeadersOutcome::Continue);
+    assert_eq!(ex.request_header("x-req"), Some("1"));
+    assert_eq!(ex.response_header("x-hello"), Some("wasmbridge"));
+}
+
+#[test]
+fn deny_replies_403_without_the_header_and_continues_with_it() {
+    let emu = Emulator::load(filter("deny"), "deny", "{}").expect("load");
+    let denied = emu.run(Request::get("/"));
+    assert!(matches!(denied.request_outcome, HeadersOutcome::LocalReply(_)));
+    assert_eq!(denied.status, 403);
+    assert_eq!(&denied.response_body[..], b"access denied\n");
+    assert_eq!(denied.response_header("content-length"), Some("14"));
+    let allowed = emu.run(Request::get("/").header("x-api-key", "k"));
+    assert_eq!(allowed.request_outcome, HeadersOutcome::Continue);
+    assert_eq!(allowed.status, 200);
+}
+
+#[test]
+fn body_probe_rewrites_both_bodies() {
+    let emu = Emulator::load(
+        filter("body"),
+        "body",
+        r#"{"request_prefix": "<", "request_suffix": ">", "response_replace": "replaced"}"#,
+    )
+    .expect("load");
+    let ex = emu.run(Request::post("/", "abc"));
+    assert_eq!(ex.request_body.as_deref(), Some(&b"<abc>"[..]));
+    assert_eq!(&ex.response_body[..], b"replaced");
+}
+
+#[test]
+fn an_invalid_configuration_fails_the_load_with_the_plugin_name() {
+    let err = match Emulator::load(filter("add_header"), "add_header", "{not json") {
+        Ok(_) => panic!("a configuration the filter rejects must fail the load"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("plugin `add_header`"), "{err}");
+    assert!(err.contains("proxy_on_configure returned false"), "{err}");
+}

@@ -1,0 +1,366 @@
+//! Builders for end-to-end tests: a real upstream server, the `wasmbridge` binary started
+//! from a YAML string, and a real HTTP client (HTTP/1.1 and h2c), all on loopback ports.
+
+use std::collections::VecDeque;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Child, Command, Output, Stdio};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Where `make filters` puts the compiled filters.
+pub fn filters_dir() -> PathBuf {
+    repo_root().join("filters/target/wasm32-wasip1/release")
+}
+
+/// The path of a compiled filter; fails clearly when the filters were not built.
+pub fn filter(name: &str) -> String {
+    let path = filters_dir().join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: build the filters first (`make filters`)",
+        path.display()
+    );
+    path.display().to_string()
+}
+
+/// The `wasmbridge` binary next to the test executable (or `$WASMBRIDGE_BIN`).
+pub fn binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("WASMBRIDGE_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("wasmbridge");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p wasmbridge-pingora` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "wasmbridge-e2e-{name}-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+// ---- upstream --------------------------------------------------------------------------
+
+/// An upstream that answers every request with a JSON description of what it received:
+/// method, path, HTTP version, headers, body, and framing ("content-length", "chunked",
+/// or "none"). `x-reply-body` sets the response body instead; `x-reply-chunked: 1` sends
+/// the response without a length.
+pub struct Upstream {
+    /// Its address.
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Chunks(VecDeque<Bytes>);
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// A request body sent in pieces with no declared length (chunked on HTTP/1.1).
+pub fn chunked(parts: &[&[u8]]) -> http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible> {
+    Chunks(parts.iter().map(|p| Bytes::copy_from_slice(p)).collect()).boxed()
+}
+
+/// A request body with a known length.
+pub fn full(data: impl Into<Bytes>) -> http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible> {
+    Full::new(data.into()).boxed()
+}
+
+async fn echo(req: Request<Incoming>) -> Result<Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>, std::convert::Infallible> {
+    let (parts, body) = req.into_parts();
+    let framing = if parts.headers.get("transfer-encoding").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked")) {
+        "chunked"
+    } else if parts.headers.contains_key("content-length") {
+        "content-length"
+    } else {
+        "none"
+    };
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let description = serde_json::json!({
+        "method": parts.method.as_str(),
+        "path": parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        "version": format!("{:?}", parts.version),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+        "body_len": body.len(),
+        "framing": framing,
+    });
+    let reply = parts
+        .headers
+        .get("x-reply-body")
+        .map(|v| Bytes::copy_from_slice(v.as_bytes()))
+        .unwrap_or_else(|| Bytes::from(description.to_string()));
+    let chunked_reply = parts.headers.get("x-reply-chunked").is_some();
+    let body = if chunked_reply {
+        let half = reply.len() / 2;
+        Chunks(VecDeque::from([reply.slice(..half), reply.slice(half..)])).boxed()
+    } else {
+        Full::new(reply).boxed()
+    };
+    Ok(Response::builder()
+        .status(200)
+        .header("x-upstream", "echo")
+        .header("content-type", "application/json")
+        .body(body)
+        .expect("response"))
+}
+
+impl Upstream {
+    /// Starts the echo upstream on an ephemeral loopback port (HTTP/1.1 and h2c).
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let addr = listener.local_addr().expect("upstream addr");
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                tokio::spawn(async move {
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service_fn(echo))
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, task }
+    }
+}
+
+// ---- gateway ---------------------------------------------------------------------------
+
+/// A running `wasmbridge run` process; killed on drop.
+pub struct Gateway {
+    /// The proxy listener.
+    pub addr: SocketAddr,
+    /// The admin listener.
+    pub admin: SocketAddr,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Substitutes `{listen}`, `{admin}`, `{upstream}` and `{filters}` in a YAML template.
+pub fn render(template: &str, listen: SocketAddr, admin: SocketAddr, upstream: Option<SocketAddr>) -> String {
+    template
+        .replace("{listen}", &listen.to_string())
+        .replace("{admin}", &admin.to_string())
+        .replace(
+            "{upstream}",
+            &upstream.map(|u| u.to_string()).unwrap_or_else(|| "127.0.0.1:9".into()),
+        )
+        .replace("{filters}", &filters_dir().display().to_string())
+}
+
+impl Gateway {
+    /// Writes the YAML (after [`render`]) to a scratch file and starts the gateway on it,
+    /// waiting until both listeners accept connections.
+    pub async fn start(name: &str, template: &str, upstream: Option<SocketAddr>) -> Result<Gateway> {
+        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        let yaml = render(template, listen, admin, upstream);
+        let dir = scratch(name);
+        let file = dir.join("gateway.yaml");
+        std::fs::write(&file, yaml)?;
+        Self::spawn(&file, listen, admin, &dir).await
+    }
+
+    /// Starts the gateway on an existing file whose listener and admin addresses are known.
+    pub async fn spawn(file: &Path, listen: SocketAddr, admin: SocketAddr, dir: &Path) -> Result<Gateway> {
+        let log = dir.join("gateway.log");
+        let child = Command::new(binary())
+            .args(["run", "-c"])
+            .arg(file)
+            .env("RUST_LOG", "info,wasm=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("start wasmbridge")?;
+        let mut gw = Gateway { addr: listen, admin, child, log };
+        gw.wait_ready().await?;
+        Ok(gw)
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("wasmbridge exited with {status} before serving:\n{}", self.log_text());
+            }
+            let proxy = TcpStream::connect(self.addr).await.is_ok();
+            let admin = TcpStream::connect(self.admin).await.is_ok();
+            if proxy && admin {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("wasmbridge did not start listening in time:\n{}", self.log_text());
+            }
+            // Poll the listeners again shortly; this is a readiness check, not a wait for a result.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Everything the gateway logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Base URL of the proxy listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// Runs the binary with arguments and returns its output.
+pub fn wasmbridge(args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run wasmbridge")
+}
+
+// ---- client ----------------------------------------------------------------------------
+
+/// A response read completely.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// A header as a string ("" when absent).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    /// The body as JSON (the echo upstream's description).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+        })
+    }
+
+    /// The upstream-seen value of a request header, from the echo description.
+    pub fn upstream_header(&self, name: &str) -> Option<String> {
+        self.json()["headers"].as_array()?.iter().find_map(|pair| {
+            let k = pair[0].as_str()?;
+            (k.eq_ignore_ascii_case(name)).then(|| pair[1].as_str().unwrap_or("").to_string())
+        })
+    }
+}
+
+/// Which HTTP version the client speaks to the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// HTTP/1.1.
+    H1,
+    /// HTTP/2 with prior knowledge over plain TCP.
+    H2c,
+}
+
+/// Sends one request on a new connection and reads the whole response.
+pub async fn send<B>(addr: SocketAddr, proto: Proto, req: Request<B>) -> Result<Reply>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = TcpStream::connect(addr).await?;
+    let io = TokioIo::new(stream);
+    let resp = match proto {
+        Proto::H1 => {
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+            tokio::spawn(conn);
+            sender.send_request(req).await?
+        }
+        Proto::H2c => {
+            let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+            tokio::spawn(conn);
+            sender.send_request(req).await?
+        }
+    };
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| anyhow!("reading the response body: {e}"))?
+        .to_bytes();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// A GET with optional headers.
+pub fn get(url: &str, headers: &[(&str, &str)]) -> Request<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>> {
+    let mut b = Request::get(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(full(Bytes::new())).expect("request")
+}
