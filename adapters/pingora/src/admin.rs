@@ -32,17 +32,31 @@ impl ServeHttp for Admin {
                 let encoder = TextEncoder::new();
                 match encoder.encode(&self.registry.gather(), &mut out) {
                     Ok(()) => reply(200, encoder.format_type(), out),
-                    Err(e) => reply(500, "text/plain", format!("cannot encode metrics: {e}\n").into_bytes()),
+                    Err(e) => reply(
+                        500,
+                        "text/plain",
+                        format!("cannot encode metrics: {e}\n").into_bytes(),
+                    ),
                 }
             }
-            _ => reply(404, "text/plain", b"not found; try /metrics or /healthz\n".to_vec()),
+            _ => reply(
+                404,
+                "text/plain",
+                b"not found; try /metrics or /healthz\n".to_vec(),
+            ),
         }
     }
 }
 
 /// The admin service on `address`, exposing `registry`.
-pub(crate) fn admin_service(address: SocketAddr, registry: Registry) -> Service<HttpServer<impl ServeHttp + Send + Sync>> {
-    let mut service = Service::new("wasmbridge-admin".to_string(), HttpServer::new_app(Admin { registry }));
+pub(crate) fn admin_service(
+    address: SocketAddr,
+    registry: Registry,
+) -> Service<HttpServer<impl ServeHttp + Send + Sync>> {
+    let mut service = Service::new(
+        "wasmbridge-admin".to_string(),
+        HttpServer::new_app(Admin { registry }),
+    );
     service.add_tcp(&address.to_string());
     service.threads = Some(1);
     service

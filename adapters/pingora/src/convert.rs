@@ -11,17 +11,28 @@ use wasmbridge_host::HeaderList;
 /// The request as a plugin sees it: pseudo-headers first, `Host` folded into `:authority`.
 pub(crate) fn request_to_list(req: &RequestHeader, scheme: &'static str) -> HeaderList {
     let mut list = HeaderList::new();
-    list.push(":method", Bytes::copy_from_slice(req.method.as_str().as_bytes()));
+    list.push(
+        ":method",
+        Bytes::copy_from_slice(req.method.as_str().as_bytes()),
+    );
     let path = req.raw_path();
     list.push(
         ":path",
-        if path.is_empty() { Bytes::from_static(b"/") } else { Bytes::copy_from_slice(path) },
+        if path.is_empty() {
+            Bytes::from_static(b"/")
+        } else {
+            Bytes::copy_from_slice(path)
+        },
     );
     let authority = req
         .uri
         .authority()
         .map(|a| Bytes::copy_from_slice(a.as_str().as_bytes()))
-        .or_else(|| req.headers.get(HOST).map(|h| Bytes::copy_from_slice(h.as_bytes())))
+        .or_else(|| {
+            req.headers
+                .get(HOST)
+                .map(|h| Bytes::copy_from_slice(h.as_bytes()))
+        })
         .unwrap_or_default();
     list.push(":authority", authority);
     list.push(":scheme", Bytes::from_static(scheme.as_bytes()));
@@ -58,27 +69,29 @@ fn header(name: &[u8], value: &[u8]) -> Option<(HeaderName, HeaderValue)> {
 
 /// Writes a plugin-changed request back: method, path, authority, then every header.
 pub(crate) fn apply_request(list: &HeaderList, req: &mut RequestHeader) {
-    if let Some(m) = list.get(b":method").and_then(|m| Method::from_bytes(m).ok()) {
-        if m != req.method {
-            req.set_method(m);
-        }
+    if let Some(m) = list
+        .get(b":method")
+        .and_then(|m| Method::from_bytes(m).ok())
+        && m != req.method
+    {
+        req.set_method(m);
     }
-    if let Some(path) = list.get(b":path") {
-        if &path[..] != req.raw_path() {
-            match Uri::try_from(&path[..]) {
-                Ok(uri) => req.set_uri(uri),
-                Err(_) => tracing::warn!("a plugin set an invalid :path; it is ignored"),
-            }
+    if let Some(path) = list.get(b":path")
+        && &path[..] != req.raw_path()
+    {
+        match Uri::try_from(&path[..]) {
+            Ok(uri) => req.set_uri(uri),
+            Err(_) => tracing::warn!("a plugin set an invalid :path; it is ignored"),
         }
     }
     let names: Vec<HeaderName> = req.headers.keys().cloned().collect();
     for name in names {
         req.remove_header(&name);
     }
-    if let Some(authority) = list.get(b":authority").filter(|a| !a.is_empty()) {
-        if let Some((n, v)) = header(b"host", authority) {
-            let _ = req.insert_header(n, v);
-        }
+    if let Some(authority) = list.get(b":authority").filter(|a| !a.is_empty())
+        && let Some((n, v)) = header(b"host", authority)
+    {
+        let _ = req.insert_header(n, v);
     }
     for (k, v) in list.regular() {
         if k.as_ref() == b"host" {
@@ -95,10 +108,9 @@ pub(crate) fn apply_response(list: &HeaderList, resp: &mut ResponseHeader) {
     if let Some(code) = list
         .get(b":status")
         .and_then(|s| std::str::from_utf8(s).ok()?.parse::<u16>().ok())
+        && resp.set_status(code).is_err()
     {
-        if resp.set_status(code).is_err() {
-            tracing::warn!(code, "a plugin set an invalid :status; it is ignored");
-        }
+        tracing::warn!(code, "a plugin set an invalid :status; it is ignored");
     }
     let names: Vec<HeaderName> = resp.headers.keys().cloned().collect();
     for name in names {
@@ -143,9 +155,18 @@ mod tests {
         list.replace(b":authority", b"other.test");
         apply_request(&list, &mut req);
         assert_eq!(req.raw_path(), b"/rewritten");
-        assert_eq!(req.headers.get("x-two").map(|v| v.as_bytes()), Some(&b"2"[..]));
-        assert_eq!(req.headers.get("host").map(|v| v.as_bytes()), Some(&b"other.test"[..]));
-        assert_eq!(req.headers.get("x-one").map(|v| v.as_bytes()), Some(&b"1"[..]));
+        assert_eq!(
+            req.headers.get("x-two").map(|v| v.as_bytes()),
+            Some(&b"2"[..])
+        );
+        assert_eq!(
+            req.headers.get("host").map(|v| v.as_bytes()),
+            Some(&b"other.test"[..])
+        );
+        assert_eq!(
+            req.headers.get("x-one").map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
     }
 
     #[test]
@@ -159,6 +180,9 @@ mod tests {
         apply_response(&list, &mut resp);
         assert_eq!(resp.status.as_u16(), 418);
         assert!(resp.headers.get("content-length").is_none());
-        assert_eq!(resp.headers.get("x-added").map(|v| v.as_bytes()), Some(&b"yes"[..]));
+        assert_eq!(
+            resp.headers.get("x-added").map(|v| v.as_bytes()),
+            Some(&b"yes"[..])
+        );
     }
 }

@@ -133,17 +133,20 @@ impl ProxyHttp for Router {
             .find(session.req_header())
             .ok_or_else(|| pingora::Error::explain(ErrorType::HTTPStatus(404), "no route"))?;
         let Target::Cluster(cluster) = &route.target else {
-            return Err(pingora::Error::explain(ErrorType::HTTPStatus(500), "route has no cluster"));
+            return Err(pingora::Error::explain(
+                ErrorType::HTTPStatus(500),
+                "route has no cluster",
+            ));
         };
-        let backend = cluster
-            .lb
-            .select(b"", 256)
-            .ok_or_else(|| pingora::Error::explain(ErrorType::HTTPStatus(503), "no endpoint available"))?;
-        let addr = backend
-            .addr
-            .as_inet()
-            .copied()
-            .ok_or_else(|| pingora::Error::explain(ErrorType::HTTPStatus(503), "endpoint is not an inet address"))?;
+        let backend = cluster.lb.select(b"", 256).ok_or_else(|| {
+            pingora::Error::explain(ErrorType::HTTPStatus(503), "no endpoint available")
+        })?;
+        let addr = backend.addr.as_inet().copied().ok_or_else(|| {
+            pingora::Error::explain(
+                ErrorType::HTTPStatus(503),
+                "endpoint is not an inet address",
+            )
+        })?;
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(cluster.connect_timeout);
         peer.options.read_timeout = Some(cluster.read_timeout);
@@ -188,9 +191,15 @@ impl Gateway {
                 configuration: Bytes::from(pc.configuration.clone()),
                 vm_configuration: Bytes::from(pc.vm_configuration.clone()),
                 failure_policy: match pc.failure_policy {
-                    wasmbridge_config::FailurePolicy::FailClosed => wasmbridge_host::FailurePolicy::FailClosed,
-                    wasmbridge_config::FailurePolicy::FailOpen => wasmbridge_host::FailurePolicy::FailOpen,
-                    wasmbridge_config::FailurePolicy::FailReload => wasmbridge_host::FailurePolicy::FailReload,
+                    wasmbridge_config::FailurePolicy::FailClosed => {
+                        wasmbridge_host::FailurePolicy::FailClosed
+                    }
+                    wasmbridge_config::FailurePolicy::FailOpen => {
+                        wasmbridge_host::FailurePolicy::FailOpen
+                    }
+                    wasmbridge_config::FailurePolicy::FailReload => {
+                        wasmbridge_host::FailurePolicy::FailReload
+                    }
                 },
                 replicas: config.server.threads,
             };
@@ -206,13 +215,13 @@ impl Gateway {
         }
         let mut clusters: HashMap<String, Arc<Cluster>> = HashMap::new();
         for cc in &config.clusters {
-            let lb = LoadBalancer::<RoundRobin>::try_from_iter(cc.endpoints.iter().map(String::as_str)).map_err(|e| {
-                GatewayError::Cluster {
-                    file: config.source.display().to_string(),
-                    cluster: cc.name.clone(),
-                    message: e.to_string(),
-                }
-            })?;
+            let lb =
+                LoadBalancer::<RoundRobin>::try_from_iter(cc.endpoints.iter().map(String::as_str))
+                    .map_err(|e| GatewayError::Cluster {
+                        file: config.source.display().to_string(),
+                        cluster: cc.name.clone(),
+                        message: e.to_string(),
+                    })?;
             clusters.insert(
                 cc.name.clone(),
                 Arc::new(Cluster {
@@ -286,7 +295,10 @@ impl Gateway {
         server.bootstrap();
         let conf = server.configuration.clone();
         let requests = IntCounterVec::new(
-            Opts::new("wasmbridge_http_requests_total", "Requests served, by route and status."),
+            Opts::new(
+                "wasmbridge_http_requests_total",
+                "Requests served, by route and status.",
+            ),
             &["route", "status"],
         )?;
         self.registry.register(Box::new(requests.clone()))?;
@@ -303,14 +315,17 @@ impl Gateway {
             let mut options = pingora::apps::HttpServerOptions::default();
             options.h2c = listener.http2;
             let mut service = pingora::proxy::ProxyServiceBuilder::new(&conf, proxy)
-                .name(&format!("wasmbridge-listener-{i}"))
+                .name(format!("wasmbridge-listener-{i}"))
                 .server_options(options)
                 .build();
             service.add_tcp(&listener.address.to_string());
             services.push(Box::new(service));
         }
         if let Some(admin) = &self.config.admin {
-            services.push(Box::new(admin_service(admin.address, self.registry.clone())));
+            services.push(Box::new(admin_service(
+                admin.address,
+                self.registry.clone(),
+            )));
         }
         server.add_services(services);
         tracing::info!(

@@ -77,7 +77,11 @@ fn run(config: Option<&Path>) -> ExitCode {
 }
 
 fn list(items: &[String]) -> String {
-    if items.is_empty() { "none".to_string() } else { items.join(", ") }
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
 }
 
 fn check(file: &Path) -> ExitCode {

@@ -14,7 +14,9 @@ use wasmbridge_host::{
     StreamInfo,
 };
 
-use crate::convert::{apply_request, apply_response, build_response, request_to_list, response_to_list};
+use crate::convert::{
+    apply_request, apply_response, build_response, request_to_list, response_to_list,
+};
 
 /// What runs for one request: its plugin chain, and optionally a direct response that
 /// replaces proxying.
@@ -88,7 +90,9 @@ fn plugin_error(what: &'static str) -> Box<pingora::Error> {
 }
 
 fn stream_info(session: &Session, route: Option<&Arc<str>>) -> StreamInfo {
-    let addr = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| a.and_then(|a| a.as_inet()).copied();
+    let addr = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| {
+        a.and_then(|a| a.as_inet()).copied()
+    };
     let protocol = if session.is_http2() {
         "HTTP/2"
     } else if session.req_header().version == http::Version::HTTP_10 {
@@ -115,9 +119,13 @@ fn stream_info(session: &Session, route: Option<&Arc<str>>) -> StreamInfo {
 async fn write_local(session: &mut Session, resp: &LocalResponse, head: bool) -> Result<()> {
     let header = build_response(resp.status, &resp.headers)?;
     let no_body = resp.body.is_empty() || head;
-    session.write_response_header(Box::new(header), no_body).await?;
+    session
+        .write_response_header(Box::new(header), no_body)
+        .await?;
     if !no_body {
-        session.write_response_body(Some(resp.body.clone()), true).await?;
+        session
+            .write_response_body(Some(resp.body.clone()), true)
+            .await?;
     }
     Ok(())
 }
@@ -165,7 +173,9 @@ where
         let chain = selection.chain.filter(|c| !c.is_empty());
         let Some(chain) = chain else {
             if let Some(direct) = selection.direct {
-                let resp = FilterChain::default().start(StreamData::default()).local_response(direct);
+                let resp = FilterChain::default()
+                    .start(StreamData::default())
+                    .local_response(direct);
                 write_local(session, &resp, ctx.is_head).await?;
                 return Ok(true);
             }
@@ -206,7 +216,10 @@ where
             }
             HeadersOutcome::Reset => {
                 ctx.reset = true;
-                Err(pingora::Error::explain(ErrorType::ConnectionClosed, "stream reset by a plugin"))
+                Err(pingora::Error::explain(
+                    ErrorType::ConnectionClosed,
+                    "stream reset by a plugin",
+                ))
             }
         };
         ctx.stream = Some(stream);
@@ -216,7 +229,11 @@ where
         }
     }
 
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
         self.inner.upstream_peer(session, &mut ctx.inner).await
     }
 
@@ -271,7 +288,10 @@ where
                     }
                     BodyOutcome::Reset => {
                         ctx.reset = true;
-                        return Err(pingora::Error::explain(ErrorType::ConnectionClosed, "stream reset by a plugin"));
+                        return Err(pingora::Error::explain(
+                            ErrorType::ConnectionClosed,
+                            "stream reset by a plugin",
+                        ));
                     }
                 }
             }
@@ -322,7 +342,10 @@ where
             }
             HeadersOutcome::Reset => {
                 ctx.reset = true;
-                return Err(pingora::Error::explain(ErrorType::ConnectionClosed, "stream reset by a plugin"));
+                return Err(pingora::Error::explain(
+                    ErrorType::ConnectionClosed,
+                    "stream reset by a plugin",
+                ));
             }
         }
         Ok(())
@@ -336,7 +359,11 @@ where
         ctx: &mut Self::CTX,
     ) -> Result<Option<Duration>> {
         if let Some(replacement) = ctx.replacement_body.as_mut() {
-            *body = if end_of_stream { Some(std::mem::take(replacement)) } else { None };
+            *body = if end_of_stream {
+                Some(std::mem::take(replacement))
+            } else {
+                None
+            };
             return Ok(None);
         }
         if let (true, Some(stream)) = (ctx.response_body_plugins, ctx.stream.as_mut()) {
@@ -347,16 +374,25 @@ where
             }
             match outcome {
                 BodyOutcome::Forward(bytes) => {
-                    *body = if bytes.is_empty() && !end_of_stream { None } else { Some(bytes) };
+                    *body = if bytes.is_empty() && !end_of_stream {
+                        None
+                    } else {
+                        Some(bytes)
+                    };
                 }
                 BodyOutcome::Held => *body = None,
                 BodyOutcome::LocalReply(_) => {
-                    tracing::warn!("a plugin sent a local reply from a response body callback after the response headers were sent; the stream is reset");
+                    tracing::warn!(
+                        "a plugin sent a local reply from a response body callback after the response headers were sent; the stream is reset"
+                    );
                     return Err(plugin_error("local reply after response headers were sent"));
                 }
                 BodyOutcome::Reset => {
                     ctx.reset = true;
-                    return Err(pingora::Error::explain(ErrorType::ConnectionClosed, "stream reset by a plugin"));
+                    return Err(pingora::Error::explain(
+                        ErrorType::ConnectionClosed,
+                        "stream reset by a plugin",
+                    ));
                 }
             }
         }
@@ -364,7 +400,12 @@ where
             .response_body_filter(session, body, end_of_stream, &mut ctx.inner)
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &pingora::Error, ctx: &mut Self::CTX) -> FailToProxy
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &pingora::Error,
+        ctx: &mut Self::CTX,
+    ) -> FailToProxy
     where
         Self::CTX: Send + Sync,
     {
@@ -375,10 +416,10 @@ where
             };
         }
         if let Some(resp) = ctx.pending_reply.take() {
-            if session.response_written().is_none() {
-                if let Err(err) = write_local(session, &resp, ctx.is_head).await {
-                    tracing::warn!("cannot write a plugin's local reply: {err}");
-                }
+            if session.response_written().is_none()
+                && let Err(err) = write_local(session, &resp, ctx.is_head).await
+            {
+                tracing::warn!("cannot write a plugin's local reply: {err}");
             }
             return FailToProxy {
                 error_code: resp.status,
@@ -388,7 +429,12 @@ where
         self.inner.fail_to_proxy(session, e, &mut ctx.inner).await
     }
 
-    async fn logging(&self, session: &mut Session, e: Option<&pingora::Error>, ctx: &mut Self::CTX) {
+    async fn logging(
+        &self,
+        session: &mut Session,
+        e: Option<&pingora::Error>,
+        ctx: &mut Self::CTX,
+    ) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         if let Some(stream) = ctx.stream.as_mut() {
             if status != 0 {

@@ -70,7 +70,11 @@ impl HeaderList {
     /// appended when absent (`proxy_replace_header_map_value`).
     pub fn replace(&mut self, name: &[u8], value: &[u8]) {
         let value = Bytes::copy_from_slice(value);
-        match self.entries.iter().position(|(k, _)| k.eq_ignore_ascii_case(name)) {
+        match self
+            .entries
+            .iter()
+            .position(|(k, _)| k.eq_ignore_ascii_case(name))
+        {
             Some(first) => {
                 self.entries[first].1 = value;
                 let mut index = 0;
@@ -139,7 +143,10 @@ mod tests {
     fn names_are_lower_cased_and_lookups_case_insensitive() {
         let h = list();
         assert_eq!(h.get(b"X-a").map(|v| &v[..]), Some(&b"1"[..]));
-        assert!(h.iter().all(|(k, _)| k.iter().all(|c| !c.is_ascii_uppercase())));
+        assert!(
+            h.iter()
+                .all(|(k, _)| k.iter().all(|c| !c.is_ascii_uppercase()))
+        );
         assert!(!h.is_modified());
     }
 

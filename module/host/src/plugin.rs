@@ -124,30 +124,39 @@ impl Plugin {
             if !module.info().unknown_imports.contains(&qualified) {
                 continue;
             }
-            let ExternType::Func(ty) = import.ty() else { continue };
+            let ExternType::Func(ty) = import.ty() else {
+                continue;
+            };
             let (m, n) = (import.module().to_string(), import.name().to_string());
             linker
-                .func_new(import.module(), import.name(), ty, move |mut caller, _args, out| {
-                    unimplemented_called(&mut caller, &m, &n);
-                    for (i, slot) in out.iter_mut().enumerate() {
-                        *slot = match (i, &*slot) {
-                            (0, Val::I32(_)) => Val::I32(wasmbridge_abi::Status::Unimplemented.code() as i32),
-                            (_, Val::I64(_)) => Val::I64(0),
-                            (_, Val::F32(_)) => Val::F32(0),
-                            (_, Val::F64(_)) => Val::F64(0),
-                            _ => Val::I32(0),
-                        };
-                    }
-                    Ok(())
-                })
+                .func_new(
+                    import.module(),
+                    import.name(),
+                    ty,
+                    move |mut caller, _args, out| {
+                        unimplemented_called(&mut caller, &m, &n);
+                        for (i, slot) in out.iter_mut().enumerate() {
+                            *slot = match (i, &*slot) {
+                                (0, Val::I32(_)) => {
+                                    Val::I32(wasmbridge_abi::Status::Unimplemented.code() as i32)
+                                }
+                                (_, Val::I64(_)) => Val::I64(0),
+                                (_, Val::F32(_)) => Val::F32(0),
+                                (_, Val::F64(_)) => Val::F64(0),
+                                _ => Val::I32(0),
+                            };
+                        }
+                        Ok(())
+                    },
+                )
                 .map_err(|e| err(LoadErrorKind::Engine(format!("{e:#}"))))?;
         }
-        let pre = linker
-            .instantiate_pre(&module.module)
-            .map_err(|e| err(LoadErrorKind::Start {
+        let pre = linker.instantiate_pre(&module.module).map_err(|e| {
+            err(LoadErrorKind::Start {
                 stage: "link",
                 message: format!("{e:#}"),
-            }))?;
+            })
+        })?;
         let info = Arc::new(PluginInfo {
             name: spec.name.clone(),
             root_id: spec.root_id.clone(),
@@ -210,7 +219,8 @@ impl Plugin {
 
     /// True when the module can see and change response bodies.
     pub fn handles_response_body(&self) -> bool {
-        self.module_info().exports_callback("proxy_on_response_body")
+        self.module_info()
+            .exports_callback("proxy_on_response_body")
     }
 
     /// The replica for a new stream on this thread.
@@ -235,10 +245,10 @@ impl Plugin {
         f: impl FnOnce(&mut Vm, u64) -> (R, Option<String>),
     ) -> Result<R, Gone> {
         let mut slot = self.lock(replica);
-        if let Some(g) = generation {
-            if g != slot.generation || slot.vm.is_none() {
-                return Err(Gone::Dead);
-            }
+        if let Some(g) = generation
+            && (g != slot.generation || slot.vm.is_none())
+        {
+            return Err(Gone::Dead);
         }
         if slot.vm.is_none() {
             match Vm::start(

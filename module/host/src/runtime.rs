@@ -141,7 +141,12 @@ impl Runtime {
     }
 
     /// Compiles module bytes for `plugin`; `path` labels messages.
-    pub fn compile(&self, plugin: &str, path: &Path, bytes: &[u8]) -> Result<CompiledModule, LoadError> {
+    pub fn compile(
+        &self,
+        plugin: &str,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<CompiledModule, LoadError> {
         let err = |kind| LoadError::new(plugin, path, kind);
         if !bytes.starts_with(b"\0asm") {
             let found = bytes
@@ -150,7 +155,11 @@ impl Runtime {
                 .map(|b| format!("{b:02x}"))
                 .collect::<Vec<_>>()
                 .join(" ");
-            let found = if found.is_empty() { "nothing (empty file)".to_string() } else { found };
+            let found = if found.is_empty() {
+                "nothing (empty file)".to_string()
+            } else {
+                found
+            };
             return Err(err(LoadErrorKind::NotWasm { found }));
         }
         let module = Module::new(&self.inner.engine, bytes)
@@ -204,7 +213,9 @@ fn has_start_section(bytes: &[u8]) -> bool {
         let mut size: u64 = 0;
         let mut shift = 0;
         loop {
-            let Some(&b) = bytes.get(pos) else { return false };
+            let Some(&b) = bytes.get(pos) else {
+                return false;
+            };
             pos += 1;
             size |= u64::from(b & 0x7f) << shift;
             shift += 7;
@@ -230,8 +241,12 @@ fn inspect(module: &Module, bytes: &[u8]) -> Result<ModuleInfo, LoadErrorKind> {
 
     let mut callbacks = Vec::new();
     for export in module.exports() {
-        let ExternType::Func(ty) = export.ty() else { continue };
-        let Some(spec) = CALLBACKS.iter().find(|c| c.name == export.name()) else { continue };
+        let ExternType::Func(ty) = export.ty() else {
+            continue;
+        };
+        let Some(spec) = CALLBACKS.iter().find(|c| c.name == export.name()) else {
+            continue;
+        };
         let params = callback_params(spec.name, abi).unwrap_or(spec.params);
         if !same_signature(&ty, params, spec.results) {
             return Err(LoadErrorKind::Signature(format!(

@@ -328,7 +328,9 @@ impl HttpStream {
                 Action::Close(_) => return Some(Err(())),
                 Action::Continue(t) if t == p.dir.stream_type() => outcome = Some(Ok(Effect::Skip)),
                 Action::VmFailed if !self.alive(i) => {
-                    return Some(Ok(self.fail(i, "the VM failed while the stream was paused".into())));
+                    return Some(Ok(
+                        self.fail(i, "the VM failed while the stream was paused".into())
+                    ));
                 }
                 _ => {}
             }
@@ -363,14 +365,23 @@ impl HttpStream {
         let mut extra: Vec<(Bytes, Bytes)> = Vec::new();
         if let Some(grpc) = reply.grpc_status {
             status = 200;
-            extra.push((Bytes::from_static(b"content-type"), Bytes::from_static(b"application/grpc")));
-            extra.push((Bytes::from_static(b"grpc-status"), Bytes::from(grpc.to_string())));
+            extra.push((
+                Bytes::from_static(b"content-type"),
+                Bytes::from_static(b"application/grpc"),
+            ));
+            extra.push((
+                Bytes::from_static(b"grpc-status"),
+                Bytes::from(grpc.to_string()),
+            ));
             if !body.is_empty() {
                 extra.push((Bytes::from_static(b"grpc-message"), body.clone()));
             }
             body = Bytes::new();
         } else if !body.is_empty() {
-            extra.push((Bytes::from_static(b"content-type"), Bytes::from_static(b"text/plain")));
+            extra.push((
+                Bytes::from_static(b"content-type"),
+                Bytes::from_static(b"text/plain"),
+            ));
         }
         headers.push(":status", Bytes::from(status.to_string()));
         for (k, v) in extra {
@@ -389,10 +400,11 @@ impl HttpStream {
         self.data.response_headers = headers;
         self.data.info.response_code = Some(status);
         let _ = self.run_headers(Dir::Response, 0, body.is_empty());
-        if !body.is_empty() {
-            if let BodyOutcome::Forward(b) = self.run_body(Dir::Response, 0, BytesMut::from(body.clone()), true) {
-                body = b;
-            }
+        if !body.is_empty()
+            && let BodyOutcome::Forward(b) =
+                self.run_body(Dir::Response, 0, BytesMut::from(body.clone()), true)
+        {
+            body = b;
         }
         self.in_local_reply = false;
         let headers = &mut self.data.response_headers;
@@ -439,20 +451,41 @@ impl HttpStream {
                 let cb = vm.cb.clone();
                 let mut failure = None;
                 if let Some(f) = cb.log {
-                    let r = vm.call("proxy_on_log", context_id, Phase::Log, Some(data), metrics, |s| f.call(s, ctx));
+                    let r = vm.call(
+                        "proxy_on_log",
+                        context_id,
+                        Phase::Log,
+                        Some(data),
+                        metrics,
+                        |s| f.call(s, ctx),
+                    );
                     failure = r.result.err().map(|e| format!("{e:?}"));
                 }
-                if failure.is_none() {
-                    if let Some(f) = cb.done {
-                        let r = vm.call("proxy_on_done", context_id, Phase::Done, Some(data), metrics, |s| f.call(s, ctx));
-                        failure = r.result.err().map(|e| format!("{e:?}"));
-                    }
+                if failure.is_none()
+                    && let Some(f) = cb.done
+                {
+                    let r = vm.call(
+                        "proxy_on_done",
+                        context_id,
+                        Phase::Done,
+                        Some(data),
+                        metrics,
+                        |s| f.call(s, ctx),
+                    );
+                    failure = r.result.err().map(|e| format!("{e:?}"));
                 }
-                if failure.is_none() {
-                    if let Some(f) = cb.delete {
-                        let r = vm.call("proxy_on_delete", context_id, Phase::Done, Some(data), metrics, |s| f.call(s, ctx));
-                        failure = r.result.err().map(|e| format!("{e:?}"));
-                    }
+                if failure.is_none()
+                    && let Some(f) = cb.delete
+                {
+                    let r = vm.call(
+                        "proxy_on_delete",
+                        context_id,
+                        Phase::Done,
+                        Some(data),
+                        metrics,
+                        |s| f.call(s, ctx),
+                    );
+                    failure = r.result.err().map(|e| format!("{e:?}"));
                 }
                 vm.store.data_mut().streams.remove(&context_id);
                 ((), failure)
@@ -478,9 +511,14 @@ impl HttpStream {
             state.streams.insert(id, signal);
             let result = match vm.cb.context_create.clone() {
                 Some(f) => {
-                    vm.call("proxy_on_context_create", id, Phase::Start, None, plugin.metrics.as_ref(), |s| {
-                        f.call(s, (id as i32, root as i32))
-                    })
+                    vm.call(
+                        "proxy_on_context_create",
+                        id,
+                        Phase::Start,
+                        None,
+                        plugin.metrics.as_ref(),
+                        |s| f.call(s, (id as i32, root as i32)),
+                    )
                     .result
                 }
                 None => Ok(()),
@@ -550,9 +588,14 @@ impl HttpStream {
             let Some(x) = select(&vm.cb) else {
                 return (Invoked::NotExported, None);
             };
-            let called = vm.call(callback, context_id, phase, Some(data), plugin.metrics.as_ref(), |s| {
-                run(x, s, context_id as i32)
-            });
+            let called = vm.call(
+                callback,
+                context_id,
+                phase,
+                Some(data),
+                plugin.metrics.as_ref(),
+                |s| run(x, s, context_id as i32),
+            );
             match called.result {
                 Ok(raw) => (Invoked::Ran(raw, called.actions), None),
                 Err(e) => {
@@ -563,7 +606,9 @@ impl HttpStream {
         });
         match r {
             Ok(invoked) => invoked,
-            Err(Gone::Dead) => Invoked::Failed(format!("{callback}: the VM of this stream failed earlier")),
+            Err(Gone::Dead) => {
+                Invoked::Failed(format!("{callback}: the VM of this stream failed earlier"))
+            }
             Err(Gone::Unavailable(m)) => Invoked::Failed(m),
         }
     }
@@ -572,17 +617,25 @@ impl HttpStream {
         let n = self.members.len();
         for pos in start..n {
             let i = index(dir, pos, n);
-            if dir == Dir::Request {
-                if let Err(effect) = self.ensure_context(i) {
-                    match effect {
-                        Effect::Skip => continue,
-                        Effect::Reply(r) => return HeadersOutcome::LocalReply(r),
-                    }
+            if dir == Dir::Request
+                && let Err(effect) = self.ensure_context(i)
+            {
+                match effect {
+                    Effect::Skip => continue,
+                    Effect::Reply(r) => return HeadersOutcome::LocalReply(r),
                 }
             }
             let (phase, name, count) = match dir {
-                Dir::Request => (Phase::RequestHeaders, "proxy_on_request_headers", self.data.request_headers.len()),
-                Dir::Response => (Phase::ResponseHeaders, "proxy_on_response_headers", self.data.response_headers.len()),
+                Dir::Request => (
+                    Phase::RequestHeaders,
+                    "proxy_on_request_headers",
+                    self.data.request_headers.len(),
+                ),
+                Dir::Response => (
+                    Phase::ResponseHeaders,
+                    "proxy_on_response_headers",
+                    self.data.response_headers.len(),
+                ),
             };
             let invoked = self.invoke(
                 i,
@@ -611,7 +664,9 @@ impl HttpStream {
                                 self.replied = true;
                                 return HeadersOutcome::LocalReply(r);
                             }
-                            Action::Close(_) if !self.in_local_reply => return HeadersOutcome::Reset,
+                            Action::Close(_) if !self.in_local_reply => {
+                                return HeadersOutcome::Reset;
+                            }
                             Action::Continue(t) if t == dir.stream_type() => go_on = true,
                             _ => {}
                         }

@@ -86,8 +86,12 @@ impl Vm {
                 }
             };
         }
-        let headers = |store: &mut Store<HostState>, name: &str| -> Result<Option<HeadersFn>, LoadErrorKind> {
-            let Some(f) = instance.get_func(&mut *store, name) else { return Ok(None) };
+        let headers = |store: &mut Store<HostState>,
+                       name: &str|
+         -> Result<Option<HeadersFn>, LoadErrorKind> {
+            let Some(f) = instance.get_func(&mut *store, name) else {
+                return Ok(None);
+            };
             Ok(Some(if abi == AbiVersion::V0_1_0 {
                 HeadersFn::V1(f.typed(&*store).map_err(|e| sig(name, e))?)
             } else {
@@ -112,11 +116,15 @@ impl Vm {
                 let init = instance
                     .get_typed_func::<(), ()>(&mut store, "_initialize")
                     .map_err(|e| sig("_initialize", e))?;
-                init.call(&mut store, ()).map_err(start_err("_initialize"))?;
+                init.call(&mut store, ())
+                    .map_err(start_err("_initialize"))?;
                 if let Ok(main) = instance.get_typed_func::<(i32, i32), i32>(&mut store, "main") {
                     main.call(&mut store, (0, 0)).map_err(start_err("main"))?;
-                } else if let Ok(main) = instance.get_typed_func::<(), i32>(&mut store, "__main_void") {
-                    main.call(&mut store, ()).map_err(start_err("__main_void"))?;
+                } else if let Ok(main) =
+                    instance.get_typed_func::<(), i32>(&mut store, "__main_void")
+                {
+                    main.call(&mut store, ())
+                        .map_err(start_err("__main_void"))?;
                 }
             }
             EntryStyle::Start => {
@@ -140,14 +148,28 @@ impl Vm {
         vm.store.data_mut().root_context_id = root;
         let root_i = root as i32;
         if let Some(f) = vm.cb.context_create.clone() {
-            vm.call("proxy_on_context_create", root, Phase::Start, None, metrics, |s| f.call(s, (root_i, 0)))
-                .result
-                .map_err(start_err("proxy_on_context_create"))?;
+            vm.call(
+                "proxy_on_context_create",
+                root,
+                Phase::Start,
+                None,
+                metrics,
+                |s| f.call(s, (root_i, 0)),
+            )
+            .result
+            .map_err(start_err("proxy_on_context_create"))?;
         }
         if let Some(f) = vm.cb.vm_start.clone() {
             let size = vm.store.data().plugin.vm_configuration.len() as i32;
             let ok = vm
-                .call("proxy_on_vm_start", root, Phase::VmStart, None, metrics, |s| f.call(s, (root_i, size)))
+                .call(
+                    "proxy_on_vm_start",
+                    root,
+                    Phase::VmStart,
+                    None,
+                    metrics,
+                    |s| f.call(s, (root_i, size)),
+                )
                 .result
                 .map_err(start_err("proxy_on_vm_start"))?;
             if ok == 0 {
@@ -157,7 +179,14 @@ impl Vm {
         if let Some(f) = vm.cb.configure.clone() {
             let size = vm.store.data().plugin.configuration.len() as i32;
             let ok = vm
-                .call("proxy_on_configure", root, Phase::Configure, None, metrics, |s| f.call(s, (root_i, size)))
+                .call(
+                    "proxy_on_configure",
+                    root,
+                    Phase::Configure,
+                    None,
+                    metrics,
+                    |s| f.call(s, (root_i, size)),
+                )
                 .result
                 .map_err(start_err("proxy_on_configure"))?;
             if ok == 0 {
@@ -200,7 +229,12 @@ impl Vm {
         let started = Instant::now();
         let result = f(&mut self.store);
         if let Some(m) = metrics {
-            m.observe(&self.store.data().plugin.name, callback, started.elapsed(), result.is_err());
+            m.observe(
+                &self.store.data().plugin.name,
+                callback,
+                started.elapsed(),
+                result.is_err(),
+            );
         }
         let state = self.store.data_mut();
         let call = std::mem::replace(&mut state.call, CallState::idle());

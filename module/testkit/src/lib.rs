@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use wasmbridge_host::{
-    BodyOutcome, FilterChain, HeaderList, HeadersOutcome, LoadError, Plugin, PluginSpec,
-    Runtime, StreamData,
+    BodyOutcome, FilterChain, HeaderList, HeadersOutcome, LoadError, Plugin, PluginSpec, Runtime,
+    StreamData,
 };
 
 /// A request to run through the plugin.
@@ -99,7 +99,11 @@ pub struct Emulator {
 impl Emulator {
     /// Compiles and starts `module` as plugin `name` (also its root id) with a plugin
     /// configuration.
-    pub fn load(module: impl AsRef<Path>, name: &str, configuration: &str) -> Result<Emulator, LoadError> {
+    pub fn load(
+        module: impl AsRef<Path>,
+        name: &str,
+        configuration: &str,
+    ) -> Result<Emulator, LoadError> {
         let runtime = Runtime::new().map_err(|e| LoadError {
             plugin: name.to_string(),
             module: module.as_ref().to_path_buf(),
@@ -134,7 +138,11 @@ impl Emulator {
             .unwrap_or_default();
         h.push(":authority", Bytes::from(authority));
         h.push(":scheme", Bytes::from_static(b"http"));
-        for (k, v) in request.headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("host")) {
+        for (k, v) in request
+            .headers
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+        {
             h.push(k, Bytes::from(v.clone()));
         }
         data.info.protocol = "HTTP/1.1";
@@ -148,17 +156,18 @@ impl Emulator {
                 (resp.status, resp.headers, resp.body)
             }
             _ => {
-                if let Some(body) = request.body {
-                    if let BodyOutcome::Forward(b) = stream.on_request_body(body, true) {
-                        request_body = Some(b);
-                    }
+                if let Some(body) = request.body
+                    && let BodyOutcome::Forward(b) = stream.on_request_body(body, true)
+                {
+                    request_body = Some(b);
                 }
                 let mut resp = HeaderList::new();
                 resp.push(":status", Bytes::from_static(b"200"));
                 resp.push("content-type", Bytes::from_static(b"text/plain"));
                 stream.data_mut().response_headers = resp;
                 let _ = stream.on_response_headers(false);
-                let body = match stream.on_response_body(Bytes::from_static(b"upstream body"), true) {
+                let body = match stream.on_response_body(Bytes::from_static(b"upstream body"), true)
+                {
                     BodyOutcome::Forward(b) => b,
                     _ => Bytes::new(),
                 };

@@ -9,7 +9,11 @@ fn filter(name: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../filters/target/wasm32-wasip1/release")
         .join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} missing: run `make filters`", path.display());
+    assert!(
+        path.exists(),
+        "{} missing: run `make filters`",
+        path.display()
+    );
     path
 }
 
@@ -31,7 +35,10 @@ fn add_header_adds_configured_headers() {
 fn deny_replies_403_without_the_header_and_continues_with_it() {
     let emu = Emulator::load(filter("deny"), "deny", "{}").expect("load");
     let denied = emu.run(Request::get("/"));
-    assert!(matches!(denied.request_outcome, HeadersOutcome::LocalReply(_)));
+    assert!(matches!(
+        denied.request_outcome,
+        HeadersOutcome::LocalReply(_)
+    ));
     assert_eq!(denied.status, 403);
     assert_eq!(&denied.response_body[..], b"access denied\n");
     assert_eq!(denied.response_header("content-length"), Some("14"));

@@ -107,29 +107,51 @@ impl Body for Chunks {
 }
 
 /// A request body sent in pieces with no declared length (chunked on HTTP/1.1).
-pub fn chunked(parts: &[&[u8]]) -> http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible> {
+pub fn chunked(
+    parts: &[&[u8]],
+) -> http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible> {
     Chunks(parts.iter().map(|p| Bytes::copy_from_slice(p)).collect()).boxed()
 }
 
 /// A request body with a known length.
-pub fn full(data: impl Into<Bytes>) -> http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible> {
+pub fn full(
+    data: impl Into<Bytes>,
+) -> http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible> {
     Full::new(data.into()).boxed()
 }
 
-async fn echo(req: Request<Incoming>) -> Result<Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>, std::convert::Infallible> {
+async fn echo(
+    req: Request<Incoming>,
+) -> Result<
+    Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>,
+    std::convert::Infallible,
+> {
     let (parts, body) = req.into_parts();
-    let framing = if parts.headers.get("transfer-encoding").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked")) {
+    let framing = if parts
+        .headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"))
+    {
         "chunked"
     } else if parts.headers.contains_key("content-length") {
         "content-length"
     } else {
         "none"
     };
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let description = serde_json::json!({
         "method": parts.method.as_str(),
@@ -163,11 +185,15 @@ async fn echo(req: Request<Incoming>) -> Result<Response<http_body_util::combina
 impl Upstream {
     /// Starts the echo upstream on an ephemeral loopback port (HTTP/1.1 and h2c).
     pub async fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().expect("upstream addr");
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 tokio::spawn(async move {
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service_fn(echo))
@@ -199,13 +225,20 @@ impl Drop for Gateway {
 }
 
 /// Substitutes `{listen}`, `{admin}`, `{upstream}` and `{filters}` in a YAML template.
-pub fn render(template: &str, listen: SocketAddr, admin: SocketAddr, upstream: Option<SocketAddr>) -> String {
+pub fn render(
+    template: &str,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    upstream: Option<SocketAddr>,
+) -> String {
     template
         .replace("{listen}", &listen.to_string())
         .replace("{admin}", &admin.to_string())
         .replace(
             "{upstream}",
-            &upstream.map(|u| u.to_string()).unwrap_or_else(|| "127.0.0.1:9".into()),
+            &upstream
+                .map(|u| u.to_string())
+                .unwrap_or_else(|| "127.0.0.1:9".into()),
         )
         .replace("{filters}", &filters_dir().display().to_string())
 }
@@ -213,7 +246,11 @@ pub fn render(template: &str, listen: SocketAddr, admin: SocketAddr, upstream: O
 impl Gateway {
     /// Writes the YAML (after [`render`]) to a scratch file and starts the gateway on it,
     /// waiting until both listeners accept connections.
-    pub async fn start(name: &str, template: &str, upstream: Option<SocketAddr>) -> Result<Gateway> {
+    pub async fn start(
+        name: &str,
+        template: &str,
+        upstream: Option<SocketAddr>,
+    ) -> Result<Gateway> {
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
         let yaml = render(template, listen, admin, upstream);
@@ -224,7 +261,12 @@ impl Gateway {
     }
 
     /// Starts the gateway on an existing file whose listener and admin addresses are known.
-    pub async fn spawn(file: &Path, listen: SocketAddr, admin: SocketAddr, dir: &Path) -> Result<Gateway> {
+    pub async fn spawn(
+        file: &Path,
+        listen: SocketAddr,
+        admin: SocketAddr,
+        dir: &Path,
+    ) -> Result<Gateway> {
         let log = dir.join("gateway.log");
         let child = Command::new(binary())
             .args(["run", "-c"])
@@ -235,7 +277,12 @@ impl Gateway {
             .stderr(std::fs::File::create(&log)?)
             .spawn()
             .context("start wasmbridge")?;
-        let mut gw = Gateway { addr: listen, admin, child, log };
+        let mut gw = Gateway {
+            addr: listen,
+            admin,
+            child,
+            log,
+        };
         gw.wait_ready().await?;
         Ok(gw)
     }
@@ -244,7 +291,10 @@ impl Gateway {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!("wasmbridge exited with {status} before serving:\n{}", self.log_text());
+                bail!(
+                    "wasmbridge exited with {status} before serving:\n{}",
+                    self.log_text()
+                );
             }
             let proxy = TcpStream::connect(self.addr).await.is_ok();
             let admin = TcpStream::connect(self.admin).await.is_ok();
@@ -252,7 +302,10 @@ impl Gateway {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("wasmbridge did not start listening in time:\n{}", self.log_text());
+                bail!(
+                    "wasmbridge did not start listening in time:\n{}",
+                    self.log_text()
+                );
             }
             // Poll the listeners again shortly; this is a readiness check, not a wait for a result.
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -295,13 +348,19 @@ pub struct Reply {
 impl Reply {
     /// A header as a string ("" when absent).
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 
     /// The body as JSON (the echo upstream's description).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
         })
     }
 
@@ -338,7 +397,8 @@ where
             sender.send_request(req).await?
         }
         Proto::H2c => {
-            let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
             tokio::spawn(conn);
             sender.send_request(req).await?
         }
@@ -357,7 +417,10 @@ where
 }
 
 /// A GET with optional headers.
-pub fn get(url: &str, headers: &[(&str, &str)]) -> Request<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>> {
+pub fn get(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Request<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>> {
     let mut b = Request::get(url);
     for (k, v) in headers {
         b = b.header(*k, *v);

@@ -2,7 +2,9 @@
 
 use std::net::SocketAddr;
 
-use wasmbridge_e2e::{Gateway, Proto, filter, filters_dir, free_port, get, repo_root, scratch, send, wasmbridge};
+use wasmbridge_e2e::{
+    Gateway, Proto, filter, filters_dir, free_port, get, repo_root, scratch, send, wasmbridge,
+};
 
 #[test]
 fn version_prints_the_package_version() {
@@ -25,7 +27,12 @@ fn check_reports_each_plugin() {
     .expect("write");
     let out = wasmbridge(&["check", &file.display().to_string()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("plugin deny"), "{stdout}");
     assert!(stdout.contains("abi: 0.2.1"), "{stdout}");
     assert!(stdout.contains("entry: _initialize"), "{stdout}");
@@ -59,7 +66,10 @@ fn a_file_that_is_not_wasm_is_refused_with_plugin_and_file() {
         "listeners: [{address: 127.0.0.1:0}]\nplugins:\n  - name: imposter\n    module: notes.wasm\nroutes:\n  - match: {prefix: /}\n    direct_response: {status: 200}\n    plugins: [imposter]\n",
     )
     .expect("write");
-    for args in [vec!["check", file.to_str().unwrap_or_default()], vec!["run", "-c", file.to_str().unwrap_or_default()]] {
+    for args in [
+        vec!["check", file.to_str().unwrap_or_default()],
+        vec!["run", "-c", file.to_str().unwrap_or_default()],
+    ] {
         let out = wasmbridge(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
@@ -78,7 +88,10 @@ async fn the_example_config_answers_with_x_hello() -> anyhow::Result<()> {
     let text = text
         .replace("0.0.0.0:8080", &listen.to_string())
         .replace("127.0.0.1:9901", &admin.to_string())
-        .replace("../filters/target/wasm32-wasip1/release", &filters_dir().display().to_string());
+        .replace(
+            "../filters/target/wasm32-wasip1/release",
+            &filters_dir().display().to_string(),
+        );
     let dir = scratch("example");
     let file = dir.join("gateway.yaml");
     std::fs::write(&file, text)?;

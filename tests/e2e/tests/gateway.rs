@@ -69,8 +69,17 @@ async fn deny_replies_locally_with_the_filters_body_and_headers() -> anyhow::Res
         assert_eq!(denied.header("x-denied-by"), "wasmbridge-deny");
         assert_eq!(denied.header("content-type"), "text/plain");
         assert_eq!(denied.header("content-length"), "26");
-        assert_eq!(denied.header("x-upstream"), "", "the upstream must not be reached");
-        let allowed = send(gw.addr, proto, get(&gw.url("/secret"), &[("x-api-key", "k")])).await?;
+        assert_eq!(
+            denied.header("x-upstream"),
+            "",
+            "the upstream must not be reached"
+        );
+        let allowed = send(
+            gw.addr,
+            proto,
+            get(&gw.url("/secret"), &[("x-api-key", "k")]),
+        )
+        .await?;
         assert_eq!(allowed.status, 200);
         assert_eq!(allowed.header("x-upstream"), "echo");
     }
@@ -82,14 +91,27 @@ async fn a_local_reply_runs_the_response_callbacks_of_the_chain() -> anyhow::Res
     let upstream = Upstream::start().await;
     let plugins = format!(
         "{}{}",
-        plugin("add_header", "add_header", r#"{"headers": {"x-hello": "wasmbridge"}}"#),
+        plugin(
+            "add_header",
+            "add_header",
+            r#"{"headers": {"x-hello": "wasmbridge"}}"#
+        ),
         plugin("deny", "deny", "{}")
     );
-    let gw = Gateway::start("deny-chain", &proxied(&plugins, "add_header, deny"), Some(upstream.addr)).await?;
+    let gw = Gateway::start(
+        "deny-chain",
+        &proxied(&plugins, "add_header, deny"),
+        Some(upstream.addr),
+    )
+    .await?;
     let denied = send(gw.addr, Proto::H1, get(&gw.url("/"), &[])).await?;
     assert_eq!(denied.status, 403);
     assert_eq!(&denied.body[..], b"access denied\n");
-    assert_eq!(denied.header("x-hello"), "wasmbridge", "add_header's response callback ran on the local reply");
+    assert_eq!(
+        denied.header("x-hello"),
+        "wasmbridge",
+        "add_header's response callback ran on the local reply"
+    );
     Ok(())
 }
 
@@ -100,11 +122,27 @@ async fn paused_requests_continue_when_the_filter_resumes_them() -> anyhow::Resu
     let gw = Gateway::start("pause", &yaml, Some(upstream.addr)).await?;
 
     // Resumed by the same callback (deferred until it returned).
-    let reply = send(gw.addr, Proto::H1, get(&gw.url("/self"), &[("x-pause", "self")])).await?;
+    let reply = send(
+        gw.addr,
+        Proto::H1,
+        get(&gw.url("/self"), &[("x-pause", "self")]),
+    )
+    .await?;
     assert_eq!(reply.status, 200, "{}", gw.log_text());
-    assert_eq!(reply.upstream_header("x-pause-result").as_deref(), Some("resumed-self"));
-    assert_eq!(reply.header("x-pause-eos"), "true", "a bodyless request has end_of_stream on headers");
-    assert_eq!(reply.header("x-pause-body-calls"), "0", "no body callback for a bodyless request");
+    assert_eq!(
+        reply.upstream_header("x-pause-result").as_deref(),
+        Some("resumed-self")
+    );
+    assert_eq!(
+        reply.header("x-pause-eos"),
+        "true",
+        "a bodyless request has end_of_stream on headers"
+    );
+    assert_eq!(
+        reply.header("x-pause-body-calls"),
+        "0",
+        "no body callback for a bodyless request"
+    );
 
     // Held until another request releases it through set_effective_context + continue.
     let held = tokio::spawn({
@@ -113,21 +151,37 @@ async fn paused_requests_continue_when_the_filter_resumes_them() -> anyhow::Resu
         async move { send(addr, Proto::H1, get(&url, &[("x-pause", "hold")])).await }
     });
     let released = loop {
-        let r = send(gw.addr, Proto::H1, get(&gw.url("/release"), &[("x-release", "1")])).await?;
+        let r = send(
+            gw.addr,
+            Proto::H1,
+            get(&gw.url("/release"), &[("x-release", "1")]),
+        )
+        .await?;
         assert_eq!(r.status, 200);
         if r.header("x-released") != "none" {
             break r;
         }
-        assert!(!held.is_finished(), "the held request finished before it was released");
+        assert!(
+            !held.is_finished(),
+            "the held request finished before it was released"
+        );
         tokio::task::yield_now().await;
     };
     assert!(released.header("x-released").parse::<u32>().is_ok());
     let held = held.await??;
     assert_eq!(held.status, 200);
-    assert_eq!(held.upstream_header("x-pause-result").as_deref(), Some("resumed-by-other"));
+    assert_eq!(
+        held.upstream_header("x-pause-result").as_deref(),
+        Some("resumed-by-other")
+    );
 
     // A local reply sent while paused ends the wait.
-    let replied = send(gw.addr, Proto::H1, get(&gw.url("/r"), &[("x-pause", "reply")])).await?;
+    let replied = send(
+        gw.addr,
+        Proto::H1,
+        get(&gw.url("/r"), &[("x-pause", "reply")]),
+    )
+    .await?;
     assert_eq!(replied.status, 202);
     assert_eq!(&replied.body[..], b"replied while paused\n");
     assert_eq!(replied.header("x-paused-reply"), "1");
@@ -152,7 +206,11 @@ async fn request_bodies_are_rewritten_with_consistent_framing() -> anyhow::Resul
     for proto in [Proto::H1, Proto::H2c] {
         for (label, body, parts) in [
             ("content-length", Some(b"hello world".as_slice()), None),
-            ("chunked", None, Some([b"hello ".as_slice(), b"wor".as_slice(), b"ld".as_slice()])),
+            (
+                "chunked",
+                None,
+                Some([b"hello ".as_slice(), b"wor".as_slice(), b"ld".as_slice()]),
+            ),
         ] {
             let req = Request::post(gw.url("/upload")).header("content-type", "text/plain");
             let req = match (body, parts) {
@@ -163,8 +221,12 @@ async fn request_bodies_are_rewritten_with_consistent_framing() -> anyhow::Resul
             let reply = send(gw.addr, proto, req).await?;
             assert_eq!(reply.status, 200, "{proto:?} {label}: {}", gw.log_text());
             // The response body is the echo, wrapped by the response rewrite.
-            assert!(reply.body.starts_with(b"[") && reply.body.ends_with(b"]"), "{proto:?} {label}");
-            let echo: serde_json::Value = serde_json::from_slice(&reply.body[1..reply.body.len() - 1])?;
+            assert!(
+                reply.body.starts_with(b"[") && reply.body.ends_with(b"]"),
+                "{proto:?} {label}"
+            );
+            let echo: serde_json::Value =
+                serde_json::from_slice(&reply.body[1..reply.body.len() - 1])?;
             assert_eq!(echo["body"], "<<hello world>>", "{proto:?} {label}");
             assert_eq!(echo["body_len"], 15);
             let framing = echo["framing"].as_str().unwrap_or("");
@@ -173,18 +235,29 @@ async fn request_bodies_are_rewritten_with_consistent_framing() -> anyhow::Resul
                 .and_then(|h| h.iter().find(|p| p[0] == "content-length"))
                 .and_then(|p| p[1].as_str().map(str::to_string));
             assert!(
-                framing == "chunked" || cl.as_deref() == Some("15") || (framing == "none" && echo["version"] == "HTTP/2.0"),
+                framing == "chunked"
+                    || cl.as_deref() == Some("15")
+                    || (framing == "none" && echo["version"] == "HTTP/2.0"),
                 "{proto:?} {label}: upstream framing {framing}, content-length {cl:?}"
             );
-            assert_ne!(cl.as_deref(), Some("11"), "a stale content-length must not reach the upstream");
-            assert_eq!(reply.header("x-body-request-bytes"), "11", "{proto:?} {label}");
+            assert_ne!(
+                cl.as_deref(),
+                Some("11"),
+                "a stale content-length must not reach the upstream"
+            );
+            assert_eq!(
+                reply.header("x-body-request-bytes"),
+                "11",
+                "{proto:?} {label}"
+            );
         }
     }
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn response_bodies_are_rewritten_for_length_and_chunked_upstream_replies() -> anyhow::Result<()> {
+async fn response_bodies_are_rewritten_for_length_and_chunked_upstream_replies()
+-> anyhow::Result<()> {
     let upstream = Upstream::start().await;
     let gw = Gateway::start("body-resp", &body_yaml(), Some(upstream.addr)).await?;
     for proto in [Proto::H1, Proto::H2c] {
@@ -195,9 +268,16 @@ async fn response_bodies_are_rewritten_for_length_and_chunked_upstream_replies()
             }
             let reply = send(gw.addr, proto, get(&gw.url("/"), &headers)).await?;
             assert_eq!(reply.status, 200);
-            assert_eq!(&reply.body[..], b"[upstream says hi]", "{proto:?} chunked={chunked_reply}");
+            assert_eq!(
+                &reply.body[..],
+                b"[upstream says hi]",
+                "{proto:?} chunked={chunked_reply}"
+            );
             let cl = reply.header("content-length");
-            assert!(cl.is_empty() || cl == "18", "content-length {cl} does not match the rewritten body");
+            assert!(
+                cl.is_empty() || cl == "18",
+                "content-length {cl} does not match the rewritten body"
+            );
         }
     }
     Ok(())
@@ -209,14 +289,22 @@ async fn a_trapping_plugin_gets_a_503_and_the_next_request_is_served() -> anyhow
     let yaml = proxied(&plugin("misbehave", "misbehave", "{}"), "misbehave");
     let gw = Gateway::start("trap", &yaml, Some(upstream.addr)).await?;
     for mode in ["trap-request-headers", "trap-response-headers", "abort"] {
-        let trapped = send(gw.addr, Proto::H1, get(&gw.url("/"), &[("x-misbehave", mode)])).await?;
+        let trapped = send(
+            gw.addr,
+            Proto::H1,
+            get(&gw.url("/"), &[("x-misbehave", mode)]),
+        )
+        .await?;
         assert_eq!(trapped.status, 503, "{mode}");
         let next = send(gw.addr, Proto::H1, get(&gw.url("/"), &[])).await?;
         assert_eq!(next.status, 200, "{mode}: the next request must be served");
         assert_eq!(next.header("x-misbehave"), "ok");
     }
     let log = gw.log_text();
-    assert!(log.contains("misbehave: trap in request headers"), "the trap message is logged:\n{log}");
+    assert!(
+        log.contains("misbehave: trap in request headers"),
+        "the trap message is logged:\n{log}"
+    );
     Ok(())
 }
 
@@ -224,14 +312,26 @@ async fn a_trapping_plugin_gets_a_503_and_the_next_request_is_served() -> anyhow
 async fn a_fail_open_plugin_is_skipped_after_a_trap() -> anyhow::Result<()> {
     let upstream = Upstream::start().await;
     let yaml = proxied(
-        &format!("{}    failure_policy: fail_open\n", plugin("misbehave", "misbehave", "{}")),
+        &format!(
+            "{}    failure_policy: fail_open\n",
+            plugin("misbehave", "misbehave", "{}")
+        ),
         "misbehave",
     );
     let gw = Gateway::start("fail-open", &yaml, Some(upstream.addr)).await?;
-    let reply = send(gw.addr, Proto::H1, get(&gw.url("/"), &[("x-misbehave", "trap-request-headers")])).await?;
+    let reply = send(
+        gw.addr,
+        Proto::H1,
+        get(&gw.url("/"), &[("x-misbehave", "trap-request-headers")]),
+    )
+    .await?;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("x-upstream"), "echo");
-    assert_eq!(reply.header("x-misbehave"), "", "the failed plugin no longer runs for this stream");
+    assert_eq!(
+        reply.header("x-misbehave"),
+        "",
+        "the failed plugin no longer runs for this stream"
+    );
     Ok(())
 }
 
@@ -241,15 +341,31 @@ async fn admin_serves_health_and_metrics() -> anyhow::Result<()> {
     let yaml = proxied(&plugin("add_header", "add_header", "{}"), "add_header");
     let gw = Gateway::start("admin", &yaml, Some(upstream.addr)).await?;
     send(gw.addr, Proto::H1, get(&gw.url("/"), &[])).await?;
-    let health = send(gw.admin, Proto::H1, get(&format!("http://{}/healthz", gw.admin), &[])).await?;
+    let health = send(
+        gw.admin,
+        Proto::H1,
+        get(&format!("http://{}/healthz", gw.admin), &[]),
+    )
+    .await?;
     assert_eq!(health.status, 200);
-    let metrics = send(gw.admin, Proto::H1, get(&format!("http://{}/metrics", gw.admin), &[])).await?;
+    let metrics = send(
+        gw.admin,
+        Proto::H1,
+        get(&format!("http://{}/metrics", gw.admin), &[]),
+    )
+    .await?;
     let text = String::from_utf8_lossy(&metrics.body);
-    assert!(text.contains(r#"wasmbridge_http_requests_total{route="route0",status="200"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"wasmbridge_http_requests_total{route="route0",status="200"} 1"#),
+        "{text}"
+    );
     assert!(
         text.contains(r#"wasmbridge_plugin_callbacks_total{callback="proxy_on_request_headers",plugin="add_header"} 1"#),
         "{text}"
     );
-    assert!(text.contains("wasmbridge_plugin_callback_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("wasmbridge_plugin_callback_duration_seconds_bucket"),
+        "{text}"
+    );
     Ok(())
 }

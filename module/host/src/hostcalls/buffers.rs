@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use wasmbridge_abi::{BufferType, Status};
 use wasmtime::Caller;
 
-use super::{HResult, Registrar, finish, read_bytes, return_bytes, write_u32};
+use super::{HResult, Registrar, read_bytes, return_bytes, status, write_u32};
 use crate::context::{HostState, Phase};
 
 pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
@@ -65,17 +65,19 @@ fn get_buffer_bytes(
     ret_ptr: i32,
     ret_size: i32,
 ) -> wasmtime::Result<i32> {
-    finish((|| -> HResult {
+    status(|| -> HResult {
         let ty = BufferType::try_from(ty as u32)?;
         let bytes = match readable(caller.data(), ty)? {
             Readable::Body => {
                 let body = &caller.data().stream().ok_or(Status::NotFound)?.body;
                 Bytes::copy_from_slice(clamp(body, start as u32, max_size as u32))
             }
-            Readable::Config(config) => config.slice_ref(clamp(&config, start as u32, max_size as u32)),
+            Readable::Config(config) => {
+                config.slice_ref(clamp(&config, start as u32, max_size as u32))
+            }
         };
         return_bytes(&mut caller, &bytes, ret_ptr, ret_size)
-    })())
+    })
 }
 
 /// Applies Envoy's edit modes (`Buffer::copyFrom`) to a body.
@@ -118,12 +120,17 @@ fn set_buffer_bytes(
     data_ptr: i32,
     data_size: i32,
 ) -> wasmtime::Result<i32> {
-    finish((|| -> HResult {
+    status(|| -> HResult {
         let ty = BufferType::try_from(ty as u32)?;
         match readable(caller.data(), ty) {
             Ok(Readable::Body) => {}
             Ok(Readable::Config(_)) => return Err(Status::BadArgument.into()),
-            Err(_) if matches!(ty, BufferType::HttpRequestBody | BufferType::HttpResponseBody) => {
+            Err(_)
+                if matches!(
+                    ty,
+                    BufferType::HttpRequestBody | BufferType::HttpResponseBody
+                ) =>
+            {
                 return Err(Status::NotFound.into());
             }
             Err(_) => return Err(Status::BadArgument.into()),
@@ -132,7 +139,7 @@ fn set_buffer_bytes(
         let stream = caller.data_mut().stream_mut().ok_or(Status::NotFound)?;
         edit(&mut stream.body, start as u32, size as u32, &data)?;
         Ok(())
-    })())
+    })
 }
 
 /// `proxy_get_buffer_status(type, ret_size_ptr, ret_flags_ptr)` — all versions. OK with
@@ -143,7 +150,7 @@ fn get_buffer_status(
     ret_size: i32,
     ret_flags: i32,
 ) -> wasmtime::Result<i32> {
-    finish((|| -> HResult {
+    status(|| -> HResult {
         let ty = BufferType::try_from(ty as u32)?;
         let size = match readable(caller.data(), ty)? {
             Readable::Body => caller.data().stream().map_or(0, |s| s.body.len()),
@@ -151,7 +158,7 @@ fn get_buffer_status(
         };
         write_u32(&mut caller, ret_size, size as u32)?;
         write_u32(&mut caller, ret_flags, 0)
-    })())
+    })
 }
 
 #[cfg(test)]

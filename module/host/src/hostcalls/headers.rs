@@ -8,7 +8,7 @@
 use wasmbridge_abi::{AbiVersion, MapType, Status, deserialize_pairs, serialize_pairs};
 use wasmtime::Caller;
 
-use super::{HResult, Registrar, finish, read_bytes, return_bytes, write_u32};
+use super::{HResult, Registrar, read_bytes, return_bytes, status, write_u32};
 use crate::context::{HostState, Phase};
 use crate::headers::HeaderList;
 
@@ -90,7 +90,7 @@ fn get_header_map_pairs(
     ret_ptr: i32,
     ret_size: i32,
 ) -> wasmtime::Result<i32> {
-    finish((|| -> HResult {
+    status(|| -> HResult {
         let ty = MapType::try_from(ty as u32)?;
         let state = caller.data();
         let bytes = match (access(state, ty), map(state, ty)) {
@@ -98,20 +98,25 @@ fn get_header_map_pairs(
             _ => Vec::new(),
         };
         return_bytes(&mut caller, &bytes, ret_ptr, ret_size)
-    })())
+    })
 }
 
 /// `proxy_set_header_map_pairs(type, map_ptr, map_size)` — all versions. Replaces the
 /// whole map, pseudo-headers included. OK; BAD_ARGUMENT when unavailable or read-only.
 /// A malformed serialized map counts as empty, as in Envoy.
-fn set_header_map_pairs(mut caller: Caller<'_, HostState>, ty: i32, ptr: i32, len: i32) -> wasmtime::Result<i32> {
-    finish((|| -> HResult {
+fn set_header_map_pairs(
+    mut caller: Caller<'_, HostState>,
+    ty: i32,
+    ptr: i32,
+    len: i32,
+) -> wasmtime::Result<i32> {
+    status(|| -> HResult {
         let ty = MapType::try_from(ty as u32)?;
         let raw = read_bytes(&caller, ptr, len)?;
         let pairs = deserialize_pairs(&raw).unwrap_or_default();
         writable(caller.data_mut(), ty)?.set_all(pairs);
         Ok(())
-    })())
+    })
 }
 
 /// `proxy_get_header_map_value(type, key_ptr, key_size, ret_ptr_ptr, ret_size_ptr)` — all
@@ -125,7 +130,7 @@ fn get_header_map_value(
     ret_ptr: i32,
     ret_size: i32,
 ) -> wasmtime::Result<i32> {
-    finish((|| -> HResult {
+    status(|| -> HResult {
         let ty = MapType::try_from(ty as u32)?;
         let key = read_bytes(&caller, key_ptr, key_len)?;
         let state = caller.data();
@@ -140,7 +145,7 @@ fn get_header_map_value(
             }
             None => Err(Status::NotFound.into()),
         }
-    })())
+    })
 }
 
 /// `proxy_add_header_map_value(type, key, value)` — all versions. Appends an occurrence.
@@ -153,13 +158,13 @@ fn add_header_map_value(
     value_ptr: i32,
     value_len: i32,
 ) -> wasmtime::Result<i32> {
-    finish((|| -> HResult {
+    status(|| -> HResult {
         let ty = MapType::try_from(ty as u32)?;
         let key = read_bytes(&caller, key_ptr, key_len)?;
         let value = read_bytes(&caller, value_ptr, value_len)?;
         writable(caller.data_mut(), ty)?.add(&key, &value);
         Ok(())
-    })())
+    })
 }
 
 /// `proxy_replace_header_map_value(type, key, value)` — all versions. Leaves exactly one
@@ -172,13 +177,13 @@ fn replace_header_map_value(
     value_ptr: i32,
     value_len: i32,
 ) -> wasmtime::Result<i32> {
-    finish((|| -> HResult {
+    status(|| -> HResult {
         let ty = MapType::try_from(ty as u32)?;
         let key = read_bytes(&caller, key_ptr, key_len)?;
         let value = read_bytes(&caller, value_ptr, value_len)?;
         writable(caller.data_mut(), ty)?.replace(&key, &value);
         Ok(())
-    })())
+    })
 }
 
 /// `proxy_remove_header_map_value(type, key)` — all versions. Removes every occurrence; OK
@@ -189,18 +194,22 @@ fn remove_header_map_value(
     key_ptr: i32,
     key_len: i32,
 ) -> wasmtime::Result<i32> {
-    finish((|| -> HResult {
+    status(|| -> HResult {
         let ty = MapType::try_from(ty as u32)?;
         let key = read_bytes(&caller, key_ptr, key_len)?;
         writable(caller.data_mut(), ty)?.remove(&key);
         Ok(())
-    })())
+    })
 }
 
 /// `proxy_get_header_map_size(type, ret_size_ptr)` — all versions. Envoy's meaning: the
 /// summed byte length of names and values. OK; BAD_ARGUMENT when unavailable.
-fn get_header_map_size(mut caller: Caller<'_, HostState>, ty: i32, ret: i32) -> wasmtime::Result<i32> {
-    finish((|| -> HResult {
+fn get_header_map_size(
+    mut caller: Caller<'_, HostState>,
+    ty: i32,
+    ret: i32,
+) -> wasmtime::Result<i32> {
+    status(|| -> HResult {
         let ty = MapType::try_from(ty as u32)?;
         let state = caller.data();
         if access(state, ty).is_none() {
@@ -208,5 +217,5 @@ fn get_header_map_size(mut caller: Caller<'_, HostState>, ty: i32, ret: i32) -> 
         }
         let size = map(state, ty).map_or(0, HeaderList::byte_size);
         write_u32(&mut caller, ret, size as u32)
-    })())
+    })
 }

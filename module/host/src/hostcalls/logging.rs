@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use wasmbridge_abi::LogLevel;
 use wasmtime::Caller;
 
-use super::{HResult, Registrar, finish, read_bytes, write_u32, write_u64};
+use super::{HResult, Registrar, finish, read_bytes, status, write_u32, write_u64};
 use crate::context::HostState;
 
 pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
@@ -48,12 +48,12 @@ pub(crate) fn emit(state: &HostState, level: LogLevel, message: &str) {
 /// `proxy_log(level, message_ptr, message_size)` — all versions. OK; BAD_ARGUMENT for a
 /// level above CRITICAL; INVALID_MEMORY_ACCESS for a bad message range.
 fn log(caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) -> wasmtime::Result<i32> {
-    finish((|| -> HResult {
+    status(|| -> HResult {
         let level = LogLevel::try_from(level as u32)?;
         let message = read_bytes(&caller, ptr, len)?;
         emit(caller.data(), level, &String::from_utf8_lossy(&message));
         Ok(())
-    })())
+    })
 }
 
 /// The most verbose Proxy-Wasm level enabled for guest logs.
@@ -79,7 +79,10 @@ fn get_log_level(mut caller: Caller<'_, HostState>, ret: i32) -> wasmtime::Resul
 }
 
 /// `proxy_get_current_time_nanoseconds(ret_u64_ptr)` — all versions. Wall clock. OK.
-fn get_current_time_nanoseconds(mut caller: Caller<'_, HostState>, ret: i32) -> wasmtime::Result<i32> {
+fn get_current_time_nanoseconds(
+    mut caller: Caller<'_, HostState>,
+    ret: i32,
+) -> wasmtime::Result<i32> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)

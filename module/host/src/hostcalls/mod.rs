@@ -44,6 +44,11 @@ pub(crate) fn finish(result: HResult) -> wasmtime::Result<i32> {
     }
 }
 
+/// Runs a hostcall body and turns its result into the guest's status.
+pub(crate) fn status(body: impl FnOnce() -> HResult) -> wasmtime::Result<i32> {
+    finish(body())
+}
+
 /// One registration the linker received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
@@ -109,13 +114,14 @@ impl<'l> Registrar<'l> {
         results: &[ValType],
     ) -> wasmtime::Result<()> {
         let ty = func_type(engine, params, results);
-        self.linker.func_new(module, name, ty, move |mut caller, _args, out| {
-            unimplemented_called(&mut caller, module, name);
-            if let Some(first) = out.first_mut() {
-                *first = Val::I32(Status::Unimplemented.code() as i32);
-            }
-            Ok(())
-        })?;
+        self.linker
+            .func_new(module, name, ty, move |mut caller, _args, out| {
+                unimplemented_called(&mut caller, module, name);
+                if let Some(first) = out.first_mut() {
+                    *first = Val::I32(Status::Unimplemented.code() as i32);
+                }
+                Ok(())
+            })?;
         self.registered.push(Registration {
             module,
             name,

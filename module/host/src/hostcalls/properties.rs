@@ -5,7 +5,7 @@ use bytes::Bytes;
 use wasmbridge_abi::{Status, encode, serialize_pairs, split_path};
 use wasmtime::Caller;
 
-use super::{HResult, Registrar, finish, read_bytes, return_bytes};
+use super::{HResult, Registrar, read_bytes, return_bytes, status};
 use crate::context::{HostState, StreamData};
 
 pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
@@ -42,7 +42,8 @@ fn non_empty(value: Option<&Bytes>) -> Option<Vec<u8>> {
 fn stream_property(stream: &StreamData, segments: &[&[u8]]) -> Option<Vec<u8>> {
     let path_and_query = || header(stream, b":path").map(|p| &p[..]).unwrap_or(b"");
     let address = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string().into_bytes());
-    let port = |a: Option<std::net::SocketAddr>| a.map(|a| encode::int64(i64::from(a.port())).to_vec());
+    let port =
+        |a: Option<std::net::SocketAddr>| a.map(|a| encode::int64(i64::from(a.port())).to_vec());
     match segments {
         [b"request", b"path"] => non_empty(header(stream, b":path")),
         [b"request", b"url_path"] => {
@@ -52,14 +53,20 @@ fn stream_property(stream: &StreamData, segments: &[&[u8]]) -> Option<Vec<u8>> {
         }
         [b"request", b"query"] => {
             let p = path_and_query();
-            Some(p.iter().position(|&c| c == b'?').map_or(Vec::new(), |i| p[i + 1..].to_vec()))
+            Some(
+                p.iter()
+                    .position(|&c| c == b'?')
+                    .map_or(Vec::new(), |i| p[i + 1..].to_vec()),
+            )
         }
         [b"request", b"host"] => non_empty(header(stream, b":authority")),
         [b"request", b"scheme"] => non_empty(header(stream, b":scheme")),
         [b"request", b"method"] => non_empty(header(stream, b":method")),
         [b"request", b"referer"] => non_empty(header(stream, b"referer")),
         [b"request", b"useragent"] => non_empty(header(stream, b"user-agent")),
-        [b"request", b"protocol"] => Some(stream.info.protocol.as_bytes().to_vec()).filter(|p| !p.is_empty()),
+        [b"request", b"protocol"] => {
+            Some(stream.info.protocol.as_bytes().to_vec()).filter(|p| !p.is_empty())
+        }
         [b"request", b"id"] => stream
             .info
             .request_id
@@ -71,7 +78,10 @@ fn stream_property(stream: &StreamData, segments: &[&[u8]]) -> Option<Vec<u8>> {
         )),
         [b"request", b"headers", name] => joined(&stream.request_headers, name),
         [b"response", b"headers"] if !stream.response_headers.is_empty() => Some(serialize_pairs(
-            stream.response_headers.iter().map(|(k, v)| (&k[..], &v[..])),
+            stream
+                .response_headers
+                .iter()
+                .map(|(k, v)| (&k[..], &v[..])),
         )),
         [b"response", b"headers", name] => joined(&stream.response_headers, name),
         [b"response", b"code"] => stream
@@ -88,9 +98,11 @@ fn stream_property(stream: &StreamData, segments: &[&[u8]]) -> Option<Vec<u8>> {
         [b"source", b"port"] => port(stream.info.source),
         [b"destination", b"address"] => address(stream.info.destination),
         [b"destination", b"port"] => port(stream.info.destination),
-        [b"xds", b"route_name"] | [b"route_name"] => {
-            stream.info.route_name.as_ref().map(|r| r.as_bytes().to_vec())
-        }
+        [b"xds", b"route_name"] | [b"route_name"] => stream
+            .info
+            .route_name
+            .as_ref()
+            .map(|r| r.as_bytes().to_vec()),
         _ => None,
     }
 }
@@ -121,11 +133,11 @@ fn get_property(
     ret_ptr: i32,
     ret_size: i32,
 ) -> wasmtime::Result<i32> {
-    finish((|| -> HResult {
+    status(|| -> HResult {
         let path = read_bytes(&caller, path_ptr, path_len)?;
         let value = lookup(caller.data(), &path).ok_or(Status::NotFound)?;
         return_bytes(&mut caller, &value, ret_ptr, ret_size)
-    })())
+    })
 }
 
 /// `proxy_set_property(path_ptr, path_size, value_ptr, value_size)` — all versions. Stores
@@ -138,11 +150,11 @@ fn set_property(
     value_ptr: i32,
     value_len: i32,
 ) -> wasmtime::Result<i32> {
-    finish((|| -> HResult {
+    status(|| -> HResult {
         let path = read_bytes(&caller, path_ptr, path_len)?;
         let value = read_bytes(&caller, value_ptr, value_len)?;
         let stream = caller.data_mut().stream_mut().ok_or(Status::NotFound)?;
         stream.properties.insert(path, Bytes::from(value));
         Ok(())
-    })())
+    })
 }

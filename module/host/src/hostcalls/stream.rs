@@ -7,7 +7,7 @@ use bytes::Bytes;
 use wasmbridge_abi::{Status, StreamType, deserialize_pairs};
 use wasmtime::Caller;
 
-use super::{HResult, Registrar, finish, read_bytes};
+use super::{HResult, Registrar, read_bytes, status};
 use crate::context::{Action, HostState, LocalReply};
 
 pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
@@ -24,24 +24,24 @@ pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
 /// callback returns; harmless when not paused. OK; BAD_ARGUMENT for an unknown type;
 /// UNIMPLEMENTED for UPSTREAM (as Envoy).
 fn continue_stream(mut caller: Caller<'_, HostState>, ty: i32) -> wasmtime::Result<i32> {
-    finish((|| -> HResult {
+    status(|| -> HResult {
         let ty = StreamType::try_from(ty as u32)?;
         if ty == StreamType::Upstream {
             return Err(Status::Unimplemented.into());
         }
         caller.data_mut().defer(Action::Continue(ty));
         Ok(())
-    })())
+    })
 }
 
 /// `proxy_close_stream(stream_type)` — 0.2.x. Resets an HTTP stream after the callback
 /// returns. OK; BAD_ARGUMENT for an unknown type.
 fn close_stream(mut caller: Caller<'_, HostState>, ty: i32) -> wasmtime::Result<i32> {
-    finish((|| -> HResult {
+    status(|| -> HResult {
         let ty = StreamType::try_from(ty as u32)?;
         caller.data_mut().defer(Action::Close(ty));
         Ok(())
-    })())
+    })
 }
 
 /// `proxy_continue_request()` — 0.1.0. As `proxy_continue_stream(HTTP_REQUEST)`. OK.
@@ -73,7 +73,7 @@ fn clear_route_cache(_caller: Caller<'_, HostState>) -> i32 {
 #[allow(clippy::too_many_arguments)]
 fn send_local_response(
     mut caller: Caller<'_, HostState>,
-    status: i32,
+    status_code: i32,
     details_ptr: i32,
     details_len: i32,
     body_ptr: i32,
@@ -82,8 +82,8 @@ fn send_local_response(
     headers_len: i32,
     grpc_status: i32,
 ) -> wasmtime::Result<i32> {
-    finish((|| -> HResult {
-        let status = u16::try_from(status)
+    status(|| -> HResult {
+        let status = u16::try_from(status_code)
             .ok()
             .filter(|s| (100..=999).contains(s))
             .ok_or(Status::BadArgument)?;
@@ -93,7 +93,12 @@ fn send_local_response(
         let headers = deserialize_pairs(&raw_headers)
             .unwrap_or_default()
             .into_iter()
-            .map(|(k, v)| (Bytes::from(k.to_ascii_lowercase()), Bytes::copy_from_slice(v)))
+            .map(|(k, v)| {
+                (
+                    Bytes::from(k.to_ascii_lowercase()),
+                    Bytes::copy_from_slice(v),
+                )
+            })
             .collect();
         let details = String::from_utf8_lossy(&details).replace(' ', "_");
         caller.data_mut().defer(Action::LocalReply(LocalReply {
@@ -104,5 +109,5 @@ fn send_local_response(
             grpc_status: u32::try_from(grpc_status).ok().filter(|s| *s <= 16),
         }));
         Ok(())
-    })())
+    })
 }

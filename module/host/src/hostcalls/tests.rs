@@ -26,12 +26,16 @@ fn every_catalogue_entry_is_registered_exactly_once() {
         for module in spec.namespace.module_names() {
             expected += 1;
             let Some((count, stub)) = counts.get(&(*module, spec.name)) else {
-                panic!("{module}.{} is in the catalogue but not registered", spec.name);
+                panic!(
+                    "{module}.{} is in the catalogue but not registered",
+                    spec.name
+                );
             };
             assert_eq!(*count, 1, "{module}.{} registered {count} times", spec.name);
             let unimplemented = matches!(spec.support, Support::Unimplemented(_));
             assert_eq!(
-                *stub, unimplemented,
+                *stub,
+                unimplemented,
                 "{module}.{}: catalogue says {:?} but the linker has {}",
                 spec.name,
                 spec.support,

@@ -53,7 +53,12 @@ pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
     fixed!(reg, "fd_fdstat_set_flags", ENOSYS, (i32, i32));
     fixed!(reg, "fd_prestat_get", EBADF, (i32, i32));
     fixed!(reg, "fd_prestat_dir_name", ENOSYS, (i32, i32, i32));
-    fixed!(reg, "path_open", ENOENT, (i32, i32, i32, i32, i32, i64, i64, i32, i32));
+    fixed!(
+        reg,
+        "path_open",
+        ENOENT,
+        (i32, i32, i32, i32, i32, i64, i64, i32, i32)
+    );
     fixed!(reg, "fd_filestat_get", EBADF, (i32, i32));
     fixed!(reg, "path_filestat_get", ENOTSUP, (i32, i32, i32, i32, i32));
     fixed!(reg, "fd_pread", ENOSYS, (i32, i32, i32, i64, i32));
@@ -73,9 +78,24 @@ pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
     fixed!(reg, "path_unlink_file", ENOTSUP, (i32, i32, i32));
     fixed!(reg, "path_rename", ENOTSUP, (i32, i32, i32, i32, i32, i32));
     fixed!(reg, "path_symlink", ENOTSUP, (i32, i32, i32, i32, i32));
-    fixed!(reg, "path_readlink", ENOTSUP, (i32, i32, i32, i32, i32, i32));
-    fixed!(reg, "path_link", ENOTSUP, (i32, i32, i32, i32, i32, i32, i32));
-    fixed!(reg, "path_filestat_set_times", ENOTSUP, (i32, i32, i32, i32, i64, i64, i32));
+    fixed!(
+        reg,
+        "path_readlink",
+        ENOTSUP,
+        (i32, i32, i32, i32, i32, i32)
+    );
+    fixed!(
+        reg,
+        "path_link",
+        ENOTSUP,
+        (i32, i32, i32, i32, i32, i32, i32)
+    );
+    fixed!(
+        reg,
+        "path_filestat_set_times",
+        ENOTSUP,
+        (i32, i32, i32, i32, i64, i64, i32)
+    );
     fixed!(reg, "sock_accept", ENOTSUP, (i32, i32, i32));
     fixed!(reg, "sock_recv", ENOTSUP, (i32, i32, i32, i32, i32, i32));
     fixed!(reg, "sock_send", ENOTSUP, (i32, i32, i32, i32, i32));
@@ -85,10 +105,15 @@ pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
         "emscripten_notify_memory_growth",
         |_: Caller<'_, HostState>, _: i32| {},
     )?;
-    reg.env("pthread_equal", |_: Caller<'_, HostState>, a: i32, b: i32| -> i32 {
-        i32::from(a == b)
-    })?;
+    reg.env(
+        "pthread_equal",
+        |_: Caller<'_, HostState>, a: i32, b: i32| -> i32 { i32::from(a == b) },
+    )?;
     Ok(())
+}
+
+fn errno_with(body: impl FnOnce() -> Result<(), super::Fault>) -> wasmtime::Result<i32> {
+    errno(body())
 }
 
 fn errno(result: Result<(), super::Fault>) -> wasmtime::Result<i32> {
@@ -101,13 +126,19 @@ fn errno(result: Result<(), super::Fault>) -> wasmtime::Result<i32> {
 
 /// `fd_write`: fd 1 goes to the info log, fd 2 to the error log (one trailing newline
 /// stripped); any other fd is EBADF.
-fn fd_write(mut caller: Caller<'_, HostState>, fd: i32, iovs: i32, iovs_len: i32, nwritten: i32) -> wasmtime::Result<i32> {
+fn fd_write(
+    mut caller: Caller<'_, HostState>,
+    fd: i32,
+    iovs: i32,
+    iovs_len: i32,
+    nwritten: i32,
+) -> wasmtime::Result<i32> {
     let level = match fd {
         1 => LogLevel::Info,
         2 => LogLevel::Error,
         _ => return Ok(EBADF),
     };
-    errno((|| {
+    errno_with(|| {
         let table = read_bytes(&caller, iovs, iovs_len.saturating_mul(8))?;
         let mut text = Vec::new();
         for iov in table.chunks_exact(8) {
@@ -121,7 +152,7 @@ fn fd_write(mut caller: Caller<'_, HostState>, fd: i32, iovs: i32, iovs_len: i32
             emit(caller.data(), level, &String::from_utf8_lossy(line));
         }
         write_u32(&mut caller, nwritten, total)
-    })())
+    })
 }
 
 /// `fd_fdstat_get`: stdout and stderr are writable character devices; others EBADF.
@@ -147,7 +178,12 @@ fn process_start() -> Instant {
 }
 
 /// `clock_time_get`: realtime (0) and monotonic (1) in nanoseconds; others ENOTSUP.
-fn clock_time_get(mut caller: Caller<'_, HostState>, id: i32, _precision: i64, out: i32) -> wasmtime::Result<i32> {
+fn clock_time_get(
+    mut caller: Caller<'_, HostState>,
+    id: i32,
+    _precision: i64,
+    out: i32,
+) -> wasmtime::Result<i32> {
     let now = match id {
         0 => SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -187,20 +223,34 @@ fn proc_exit(mut caller: Caller<'_, HostState>, code: i32) -> wasmtime::Result<(
 }
 
 /// `poll_oneoff`: no event is ever ready; success (Go needs success).
-fn poll_oneoff(mut caller: Caller<'_, HostState>, _in: i32, _out: i32, _n: i32, nevents: i32) -> wasmtime::Result<i32> {
+fn poll_oneoff(
+    mut caller: Caller<'_, HostState>,
+    _in: i32,
+    _out: i32,
+    _n: i32,
+    nevents: i32,
+) -> wasmtime::Result<i32> {
     errno(write_u32(&mut caller, nevents, 0))
 }
 
 /// `fd_seek`: there are no files; logs and succeeds as Envoy does.
 fn fd_seek(caller: Caller<'_, HostState>, fd: i32, _offset: i64, _whence: i32, _out: i32) -> i32 {
-    emit(caller.data(), LogLevel::Error, &format!("fd_seek({fd}) is not supported"));
+    emit(
+        caller.data(),
+        LogLevel::Error,
+        &format!("fd_seek({fd}) is not supported"),
+    );
     SUCCESS
 }
 
 /// `fd_close`: there are no files; logs and succeeds as Envoy does.
 fn fd_close(caller: Caller<'_, HostState>, fd: i32) -> i32 {
     if fd > 2 {
-        emit(caller.data(), LogLevel::Error, &format!("fd_close({fd}) is not supported"));
+        emit(
+            caller.data(),
+            LogLevel::Error,
+            &format!("fd_close({fd}) is not supported"),
+        );
     }
     SUCCESS
 }
