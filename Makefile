@@ -29,8 +29,7 @@ release: setup
 ## Builds the filters and the release gateway, then serves conf/gateway.yaml:
 ##   curl -i localhost:8080/
 run: filters release
-	@target_dir=$$($(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])'); \
-	exec "$$target_dir/release/wasmbridge" run -c conf/gateway.yaml
+	exec "$${CARGO_TARGET_DIR:-target}/release/wasmbridge" run -c conf/gateway.yaml
 
 ## Format check, lints, and every test (unit, integration, end-to-end).
 test: filters

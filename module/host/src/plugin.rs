@@ -128,6 +128,7 @@ impl Plugin {
                 continue;
             };
             let (m, n) = (import.module().to_string(), import.name().to_string());
+            let results: Vec<wasmtime::ValType> = ty.results().collect();
             linker
                 .func_new(
                     import.module(),
@@ -135,14 +136,14 @@ impl Plugin {
                     ty,
                     move |mut caller, _args, out| {
                         unimplemented_called(&mut caller, &m, &n);
-                        for (i, slot) in out.iter_mut().enumerate() {
-                            *slot = match (i, &*slot) {
-                                (0, Val::I32(_)) => {
+                        for (i, (slot, t)) in out.iter_mut().zip(&results).enumerate() {
+                            *slot = match t {
+                                wasmtime::ValType::I32 if i == 0 => {
                                     Val::I32(wasmbridge_abi::Status::Unimplemented.code() as i32)
                                 }
-                                (_, Val::I64(_)) => Val::I64(0),
-                                (_, Val::F32(_)) => Val::F32(0),
-                                (_, Val::F64(_)) => Val::F64(0),
+                                wasmtime::ValType::I64 => Val::I64(0),
+                                wasmtime::ValType::F32 => Val::F32(0),
+                                wasmtime::ValType::F64 => Val::F64(0),
                                 _ => Val::I32(0),
                             };
                         }
