@@ -8,6 +8,30 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 use pingora::http::{RequestHeader, ResponseHeader};
 use wasmbridge_host::HeaderList;
 
+/// The request target when the request line is in absolute form
+/// (`GET http://host/a?b HTTP/1.1`), parsed; `None` for origin form.
+fn absolute_target(req: &RequestHeader) -> Option<Uri> {
+    let raw = req.raw_path();
+    if raw.starts_with(b"/") {
+        None
+    } else {
+        Uri::try_from(raw).ok()
+    }
+}
+
+/// `:path` as Envoy has it: path and query only, also for an absolute-form request line.
+/// Origin-form paths keep their raw bytes.
+fn path_of(req: &RequestHeader) -> Bytes {
+    match absolute_target(req) {
+        None if !req.raw_path().is_empty() => Bytes::copy_from_slice(req.raw_path()),
+        None => Bytes::from_static(b"/"),
+        Some(uri) => {
+            let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+            Bytes::copy_from_slice(if pq.is_empty() { b"/" } else { pq.as_bytes() })
+        }
+    }
+}
+
 /// The request as a plugin sees it: pseudo-headers first, `Host` folded into `:authority`.
 pub(crate) fn request_to_list(req: &RequestHeader, scheme: &'static str) -> HeaderList {
     let mut list = HeaderList::new();
@@ -15,18 +39,11 @@ pub(crate) fn request_to_list(req: &RequestHeader, scheme: &'static str) -> Head
         ":method",
         Bytes::copy_from_slice(req.method.as_str().as_bytes()),
     );
-    let path = req.raw_path();
-    list.push(
-        ":path",
-        if path.is_empty() {
-            Bytes::from_static(b"/")
-        } else {
-            Bytes::copy_from_slice(path)
-        },
-    );
-    let authority = req
-        .uri
-        .authority()
+    list.push(":path", path_of(req));
+    let authority = absolute_target(req)
+        .as_ref()
+        .and_then(Uri::authority)
+        .or_else(|| req.uri.authority())
         .map(|a| Bytes::copy_from_slice(a.as_str().as_bytes()))
         .or_else(|| {
             req.headers
@@ -77,7 +94,7 @@ pub(crate) fn apply_request(list: &HeaderList, req: &mut RequestHeader) {
         req.set_method(m);
     }
     if let Some(path) = list.get(b":path")
-        && &path[..] != req.raw_path()
+        && *path != path_of(req)
     {
         match Uri::try_from(&path[..]) {
             Ok(uri) => req.set_uri(uri),
@@ -166,6 +183,18 @@ mod tests {
         assert_eq!(
             req.headers.get("x-one").map(|v| v.as_bytes()),
             Some(&b"1"[..])
+        );
+    }
+
+    #[test]
+    fn absolute_form_request_lines_give_an_origin_form_path() {
+        let req =
+            RequestHeader::build("GET", b"http://example.com:8080/a/b?q=1", None).expect("request");
+        let list = request_to_list(&req, "http");
+        assert_eq!(list.get(b":path").map(|v| &v[..]), Some(&b"/a/b?q=1"[..]));
+        assert_eq!(
+            list.get(b":authority").map(|v| &v[..]),
+            Some(&b"example.com:8080"[..])
         );
     }
 

@@ -369,3 +369,53 @@ async fn admin_serves_health_and_metrics() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn properties_use_envoys_names_and_encodings() -> anyhow::Result<()> {
+    let upstream = Upstream::start().await;
+    let yaml = proxied(&plugin("props", "properties", "{}"), "props");
+    let gw = Gateway::start("properties", &yaml, Some(upstream.addr)).await?;
+    let reply = send(
+        gw.addr,
+        Proto::H1,
+        get(
+            &gw.url("/a/b?q=1"),
+            &[("x-probe", "probe-value"), ("x-request-id", "rid-7")],
+        ),
+    )
+    .await?;
+    assert_eq!(reply.status, 200);
+    let prop = |name: &str| reply.header(&format!("x-prop-{name}")).to_string();
+    assert_eq!(prop("request.path"), "/a/b?q=1");
+    assert_eq!(prop("request.url_path"), "/a/b");
+    assert_eq!(prop("request.query"), "q=1");
+    assert_eq!(prop("request.host"), gw.addr.to_string());
+    assert_eq!(prop("request.scheme"), "http");
+    assert_eq!(prop("request.method"), "GET");
+    assert_eq!(prop("request.protocol"), "HTTP/1.1");
+    assert_eq!(prop("request.id"), "rid-7");
+    assert_eq!(prop("request.headers.x-probe"), "probe-value");
+    let count: usize = prop("request.headers.count").parse()?;
+    assert!(
+        count >= 6,
+        "pseudo-headers and the two request headers: {count}"
+    );
+    assert_eq!(prop("destination.address"), gw.addr.to_string());
+    assert_eq!(
+        prop("destination.port"),
+        gw.addr.port().to_string(),
+        "an 8-byte little-endian integer"
+    );
+    let source = prop("source.address");
+    assert!(source.starts_with("127.0.0.1:"), "{source}");
+    assert_eq!(
+        source.rsplit(':').next(),
+        Some(prop("source.port").as_str())
+    );
+    assert_eq!(prop("response.code"), "200");
+    assert_eq!(prop("plugin_name"), "props");
+    assert_eq!(prop("plugin_root_id"), "props");
+    // The vm_id is empty; the Rust SDK reports an empty value as absent.
+    assert_eq!(prop("plugin_vm_id"), "<missing>");
+    Ok(())
+}
