@@ -449,43 +449,42 @@ impl HttpStream {
             let _ = plugin.with_vm(replica, Some(generation), |vm, _| {
                 let metrics = plugin.metrics.as_ref();
                 let cb = vm.cb.clone();
-                let mut failure = None;
-                if let Some(f) = cb.log {
-                    let r = vm.call(
+                let mut failure = cb.log.and_then(|f| {
+                    end_call(
+                        vm,
                         "proxy_on_log",
-                        context_id,
                         Phase::Log,
-                        Some(data),
-                        metrics,
-                        |s| f.call(s, ctx),
-                    );
-                    failure = r.result.err().map(|e| format!("{e:?}"));
-                }
-                if failure.is_none()
-                    && let Some(f) = cb.done
-                {
-                    let r = vm.call(
-                        "proxy_on_done",
                         context_id,
-                        Phase::Done,
-                        Some(data),
+                        data,
                         metrics,
                         |s| f.call(s, ctx),
-                    );
-                    failure = r.result.err().map(|e| format!("{e:?}"));
+                    )
+                });
+                if failure.is_none() {
+                    failure = cb.done.and_then(|f| {
+                        end_call(
+                            vm,
+                            "proxy_on_done",
+                            Phase::Done,
+                            context_id,
+                            data,
+                            metrics,
+                            |s| f.call(s, ctx).map(drop),
+                        )
+                    });
                 }
-                if failure.is_none()
-                    && let Some(f) = cb.delete
-                {
-                    let r = vm.call(
-                        "proxy_on_delete",
-                        context_id,
-                        Phase::Done,
-                        Some(data),
-                        metrics,
-                        |s| f.call(s, ctx),
-                    );
-                    failure = r.result.err().map(|e| format!("{e:?}"));
+                if failure.is_none() {
+                    failure = cb.delete.and_then(|f| {
+                        end_call(
+                            vm,
+                            "proxy_on_delete",
+                            Phase::Done,
+                            context_id,
+                            data,
+                            metrics,
+                            |s| f.call(s, ctx),
+                        )
+                    });
                 }
                 vm.store.data_mut().streams.remove(&context_id);
                 ((), failure)
@@ -757,6 +756,22 @@ impl HttpStream {
         }
         BodyOutcome::Forward(data.freeze())
     }
+}
+
+/// Runs one end-of-stream callback; returns the failure text if it trapped.
+fn end_call(
+    vm: &mut crate::vm::Vm,
+    name: &'static str,
+    phase: Phase,
+    context_id: u32,
+    data: &mut Box<StreamData>,
+    metrics: Option<&crate::metrics::HostMetrics>,
+    f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<()>,
+) -> Option<String> {
+    vm.call(name, context_id, phase, Some(data), metrics, f)
+        .result
+        .err()
+        .map(|e| format!("{name}: {e:?}"))
 }
 
 impl Paused {
