@@ -419,3 +419,56 @@ async fn properties_use_envoys_names_and_encodings() -> anyhow::Result<()> {
     assert_eq!(prop("plugin_vm_id"), "<missing>");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_callbacks_run_in_route_order_and_response_callbacks_in_reverse()
+-> anyhow::Result<()> {
+    let upstream = Upstream::start().await;
+    let plugins = format!(
+        "{}{}",
+        plugin(
+            "first",
+            "add_header",
+            r#"{"request_headers": {"x-order": "first"}, "headers": {"x-order": "first"}}"#
+        ),
+        plugin(
+            "second",
+            "add_header",
+            r#"{"request_headers": {"x-order": "second"}, "headers": {"x-order": "second"}}"#
+        ),
+    );
+    let gw = Gateway::start(
+        "order",
+        &proxied(&plugins, "first, second"),
+        Some(upstream.addr),
+    )
+    .await?;
+    let reply = send(gw.addr, Proto::H1, get(&gw.url("/"), &[])).await?;
+    assert_eq!(reply.status, 200);
+    let seen_upstream: Vec<String> = reply.json()["headers"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .filter(|p| p[0] == "x-order")
+                .filter_map(|p| p[1].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        seen_upstream,
+        ["first", "second"],
+        "request callbacks in route order"
+    );
+    let on_response: Vec<&str> = reply
+        .headers
+        .get_all("x-order")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert_eq!(
+        on_response,
+        ["second", "first"],
+        "response callbacks in reverse order"
+    );
+    Ok(())
+}
