@@ -122,9 +122,7 @@ pub(crate) fn apply_request(list: &HeaderList, req: &mut RequestHeader) {
 
 /// Writes plugin-changed response headers back: status and every header.
 pub(crate) fn apply_response(list: &HeaderList, resp: &mut ResponseHeader) {
-    if let Some(code) = list
-        .get(b":status")
-        .and_then(|s| std::str::from_utf8(s).ok()?.parse::<u16>().ok())
+    if let Some(code) = list.status()
         && resp.set_status(code).is_err()
     {
         tracing::warn!(code, "a plugin set an invalid :status; it is ignored");

@@ -157,19 +157,11 @@ impl ProxyHttp for Router {
     }
 }
 
-/// One loaded plugin with its compatibility facts, for `wasmbridge check`.
-pub struct PluginReport {
-    /// The loaded plugin.
-    pub plugin: Arc<Plugin>,
-    /// The module file.
-    pub module: std::path::PathBuf,
-}
-
 /// Everything built from a config, ready to serve.
 pub struct Gateway {
     config: Config,
     routes: Arc<Routes>,
-    plugins: Vec<PluginReport>,
+    plugins: Vec<Arc<Plugin>>,
     registry: Registry,
 }
 
@@ -181,7 +173,7 @@ impl Gateway {
         let registry = Registry::new();
         let host_metrics = HostMetrics::register(&registry)?;
         let mut plugins: HashMap<String, Arc<Plugin>> = HashMap::new();
-        let mut reports = Vec::new();
+        let mut loaded = Vec::new();
         for pc in &config.plugins {
             let module = runtime.compile_file(&pc.name, &pc.module)?;
             let spec = PluginSpec {
@@ -208,10 +200,7 @@ impl Gateway {
                 tracing::warn!(plugin = %pc.name, "module imports `{unknown}`, which wasmbridge does not know; calls return UNIMPLEMENTED");
             }
             plugins.insert(pc.name.clone(), plugin.clone());
-            reports.push(PluginReport {
-                plugin,
-                module: pc.module.clone(),
-            });
+            loaded.push(plugin);
         }
         let mut clusters: HashMap<String, Arc<Cluster>> = HashMap::new();
         for cc in &config.clusters {
@@ -267,13 +256,13 @@ impl Gateway {
         Ok(Gateway {
             config,
             routes: Arc::new(Routes { routes }),
-            plugins: reports,
+            plugins: loaded,
             registry,
         })
     }
 
     /// The loaded plugins in configuration order.
-    pub fn plugins(&self) -> &[PluginReport] {
+    pub fn plugins(&self) -> &[Arc<Plugin>] {
         &self.plugins
     }
 

@@ -19,7 +19,7 @@ mod convert;
 mod gateway;
 mod proxy;
 
-pub use gateway::{Gateway, GatewayError, PluginReport, Router};
+pub use gateway::{Gateway, GatewayError, Router};
 pub use proxy::{ChainSelector, RequestObserver, Selection, WasmCtx, WasmFilters};
 
 /// The embedded default configuration (`conf/gateway.yaml`).

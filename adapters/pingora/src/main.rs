@@ -105,12 +105,12 @@ fn check(file: &Path) -> ExitCode {
     match Gateway::build(config) {
         Ok(gateway) => {
             println!("{summary}");
-            for report in gateway.plugins() {
-                let info = report.plugin.module_info();
+            for plugin in gateway.plugins() {
+                let info = plugin.module_info();
                 println!(
                     "plugin {}: module {}\n  abi: {}\n  entry: {}\n  allocator: {}\n  callbacks: {}\n  unknown imports: {}\n  unimplemented imports: {}",
-                    report.plugin.name(),
-                    report.module.display(),
+                    plugin.name(),
+                    plugin.module_path().display(),
                     info.abi,
                     info.entry,
                     info.allocator,

@@ -85,6 +85,21 @@ pub struct WasmCtx<C> {
     reset: bool,
 }
 
+/// The error that makes Pingora drop a stream a plugin reset (no response is written).
+fn reset_error() -> Box<pingora::Error> {
+    pingora::Error::explain(ErrorType::ConnectionClosed, "stream reset by a plugin")
+}
+
+/// Runs header callbacks to an outcome: while a plugin pauses, waits for the stream to be
+/// resumed (or replied to, or reset).
+async fn settle(stream: &mut HttpStream, mut outcome: HeadersOutcome) -> HeadersOutcome {
+    while outcome == HeadersOutcome::Paused {
+        stream.waiter().wait().await;
+        outcome = stream.resume_headers();
+    }
+    outcome
+}
+
 fn plugin_error(what: &'static str) -> Box<pingora::Error> {
     pingora::Error::explain(ErrorType::InternalError, what)
 }
@@ -189,12 +204,8 @@ where
         let mut stream = chain.start(data);
         let eos = session.is_body_empty();
         ctx.request_headers_eos = eos;
-        let mut outcome = stream.on_request_headers(eos);
-        while outcome == HeadersOutcome::Paused {
-            stream.waiter().wait().await;
-            outcome = stream.resume_headers();
-        }
-        let result = match outcome {
+        let outcome = stream.on_request_headers(eos);
+        let result = match settle(&mut stream, outcome).await {
             HeadersOutcome::Continue | HeadersOutcome::Paused => {
                 if stream.data().request_headers.is_modified() {
                     apply_request(&stream.data().request_headers, session.req_header_mut());
@@ -216,10 +227,7 @@ where
             }
             HeadersOutcome::Reset => {
                 ctx.reset = true;
-                Err(pingora::Error::explain(
-                    ErrorType::ConnectionClosed,
-                    "stream reset by a plugin",
-                ))
+                Err(reset_error())
             }
         };
         ctx.stream = Some(stream);
@@ -288,10 +296,7 @@ where
                     }
                     BodyOutcome::Reset => {
                         ctx.reset = true;
-                        return Err(pingora::Error::explain(
-                            ErrorType::ConnectionClosed,
-                            "stream reset by a plugin",
-                        ));
+                        return Err(reset_error());
                     }
                 }
             }
@@ -318,12 +323,8 @@ where
         };
         let eos = response_is_bodyless(upstream_response, ctx.is_head);
         stream.data_mut().response_headers = response_to_list(upstream_response);
-        let mut outcome = stream.on_response_headers(eos);
-        while outcome == HeadersOutcome::Paused {
-            stream.waiter().wait().await;
-            outcome = stream.resume_headers();
-        }
-        match outcome {
+        let outcome = stream.on_response_headers(eos);
+        match settle(stream, outcome).await {
             HeadersOutcome::Continue | HeadersOutcome::Paused => {
                 if stream.data().response_headers.is_modified() {
                     apply_response(&stream.data().response_headers, upstream_response);
@@ -342,10 +343,7 @@ where
             }
             HeadersOutcome::Reset => {
                 ctx.reset = true;
-                return Err(pingora::Error::explain(
-                    ErrorType::ConnectionClosed,
-                    "stream reset by a plugin",
-                ));
+                return Err(reset_error());
             }
         }
         Ok(())
@@ -389,10 +387,7 @@ where
                 }
                 BodyOutcome::Reset => {
                     ctx.reset = true;
-                    return Err(pingora::Error::explain(
-                        ErrorType::ConnectionClosed,
-                        "stream reset by a plugin",
-                    ));
+                    return Err(reset_error());
                 }
             }
         }

@@ -44,6 +44,14 @@ impl HeaderList {
         self.entries.iter().map(|(k, v)| (k, v))
     }
 
+    /// The `:status` pseudo-header as a number, when present and valid.
+    pub fn status(&self) -> Option<u16> {
+        std::str::from_utf8(self.get(b":status")?)
+            .ok()?
+            .parse()
+            .ok()
+    }
+
     /// Entries that are not pseudo-headers.
     pub fn regular(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
         self.iter().filter(|(k, _)| !k.starts_with(b":"))
@@ -148,6 +156,12 @@ mod tests {
                 .all(|(k, _)| k.iter().all(|c| !c.is_ascii_uppercase()))
         );
         assert!(!h.is_modified());
+        assert_eq!(h.status(), None);
+        let mut r = HeaderList::new();
+        r.push(":status", "404");
+        assert_eq!(r.status(), Some(404));
+        r.replace(b":status", b"nope");
+        assert_eq!(r.status(), None);
     }
 
     #[test]

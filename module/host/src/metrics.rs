@@ -3,7 +3,23 @@
 
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
+
+/// The callbacks the host runs, whose metric handles are resolved once per plugin.
+const CALLBACKS: &[&str] = &[
+    "proxy_on_context_create",
+    "proxy_on_vm_start",
+    "proxy_on_configure",
+    "proxy_on_request_headers",
+    "proxy_on_request_body",
+    "proxy_on_response_headers",
+    "proxy_on_response_body",
+    "proxy_on_log",
+    "proxy_on_done",
+    "proxy_on_delete",
+];
 
 /// Callback counters and durations per plugin and callback.
 #[derive(Debug, Clone)]
@@ -51,14 +67,64 @@ impl HostMetrics {
         })
     }
 
-    pub(crate) fn observe(&self, plugin: &str, callback: &str, took: Duration, failed: bool) {
+    /// The handles of one plugin, resolved now so that a callback records its metrics
+    /// without hashing labels or taking the metric families' locks.
+    pub(crate) fn for_plugin(&self, plugin: &str) -> PluginMetrics {
+        PluginMetrics {
+            callbacks: CALLBACKS
+                .iter()
+                .map(|&callback| self.handles(plugin, callback))
+                .collect(),
+            plugin: plugin.to_string(),
+            host: self.clone(),
+        }
+    }
+
+    fn handles(&self, plugin: &str, callback: &'static str) -> CallbackMetrics {
         let labels = [plugin, callback];
-        self.calls.with_label_values(&labels).inc();
-        self.duration
-            .with_label_values(&labels)
-            .observe(took.as_secs_f64());
+        CallbackMetrics {
+            callback,
+            calls: self.calls.with_label_values(&labels),
+            failures: self.failures.with_label_values(&labels),
+            duration: self.duration.with_label_values(&labels),
+        }
+    }
+}
+
+/// One plugin's metric handles.
+#[derive(Debug, Clone)]
+pub(crate) struct PluginMetrics {
+    callbacks: Vec<CallbackMetrics>,
+    plugin: String,
+    host: HostMetrics,
+}
+
+#[derive(Debug, Clone)]
+struct CallbackMetrics {
+    callback: &'static str,
+    calls: IntCounter,
+    failures: IntCounter,
+    duration: Histogram,
+}
+
+impl CallbackMetrics {
+    fn record(&self, took: Duration, failed: bool) {
+        self.calls.inc();
+        self.duration.observe(took.as_secs_f64());
         if failed {
-            self.failures.with_label_values(&labels).inc();
+            self.failures.inc();
+        }
+    }
+}
+
+impl PluginMetrics {
+    pub(crate) fn observe(&self, callback: &'static str, took: Duration, failed: bool) {
+        match self.callbacks.iter().find(|c| c.callback == callback) {
+            Some(c) => c.record(took, failed),
+            None => self
+                .host
+                .handles(&self.plugin, callback)
+                .record(took, failed),
         }
     }
 }

@@ -17,7 +17,7 @@ use wasmtime::{ExternType, InstancePre, Val};
 use crate::context::{Action, HostState, PluginInfo};
 use crate::error::{LoadError, LoadErrorKind};
 use crate::hostcalls::unimplemented_called;
-use crate::metrics::HostMetrics;
+use crate::metrics::{HostMetrics, PluginMetrics};
 use crate::runtime::{CompiledModule, ModuleInfo, Runtime};
 use crate::vm::Vm;
 
@@ -68,7 +68,9 @@ pub struct Plugin {
     module: CompiledModule,
     pre: InstancePre<HostState>,
     replicas: Box<[Replica]>,
-    pub(crate) metrics: Option<HostMetrics>,
+    pub(crate) metrics: Option<PluginMetrics>,
+    /// Whether the module exports the request and response body callbacks.
+    body_callbacks: [bool; 2],
 }
 
 struct Replica {
@@ -117,6 +119,7 @@ impl Plugin {
         spec: PluginSpec,
         metrics: Option<HostMetrics>,
     ) -> Result<Arc<Plugin>, LoadError> {
+        let metrics = metrics.map(|m| m.for_plugin(&spec.name));
         let err = |kind| LoadError::new(&spec.name, module.path(), kind);
         let mut linker = runtime.linker().clone();
         for import in module.module.imports() {
@@ -190,6 +193,10 @@ impl Plugin {
             pre,
             replicas: replicas.into_boxed_slice(),
             metrics,
+            body_callbacks: [
+                module.info().exports_callback("proxy_on_request_body"),
+                module.info().exports_callback("proxy_on_response_body"),
+            ],
         }))
     }
 
@@ -201,6 +208,11 @@ impl Plugin {
     /// The module's compatibility report.
     pub fn module_info(&self) -> &ModuleInfo {
         self.module.info()
+    }
+
+    /// The module file the plugin was loaded from.
+    pub fn module_path(&self) -> &std::path::Path {
+        self.module.path()
     }
 
     /// The failure policy.
@@ -215,13 +227,12 @@ impl Plugin {
 
     /// True when the module can see and change request bodies.
     pub fn handles_request_body(&self) -> bool {
-        self.module_info().exports_callback("proxy_on_request_body")
+        self.body_callbacks[0]
     }
 
     /// True when the module can see and change response bodies.
     pub fn handles_response_body(&self) -> bool {
-        self.module_info()
-            .exports_callback("proxy_on_response_body")
+        self.body_callbacks[1]
     }
 
     /// The replica for a new stream on this thread.

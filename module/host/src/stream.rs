@@ -22,6 +22,8 @@ use crate::vm::{Callbacks, HeadersFn};
 #[derive(Debug, Clone, Default)]
 pub struct FilterChain {
     plugins: Vec<Arc<Plugin>>,
+    /// Whether any plugin handles request / response bodies, derived once.
+    body_callbacks: [bool; 2],
 }
 
 /// What the adapter does after a header callback round.
@@ -153,7 +155,14 @@ pub struct HttpStream {
 impl FilterChain {
     /// A chain of `plugins` in request order.
     pub fn new(plugins: Vec<Arc<Plugin>>) -> Self {
-        FilterChain { plugins }
+        let body_callbacks = [
+            plugins.iter().any(|p| p.handles_request_body()),
+            plugins.iter().any(|p| p.handles_response_body()),
+        ];
+        FilterChain {
+            plugins,
+            body_callbacks,
+        }
     }
 
     /// The plugins in request order.
@@ -168,12 +177,12 @@ impl FilterChain {
 
     /// True when a plugin of the chain may change request bodies.
     pub fn handles_request_body(&self) -> bool {
-        self.plugins.iter().any(|p| p.handles_request_body())
+        self.body_callbacks[0]
     }
 
     /// True when a plugin of the chain may change response bodies.
     pub fn handles_response_body(&self) -> bool {
-        self.plugins.iter().any(|p| p.handles_response_body())
+        self.body_callbacks[1]
     }
 
     /// Starts a stream with the adapter's view of the request.
@@ -237,12 +246,7 @@ impl HttpStream {
 
     /// Runs `proxy_on_response_headers` through the chain in reverse order.
     pub fn on_response_headers(&mut self, end_of_stream: bool) -> HeadersOutcome {
-        if let Some(code) = self
-            .data
-            .response_headers
-            .get(b":status")
-            .and_then(|s| std::str::from_utf8(s).ok()?.parse().ok())
-        {
+        if let Some(code) = self.data.response_headers.status() {
             self.data.info.response_code = Some(code);
         }
         self.run_headers(Dir::Response, 0, end_of_stream)
@@ -408,10 +412,7 @@ impl HttpStream {
         }
         self.in_local_reply = false;
         let headers = &mut self.data.response_headers;
-        if let Some(s) = headers
-            .get(b":status")
-            .and_then(|s| std::str::from_utf8(s).ok()?.parse::<u16>().ok())
-        {
+        if let Some(s) = headers.status() {
             status = s;
         }
         headers.replace(b"content-length", body.len().to_string().as_bytes());
@@ -765,7 +766,7 @@ fn end_call(
     phase: Phase,
     context_id: u32,
     data: &mut Box<StreamData>,
-    metrics: Option<&crate::metrics::HostMetrics>,
+    metrics: Option<&crate::metrics::PluginMetrics>,
     f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<()>,
 ) -> Option<String> {
     vm.call(name, context_id, phase, Some(data), metrics, f)

@@ -9,7 +9,7 @@ use wasmtime::{InstancePre, Store, TypedFunc};
 
 use crate::context::{Action, CallState, HostState, Phase, PluginInfo, StreamData};
 use crate::error::LoadErrorKind;
-use crate::metrics::HostMetrics;
+use crate::metrics::PluginMetrics;
 use crate::runtime::EntryStyle;
 
 /// `proxy_on_request_headers` and `proxy_on_response_headers` have one argument less in
@@ -62,7 +62,7 @@ impl Vm {
         info: Arc<PluginInfo>,
         entry: EntryStyle,
         allocator: &str,
-        metrics: Option<&HostMetrics>,
+        metrics: Option<&PluginMetrics>,
     ) -> Result<Vm, LoadErrorKind> {
         let abi = info.abi;
         let mut store = Store::new(pre.module().engine(), HostState::new(info));
@@ -205,7 +205,7 @@ impl Vm {
         ctx: u32,
         phase: Phase,
         mut stream: Option<&mut Box<StreamData>>,
-        metrics: Option<&HostMetrics>,
+        metrics: Option<&PluginMetrics>,
         f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Called<R> {
         let state = self.store.data_mut();
@@ -229,12 +229,7 @@ impl Vm {
         let started = Instant::now();
         let result = f(&mut self.store);
         if let Some(m) = metrics {
-            m.observe(
-                &self.store.data().plugin.name,
-                callback,
-                started.elapsed(),
-                result.is_err(),
-            );
+            m.observe(callback, started.elapsed(), result.is_err());
         }
         let state = self.store.data_mut();
         let call = std::mem::replace(&mut state.call, CallState::idle());

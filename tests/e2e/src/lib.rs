@@ -364,13 +364,29 @@ impl Reply {
         })
     }
 
-    /// The upstream-seen value of a request header, from the echo description.
-    pub fn upstream_header(&self, name: &str) -> Option<String> {
-        self.json()["headers"].as_array()?.iter().find_map(|pair| {
-            let k = pair[0].as_str()?;
-            (k.eq_ignore_ascii_case(name)).then(|| pair[1].as_str().unwrap_or("").to_string())
-        })
+    /// Every upstream-seen value of a request header, in order, from the echo description.
+    pub fn upstream_headers(&self, name: &str) -> Vec<String> {
+        upstream_headers(&self.json(), name)
     }
+
+    /// The first upstream-seen value of a request header.
+    pub fn upstream_header(&self, name: &str) -> Option<String> {
+        self.upstream_headers(name).into_iter().next()
+    }
+}
+
+/// Every value of request header `name` in an echo description, in order.
+pub fn upstream_headers(echo: &serde_json::Value, name: &str) -> Vec<String> {
+    echo["headers"]
+        .as_array()
+        .map(|pairs| {
+            pairs
+                .iter()
+                .filter(|p| p[0].as_str().is_some_and(|k| k.eq_ignore_ascii_case(name)))
+                .filter_map(|p| p[1].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Which HTTP version the client speaks to the gateway.

@@ -1,7 +1,9 @@
 //! The wasmbridge gateway between a real client and a real upstream, with real filters.
 
 use http::Request;
-use wasmbridge_e2e::{Gateway, Proto, Upstream, chunked, filter, full, get, send};
+use wasmbridge_e2e::{
+    Gateway, Proto, Upstream, chunked, filter, full, get, send, upstream_headers,
+};
 
 fn proxied(plugins_yaml: &str, route_plugins: &str) -> String {
     format!(
@@ -150,7 +152,13 @@ async fn paused_requests_continue_when_the_filter_resumes_them() -> anyhow::Resu
         let url = gw.url("/held");
         async move { send(addr, Proto::H1, get(&url, &[("x-pause", "hold")])).await }
     });
+    let mut attempts = 0;
     let released = loop {
+        attempts += 1;
+        assert!(
+            attempts < 10_000,
+            "the held request never reached its paused state"
+        );
         let r = send(
             gw.addr,
             Proto::H1,
@@ -230,10 +238,7 @@ async fn request_bodies_are_rewritten_with_consistent_framing() -> anyhow::Resul
             assert_eq!(echo["body"], "<<hello world>>", "{proto:?} {label}");
             assert_eq!(echo["body_len"], 15);
             let framing = echo["framing"].as_str().unwrap_or("");
-            let cl = echo["headers"]
-                .as_array()
-                .and_then(|h| h.iter().find(|p| p[0] == "content-length"))
-                .and_then(|p| p[1].as_str().map(str::to_string));
+            let cl = upstream_headers(&echo, "content-length").into_iter().next();
             assert!(
                 framing == "chunked"
                     || cl.as_deref() == Some("15")
@@ -445,15 +450,7 @@ async fn request_callbacks_run_in_route_order_and_response_callbacks_in_reverse(
     .await?;
     let reply = send(gw.addr, Proto::H1, get(&gw.url("/"), &[])).await?;
     assert_eq!(reply.status, 200);
-    let seen_upstream: Vec<String> = reply.json()["headers"]
-        .as_array()
-        .map(|h| {
-            h.iter()
-                .filter(|p| p[0] == "x-order")
-                .filter_map(|p| p[1].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let seen_upstream = reply.upstream_headers("x-order");
     assert_eq!(
         seen_upstream,
         ["first", "second"],

@@ -87,12 +87,7 @@ fn stream_property(stream: &StreamData, segments: &[&[u8]]) -> Option<Vec<u8>> {
         [b"response", b"code"] => stream
             .info
             .response_code
-            .or_else(|| {
-                stream
-                    .response_headers
-                    .get(b":status")
-                    .and_then(|s| std::str::from_utf8(s).ok()?.parse().ok())
-            })
+            .or_else(|| stream.response_headers.status())
             .map(|code| encode::int64(i64::from(code)).to_vec()),
         [b"source", b"address"] => address(stream.info.source),
         [b"source", b"port"] => port(stream.info.source),
