@@ -6,10 +6,18 @@ use std::time::Duration;
 
 use wasmbridge_config::{Config, DirectResponse, FailurePolicy, RouteAction, RouteMatch};
 
-const GATEWAY_YAML: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../conf/gateway.yaml");
+/// The package directory, read when the test runs (cargo sets it), so a test binary built
+/// from another checkout sharing the target directory still reads this checkout's files.
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run under cargo test"))
+}
+
+fn gateway_yaml() -> PathBuf {
+    manifest_dir().join("../../conf/gateway.yaml")
+}
 
 fn conf_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conf")
+    manifest_dir().join("../../conf")
 }
 
 fn parse(yaml: &str) -> Config {
@@ -41,8 +49,8 @@ fn temp_dir(name: &str) -> PathBuf {
 
 #[test]
 fn shipped_gateway_yaml_parses() {
-    let config = Config::from_file(Path::new(GATEWAY_YAML)).unwrap_or_else(|err| panic!("{err}"));
-    assert_eq!(config.source, Path::new(GATEWAY_YAML));
+    let config = Config::from_file(&gateway_yaml()).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.source, gateway_yaml());
     assert_eq!(config.listeners.len(), 1);
     assert_eq!(config.listeners[0].address, "0.0.0.0:8080".parse().unwrap());
     assert!(config.listeners[0].http2);

@@ -6,7 +6,7 @@ use wasmbridge_host::HeadersOutcome;
 use wasmbridge_testkit::{Emulator, Request};
 
 fn filter(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let path = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run under cargo test"))
         .join("../../filters/target/wasm32-wasip1/release")
         .join(format!("{name}.wasm"));
     assert!(

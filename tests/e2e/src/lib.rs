@@ -18,9 +18,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 
-/// The repository root.
+/// The repository root. Read from `CARGO_MANIFEST_DIR` when the test runs (cargo sets it),
+/// so a test binary built from another checkout sharing the target directory still uses
+/// this checkout's files.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    Path::new(&dir).join("../..")
 }
 
 /// Where `make filters` puts the compiled filters.
