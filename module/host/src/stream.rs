@@ -492,6 +492,8 @@ impl HttpStream {
             });
             self.members[i].slot = Slot::Ended;
         }
+        // Tests and operators wait for this line to know every end callback has run.
+        tracing::debug!(plugins = self.members.len(), "stream finished");
     }
 
     // ---- internals -------------------------------------------------------------------

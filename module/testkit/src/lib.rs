@@ -1,6 +1,13 @@
-//! `wasmbridge-testkit` drives a plugin's HTTP callbacks in-process, without sockets or a
-//! proxy: load a module, build a request, and see what the plugin did to it. It sits on
-//! top of `wasmbridge-host` and is what the conformance suite's emulator target uses.
+//! `wasmbridge-testkit` drives a plugin chain's HTTP callbacks in-process, without sockets
+//! or a proxy: load modules, build a request and an upstream reply, and see what the
+//! plugins did — what the upstream received, what the client got, what they logged. It
+//! sits on top of `wasmbridge-host` and is the conformance suite's `emulator` target.
+//!
+//! The emulator behaves like an ideal proxy with Envoy's semantics: request headers go
+//! upstream once the request-header callbacks are done, bodies flow chunk by chunk, a
+//! pause waits for the plugin to resume (a pause nobody can resume is reported as
+//! [`End::Stalled`], where a real proxy would let the client time out), local replies run
+//! the response callbacks, and the stream always ends with `on_log`, `on_done`, `on_delete`.
 //!
 //! ```no_run
 //! use wasmbridge_testkit::{Emulator, Request};
@@ -13,49 +20,106 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-use std::path::Path;
+mod logs;
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use wasmbridge_host::{
-    BodyOutcome, FilterChain, HeaderList, HeadersOutcome, LoadError, Plugin, PluginSpec, Runtime,
-    StreamData,
+    BodyOutcome, FailurePolicy, FilterChain, HeaderList, HeadersOutcome, HttpStream, LoadError,
+    LocalReply, Plugin, PluginSpec, Runtime, StreamData,
 };
 
-/// A request to run through the plugin.
+pub use logs::{LogLine, capture_logs};
+
+/// A request to run through the plugins.
 #[derive(Debug, Clone, Default)]
 pub struct Request {
     method: String,
     path: String,
     headers: Vec<(String, String)>,
-    body: Option<Bytes>,
+    chunks: Vec<Bytes>,
 }
 
 impl Request {
-    /// A GET for `path`.
-    pub fn get(path: &str) -> Self {
+    /// A request with any method.
+    pub fn new(method: &str, path: &str) -> Self {
         Request {
-            method: "GET".into(),
+            method: method.into(),
             path: path.into(),
             ..Request::default()
         }
+    }
+
+    /// A GET for `path`.
+    pub fn get(path: &str) -> Self {
+        Request::new("GET", path)
     }
 
     /// A POST for `path` with a body.
     pub fn post(path: &str, body: impl Into<Bytes>) -> Self {
-        Request {
-            method: "POST".into(),
-            path: path.into(),
-            body: Some(body.into()),
-            ..Request::default()
-        }
+        Request::new("POST", path).body(body)
     }
 
-    /// Adds a header.
+    /// Adds a header (`host` becomes `:authority`).
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
+
+    /// Sets the body, sent as one chunk.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.chunks = vec![body.into()];
+        self
+    }
+
+    /// Sets the body, sent in these chunks (empty chunks are skipped).
+    pub fn chunks(mut self, chunks: Vec<Bytes>) -> Self {
+        self.chunks = chunks.into_iter().filter(|c| !c.is_empty()).collect();
+        self
+    }
+}
+
+/// What the upstream answers.
+#[derive(Debug, Clone)]
+pub struct UpstreamReply {
+    /// Status code.
+    pub status: u16,
+    /// Headers (without `:status`).
+    pub headers: Vec<(String, String)>,
+    /// The body, in chunks.
+    pub chunks: Vec<Bytes>,
+}
+
+impl Default for UpstreamReply {
+    fn default() -> Self {
+        UpstreamReply {
+            status: 200,
+            headers: vec![("content-type".into(), "text/plain".into())],
+            chunks: vec![Bytes::from_static(b"upstream body")],
+        }
+    }
+}
+
+/// What the upstream received.
+#[derive(Debug, Clone)]
+pub struct UpstreamRequest {
+    /// Request headers, pseudo-headers included.
+    pub headers: HeaderList,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// How the exchange ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The client got a complete response.
+    Response,
+    /// The stream was reset (a plugin closed it, or a reply was impossible).
+    Reset,
+    /// A plugin paused and nothing could resume it; a real client would time out.
+    Stalled,
 }
 
 /// What happened to a request.
@@ -63,15 +127,19 @@ impl Request {
 pub struct Exchange {
     /// The request-headers outcome.
     pub request_outcome: HeadersOutcome,
-    /// The request headers after the plugin ran.
+    /// The request headers after the request-header callbacks.
     pub request_headers: HeaderList,
-    /// The request body the upstream would receive.
+    /// The request body the upstream received, if it was reached and the request had one.
     pub request_body: Option<Bytes>,
-    /// The response status.
+    /// What the upstream received, if the request reached it.
+    pub upstream: Option<UpstreamRequest>,
+    /// How the exchange ended.
+    pub end: End,
+    /// The response status (0 unless [`End::Response`]).
     pub status: u16,
-    /// The response headers after the plugin ran.
+    /// The response headers after the plugins ran (`:status` first).
     pub response_headers: HeaderList,
-    /// The response body the client would receive.
+    /// The response body the client received.
     pub response_body: Bytes,
 }
 
@@ -83,7 +151,7 @@ impl Exchange {
             .and_then(|v| std::str::from_utf8(v).ok())
     }
 
-    /// A request header as text.
+    /// A request header, as the upstream would receive it, as text.
     pub fn request_header(&self, name: &str) -> Option<&str> {
         self.request_headers
             .get(name.as_bytes())
@@ -91,7 +159,55 @@ impl Exchange {
     }
 }
 
-/// One plugin loaded in-process.
+/// One plugin of a chain to load.
+#[derive(Debug, Clone)]
+pub struct PluginSource {
+    /// The plugin's name.
+    pub name: String,
+    /// Where the module comes from.
+    pub module: Module,
+    /// `root_id` (Envoy's default is empty).
+    pub root_id: String,
+    /// `vm_id`.
+    pub vm_id: String,
+    /// Plugin configuration.
+    pub configuration: Bytes,
+    /// VM configuration.
+    pub vm_configuration: Bytes,
+    /// Failure policy.
+    pub failure_policy: FailurePolicy,
+}
+
+/// A module file or module bytes (WebAssembly binary or text).
+#[derive(Debug, Clone)]
+pub enum Module {
+    /// A `.wasm` file.
+    File(PathBuf),
+    /// Module bytes; `label` names it in messages.
+    Bytes {
+        /// Shown as the module path in errors.
+        label: PathBuf,
+        /// The binary module.
+        bytes: Vec<u8>,
+    },
+}
+
+impl PluginSource {
+    /// A plugin from a module file with a plugin configuration; its root id is its name.
+    pub fn file(name: &str, module: impl AsRef<Path>, configuration: &str) -> Self {
+        PluginSource {
+            name: name.into(),
+            module: Module::File(module.as_ref().to_path_buf()),
+            root_id: name.into(),
+            vm_id: String::new(),
+            configuration: Bytes::copy_from_slice(configuration.as_bytes()),
+            vm_configuration: Bytes::new(),
+            failure_policy: FailurePolicy::default(),
+        }
+    }
+}
+
+/// A plugin chain loaded in-process.
 pub struct Emulator {
     chain: FilterChain,
 }
@@ -104,84 +220,251 @@ impl Emulator {
         name: &str,
         configuration: &str,
     ) -> Result<Emulator, LoadError> {
+        Emulator::chain_of(vec![PluginSource::file(name, module, configuration)])
+    }
+
+    /// Compiles and starts each plugin (one VM replica each) and chains them in order.
+    pub fn chain_of(sources: Vec<PluginSource>) -> Result<Emulator, LoadError> {
+        let label = sources.first().map(|s| s.name.clone()).unwrap_or_default();
         let runtime = Runtime::new().map_err(|e| LoadError {
-            plugin: name.to_string(),
-            module: module.as_ref().to_path_buf(),
+            plugin: label,
+            module: PathBuf::new(),
             kind: wasmbridge_host::LoadErrorKind::Engine(e.to_string()),
         })?;
-        let compiled = runtime.compile_file(name, module.as_ref())?;
-        let spec = PluginSpec {
-            name: name.to_string(),
-            root_id: name.to_string(),
-            configuration: Bytes::copy_from_slice(configuration.as_bytes()),
-            replicas: 1,
-            ..PluginSpec::default()
-        };
-        let plugin: Arc<Plugin> = Plugin::load(&runtime, &compiled, spec, None)?;
+        let mut plugins: Vec<Arc<Plugin>> = Vec::with_capacity(sources.len());
+        for source in sources {
+            let compiled = match &source.module {
+                Module::File(path) => runtime.compile_file(&source.name, path)?,
+                Module::Bytes { label, bytes } => runtime.compile(&source.name, label, bytes)?,
+            };
+            let spec = PluginSpec {
+                name: source.name,
+                root_id: source.root_id,
+                vm_id: source.vm_id,
+                configuration: source.configuration,
+                vm_configuration: source.vm_configuration,
+                failure_policy: source.failure_policy,
+                replicas: 1,
+            };
+            plugins.push(Plugin::load(&runtime, &compiled, spec, None)?);
+        }
         Ok(Emulator {
-            chain: FilterChain::new(vec![plugin]),
+            chain: FilterChain::new(plugins),
         })
     }
 
-    /// Runs `request` through the plugin against an upstream that answers 200 with
-    /// `upstream body` (or the plugin's local reply), then ends the stream.
+    /// The loaded chain.
+    pub fn chain(&self) -> &FilterChain {
+        &self.chain
+    }
+
+    /// Runs `request` through the plugins against an upstream that answers 200 with the
+    /// body `upstream body`.
     pub fn run(&self, request: Request) -> Exchange {
-        let mut data = StreamData::default();
-        let h = &mut data.request_headers;
-        h.push(":method", Bytes::from(request.method.clone()));
-        h.push(":path", Bytes::from(request.path.clone()));
-        let authority = request
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("host"))
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
-        h.push(":authority", Bytes::from(authority));
-        h.push(":scheme", Bytes::from_static(b"http"));
-        for (k, v) in request
-            .headers
-            .iter()
-            .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
-        {
-            h.push(k, Bytes::from(v.clone()));
-        }
-        data.info.protocol = "HTTP/1.1";
-        let mut stream = self.chain.start(data);
-        let outcome = stream.on_request_headers(request.body.is_none());
-        let request_headers = stream.data().request_headers.clone();
-        let mut request_body = None;
-        let (status, response_headers, response_body) = match &outcome {
-            HeadersOutcome::LocalReply(reply) => {
-                let resp = stream.local_response(reply.clone());
-                (resp.status, resp.headers, resp.body)
-            }
-            _ => {
-                if let Some(body) = request.body
-                    && let BodyOutcome::Forward(b) = stream.on_request_body(body, true)
-                {
-                    request_body = Some(b);
-                }
-                let mut resp = HeaderList::new();
-                resp.push(":status", Bytes::from_static(b"200"));
-                resp.push("content-type", Bytes::from_static(b"text/plain"));
-                stream.data_mut().response_headers = resp;
-                let _ = stream.on_response_headers(false);
-                let body = match stream.on_response_body(Bytes::from_static(b"upstream body"), true)
-                {
-                    BodyOutcome::Forward(b) => b,
-                    _ => Bytes::new(),
-                };
-                (200, stream.data().response_headers.clone(), body)
-            }
+        self.exchange(request, UpstreamReply::default())
+    }
+
+    /// Runs `request` through the plugins; the upstream, if reached, answers `reply`.
+    pub fn exchange(&self, request: Request, reply: UpstreamReply) -> Exchange {
+        let mut stream = self.chain.start(stream_data(&request));
+        let mut run = Run {
+            ex: Exchange {
+                request_outcome: HeadersOutcome::Continue,
+                request_headers: HeaderList::new(),
+                request_body: None,
+                upstream: None,
+                end: End::Response,
+                status: 0,
+                response_headers: HeaderList::new(),
+                response_body: Bytes::new(),
+            },
         };
+        run.drive(&mut stream, request, reply);
         stream.finish();
-        Exchange {
-            request_outcome: outcome,
-            request_headers,
-            request_body,
-            status,
-            response_headers,
-            response_body,
+        run.ex
+    }
+}
+
+/// The stream data a proxy would build for `request` on an HTTP/1.1 connection.
+fn stream_data(request: &Request) -> StreamData {
+    let mut data = StreamData::default();
+    let h = &mut data.request_headers;
+    h.push(":method", Bytes::from(request.method.clone()));
+    h.push(":path", Bytes::from(request.path.clone()));
+    let authority = request
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| "localhost".into());
+    h.push(":authority", Bytes::from(authority));
+    h.push(":scheme", Bytes::from_static(b"http"));
+    for (k, v) in request
+        .headers
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+    {
+        h.push(k.to_ascii_lowercase(), Bytes::from(v.clone()));
+    }
+    if !request.chunks.is_empty() && !has(h, "content-length") && !has(h, "transfer-encoding") {
+        let len: usize = request.chunks.iter().map(Bytes::len).sum();
+        h.push("content-length", Bytes::from(len.to_string()));
+    }
+    data.info.protocol = "HTTP/1.1";
+    data.info.source = "127.0.0.1:40000".parse().ok();
+    data.info.destination = "127.0.0.1:8080".parse().ok();
+    data
+}
+
+fn has(headers: &HeaderList, name: &str) -> bool {
+    headers.get(name.as_bytes()).is_some()
+}
+
+/// Where a phase leaves the exchange.
+enum Step<T> {
+    Go(T),
+    Done,
+}
+
+struct Run {
+    ex: Exchange,
+}
+
+impl Run {
+    fn drive(&mut self, stream: &mut HttpStream, request: Request, reply: UpstreamReply) {
+        // Request headers.
+        let outcome = stream.on_request_headers(request.chunks.is_empty());
+        self.ex.request_outcome = clone_outcome(&outcome);
+        if let Step::Done = self.headers(stream, outcome) {
+            return;
         }
+        self.ex.request_headers = stream.data().request_headers.clone();
+        // Request body.
+        let had_body = !request.chunks.is_empty();
+        let body = match self.body(stream, request.chunks, true) {
+            Step::Go(body) => body,
+            Step::Done => return,
+        };
+        if had_body {
+            self.ex.request_body = Some(body.clone());
+        }
+        self.ex.upstream = Some(UpstreamRequest {
+            headers: self.ex.request_headers.clone(),
+            body,
+        });
+        // Response headers.
+        let mut headers = HeaderList::new();
+        headers.push(":status", Bytes::from(reply.status.to_string()));
+        for (k, v) in &reply.headers {
+            headers.push(k.to_ascii_lowercase(), Bytes::from(v.clone()));
+        }
+        let len: usize = reply.chunks.iter().map(Bytes::len).sum();
+        if !reply.chunks.is_empty() && !has(&headers, "content-length") {
+            headers.push("content-length", Bytes::from(len.to_string()));
+        }
+        stream.data_mut().response_headers = headers;
+        let outcome = stream.on_response_headers(reply.chunks.is_empty());
+        if let Step::Done = self.headers(stream, outcome) {
+            return;
+        }
+        // Response body.
+        let body = match self.body(stream, reply.chunks, false) {
+            Step::Go(body) => body,
+            Step::Done => return,
+        };
+        let mut headers = stream.data().response_headers.clone();
+        if has(&headers, "content-length") {
+            headers.replace(b"content-length", body.len().to_string().as_bytes());
+        }
+        self.ex.status = headers.status().unwrap_or(reply.status);
+        self.ex.response_headers = headers;
+        self.ex.response_body = body;
+    }
+
+    /// Follows a header-callback outcome, waiting out a pause.
+    fn headers(&mut self, stream: &mut HttpStream, mut outcome: HeadersOutcome) -> Step<()> {
+        loop {
+            match outcome {
+                HeadersOutcome::Continue => return Step::Go(()),
+                HeadersOutcome::Paused => {
+                    // Every resume this emulator can see has already been signalled; if
+                    // the signal holds nothing that resumes, nothing ever will.
+                    outcome = stream.resume_headers();
+                    if matches!(outcome, HeadersOutcome::Paused) {
+                        self.ex.end = End::Stalled;
+                        return Step::Done;
+                    }
+                }
+                HeadersOutcome::LocalReply(reply) => {
+                    self.local(stream, reply);
+                    return Step::Done;
+                }
+                HeadersOutcome::Reset => {
+                    self.ex.end = End::Reset;
+                    return Step::Done;
+                }
+            }
+        }
+    }
+
+    /// Sends chunks through the body callbacks and returns what is forwarded.
+    fn body(&mut self, stream: &mut HttpStream, chunks: Vec<Bytes>, request: bool) -> Step<Bytes> {
+        let mut out = BytesMut::new();
+        let n = chunks.len();
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let eos = i + 1 == n;
+            let mut outcome = if request {
+                stream.on_request_body(chunk, eos)
+            } else {
+                stream.on_response_body(chunk, eos)
+            };
+            loop {
+                match outcome {
+                    BodyOutcome::Forward(b) => {
+                        out.extend_from_slice(&b);
+                        break;
+                    }
+                    BodyOutcome::Held if !eos => break,
+                    BodyOutcome::Held => {
+                        outcome = stream.resume_body();
+                        if matches!(outcome, BodyOutcome::Held) {
+                            self.ex.end = End::Stalled;
+                            return Step::Done;
+                        }
+                    }
+                    BodyOutcome::LocalReply(reply) => {
+                        if request {
+                            self.local(stream, reply);
+                        } else {
+                            // The response has started: a reply is impossible, as in Envoy.
+                            self.ex.end = End::Reset;
+                        }
+                        return Step::Done;
+                    }
+                    BodyOutcome::Reset => {
+                        self.ex.end = End::Reset;
+                        return Step::Done;
+                    }
+                }
+            }
+        }
+        Step::Go(out.freeze())
+    }
+
+    fn local(&mut self, stream: &mut HttpStream, reply: LocalReply) {
+        let resp = stream.local_response(reply);
+        self.ex.end = End::Response;
+        self.ex.status = resp.status;
+        self.ex.response_headers = resp.headers;
+        self.ex.response_body = resp.body;
+    }
+}
+
+fn clone_outcome(outcome: &HeadersOutcome) -> HeadersOutcome {
+    match outcome {
+        HeadersOutcome::Continue => HeadersOutcome::Continue,
+        HeadersOutcome::Paused => HeadersOutcome::Paused,
+        HeadersOutcome::LocalReply(r) => HeadersOutcome::LocalReply(r.clone()),
+        HeadersOutcome::Reset => HeadersOutcome::Reset,
     }
 }

@@ -275,7 +275,10 @@ impl Gateway {
         let child = Command::new(binary())
             .args(["run", "-c"])
             .arg(file)
-            .env("RUST_LOG", "info,wasm=debug")
+            .env(
+                "RUST_LOG",
+                "info,wasm=trace,wasmtime=info,wasmparser=info,wasmbridge_host::stream=debug",
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)

@@ -1,5 +1,5 @@
-//! Configuration and context control: `proxy_get_configuration` (0.1.0) and
-//! `proxy_set_effective_context`.
+//! Configuration and context control: `proxy_get_configuration` (0.1.0),
+//! `proxy_set_effective_context` and `proxy_done`.
 
 use wasmbridge_abi::Status;
 use wasmtime::Caller;
@@ -10,6 +10,7 @@ use crate::context::{HostState, Phase};
 pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
     reg.env("proxy_get_configuration", get_configuration)?;
     reg.env("proxy_set_effective_context", set_effective_context)?;
+    reg.env("proxy_done", done)?;
     Ok(())
 }
 
@@ -43,4 +44,11 @@ fn set_effective_context(mut caller: Caller<'_, HostState>, id: i32) -> wasmtime
         state.call.effective_context_id = id;
         Ok(())
     })
+}
+
+/// `proxy_done()` — all versions. Completes a root context's shutdown that its
+/// `proxy_on_done` deferred. The host does not shut roots down through `proxy_on_done`
+/// yet, so no shutdown is ever pending: NOT_FOUND, as Envoy answers when nothing is.
+fn done(_caller: Caller<'_, HostState>) -> i32 {
+    Status::NotFound as i32
 }

@@ -1,0 +1,529 @@
+//! The case format and the loader: files, `defaults` + `cases`, and `matrix` expansion.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Deserialize;
+use serde_yaml::{Mapping, Value};
+
+use crate::Outcome;
+
+/// One case, ready to run.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// `<section>/<file>` or `<section>/<file>/<name>`.
+    pub id: String,
+    /// The file it came from.
+    pub file: PathBuf,
+    /// The plugin chain, in request order.
+    pub plugins: Vec<PluginCase>,
+    /// The request.
+    pub request: RequestSpec,
+    /// The upstream's reply.
+    pub upstream: ReplySpec,
+    /// What must be observed.
+    pub expect: Expect,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseSpec {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: Option<String>,
+    #[serde(default)]
+    plugins: Vec<PluginCase>,
+    #[serde(default)]
+    root_id: Option<String>,
+    #[serde(default)]
+    filter: Option<String>,
+    #[serde(default)]
+    wat: Option<String>,
+    #[serde(default)]
+    configuration: Option<Value>,
+    #[serde(default)]
+    vm_configuration: Option<Value>,
+    #[serde(default)]
+    failure_policy: Option<String>,
+    #[serde(default)]
+    request: RequestSpec,
+    #[serde(default)]
+    upstream: ReplySpec,
+    expect: Expect,
+}
+
+/// One plugin of a case.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginCase {
+    /// Name (defaults to `p<index>`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `root_id` (default empty, as in Envoy).
+    #[serde(default)]
+    pub root_id: Option<String>,
+    /// A compiled filter's name (see [`crate::find_filter`]).
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// An inline module in WebAssembly text.
+    #[serde(default)]
+    pub wat: Option<String>,
+    /// Plugin configuration: a string is passed raw, anything else as JSON.
+    #[serde(default)]
+    pub configuration: Option<Value>,
+    /// VM configuration, same rules.
+    #[serde(default)]
+    pub vm_configuration: Option<Value>,
+    /// `fail_closed` (default), `fail_open`.
+    #[serde(default)]
+    pub failure_policy: Option<String>,
+}
+
+impl PluginCase {
+    /// The plugin's name in the chain.
+    pub fn name(&self, index: usize) -> String {
+        self.name.clone().unwrap_or_else(|| format!("p{index}"))
+    }
+
+    /// The configuration bytes.
+    pub fn configuration(&self) -> String {
+        config_text(self.configuration.as_ref())
+    }
+
+    /// The VM configuration bytes.
+    pub fn vm_configuration(&self) -> String {
+        config_text(self.vm_configuration.as_ref())
+    }
+
+    /// The module bytes: the compiled filter, or the WAT compiled to binary.
+    pub fn module_bytes(&self) -> Result<(PathBuf, Vec<u8>)> {
+        match (&self.filter, &self.wat) {
+            (Some(name), None) => {
+                let path = crate::find_filter(name)?;
+                let bytes =
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                Ok((path, bytes))
+            }
+            (None, Some(text)) => {
+                let bytes = wat::parse_str(text).map_err(|e| anyhow!("wat: {e}"))?;
+                Ok((PathBuf::from("inline.wat"), bytes))
+            }
+            _ => bail!("a plugin needs exactly one of `filter` and `wat`"),
+        }
+    }
+}
+
+fn config_text(value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => serde_json::to_string(other).unwrap_or_default(),
+    }
+}
+
+/// Header lists: a mapping `{name: value}` or a list of `[name, value]` pairs.
+#[derive(Debug, Clone, Default)]
+pub struct Pairs(pub Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for Pairs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Map(indexmap_like::Ordered),
+            List(Vec<(String, String)>),
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::Map(m) => Pairs(m.0),
+            Form::List(l) => Pairs(l),
+        })
+    }
+}
+
+mod indexmap_like {
+    use serde::Deserialize;
+    use serde_yaml::Value;
+
+    /// A mapping whose order is kept, values rendered as strings.
+    pub struct Ordered(pub Vec<(String, String)>);
+
+    impl<'de> Deserialize<'de> for Ordered {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let m = serde_yaml::Mapping::deserialize(d)?;
+            let mut out = Vec::new();
+            for (k, v) in m {
+                let k = scalar(&k).ok_or_else(|| serde::de::Error::custom("header name"))?;
+                let v = scalar(&v).ok_or_else(|| serde::de::Error::custom("header value"))?;
+                out.push((k, v));
+            }
+            Ok(Ordered(out))
+        }
+    }
+
+    pub fn scalar(v: &Value) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// Expected header values: one value or a list (every occurrence, in order).
+#[derive(Debug, Clone)]
+pub struct Values(pub Vec<String>);
+
+impl Values {
+    /// As string slices.
+    pub fn as_slice(&self) -> Vec<&str> {
+        self.0.iter().map(String::as_str).collect()
+    }
+}
+
+fn expected_headers<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(String, Values)>, D::Error> {
+    let m = Mapping::deserialize(d)?;
+    let mut out = Vec::new();
+    for (k, v) in m {
+        let k = indexmap_like::scalar(&k).ok_or_else(|| serde::de::Error::custom("header name"))?;
+        let values = match &v {
+            Value::Sequence(items) => items
+                .iter()
+                .map(|i| indexmap_like::scalar(i).ok_or_else(|| serde::de::Error::custom("value")))
+                .collect::<Result<Vec<_>, _>>()?,
+            other => vec![
+                indexmap_like::scalar(other)
+                    .ok_or_else(|| serde::de::Error::custom("header value"))?,
+            ],
+        };
+        out.push((k, Values(values)));
+    }
+    Ok(out)
+}
+
+/// The request a case sends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestSpec {
+    /// Method.
+    pub method: String,
+    /// Path with query.
+    pub path: String,
+    /// Headers (`host` sets the authority; default `localhost`).
+    pub headers: Pairs,
+    /// The body in one piece.
+    pub body: Option<String>,
+    /// The body in chunks (sent with chunked framing on HTTP/1.1).
+    pub chunks: Option<Vec<String>>,
+    /// Speak HTTP/2 (h2c) to the proxy.
+    pub http2: bool,
+}
+
+impl Default for RequestSpec {
+    fn default() -> Self {
+        RequestSpec {
+            method: "GET".into(),
+            path: "/".into(),
+            headers: Pairs::default(),
+            body: None,
+            chunks: None,
+            http2: false,
+        }
+    }
+}
+
+impl RequestSpec {
+    /// The body chunks (none for a bodyless request).
+    pub fn body_chunks(&self) -> Vec<String> {
+        match (&self.body, &self.chunks) {
+            (_, Some(chunks)) => chunks.clone(),
+            (Some(body), None) if !body.is_empty() => vec![body.clone()],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// What the upstream answers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplySpec {
+    /// Status.
+    pub status: u16,
+    /// Headers.
+    pub headers: Pairs,
+    /// Body.
+    pub body: String,
+}
+
+impl Default for ReplySpec {
+    fn default() -> Self {
+        ReplySpec {
+            status: 200,
+            headers: Pairs(vec![("content-type".into(), "text/plain".into())]),
+            body: "upstream body".into(),
+        }
+    }
+}
+
+/// What a case must observe. Everything is optional; what is not named is not checked.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Expect {
+    /// `response` (default), `reset`, `stalled`.
+    pub outcome: Option<Outcome>,
+    /// Response status.
+    pub status: Option<u16>,
+    /// Response headers that must be present with exactly these values.
+    #[serde(deserialize_with = "expected_headers")]
+    pub headers: Vec<(String, Values)>,
+    /// Response headers that must be absent.
+    pub headers_absent: Vec<String>,
+    /// Response body.
+    pub body: Option<String>,
+    /// What the upstream received.
+    pub upstream: Option<UpstreamExpect>,
+    /// Guest log lines that must appear in this order (`*` matches any run of characters).
+    pub logs: Vec<String>,
+    /// Substrings no guest log line may contain.
+    pub logs_absent: Vec<String>,
+    /// Exact callback order reported by the `lifecycle` probe.
+    pub callbacks: Option<Vec<String>>,
+}
+
+/// What the upstream must have received.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamExpect {
+    /// Whether it was reached at all (default true).
+    pub reached: Option<bool>,
+    /// Method.
+    pub method: Option<String>,
+    /// Path with query.
+    pub path: Option<String>,
+    /// Headers present with exactly these values.
+    #[serde(deserialize_with = "expected_headers")]
+    pub headers: Vec<(String, Values)>,
+    /// Headers absent.
+    pub headers_absent: Vec<String>,
+    /// Body.
+    pub body: Option<String>,
+}
+
+/// Loads every case under `dir` (sorted by path).
+pub fn load_cases(dir: &Path) -> Result<Vec<Case>> {
+    let mut files = Vec::new();
+    collect(dir, &mut files)?;
+    files.sort();
+    let mut cases = Vec::new();
+    for file in files {
+        let rel = file
+            .strip_prefix(dir)
+            .unwrap_or(&file)
+            .with_extension("")
+            .to_string_lossy()
+            .replace('\\', "/");
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let value: Value =
+            serde_yaml::from_str(&text).with_context(|| format!("{}: not YAML", file.display()))?;
+        for (name, v) in expand(value).with_context(|| format!("{}", file.display()))? {
+            let spec: CaseSpec = serde_path_to_error::deserialize(v)
+                .map_err(|e| anyhow!("{}: {}: {}", file.display(), e.path(), e.inner()))?;
+            let id = match name.or_else(|| spec.name.clone()) {
+                Some(n) => format!("{rel}/{n}"),
+                None => rel.clone(),
+            };
+            cases.push(into_case(id, &file, spec)?);
+        }
+    }
+    let mut ids: Vec<&str> = cases.iter().map(|c| c.id.as_str()).collect();
+    ids.sort_unstable();
+    if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+        bail!("two cases are named {}", w[0]);
+    }
+    Ok(cases)
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "yaml") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn into_case(id: String, file: &Path, spec: CaseSpec) -> Result<Case> {
+    let mut plugins = spec.plugins;
+    if spec.filter.is_some() || spec.wat.is_some() {
+        if !plugins.is_empty() {
+            bail!("{id}: use either `plugins` or `filter`/`wat`, not both");
+        }
+        plugins.push(PluginCase {
+            name: None,
+            root_id: spec.root_id,
+            filter: spec.filter,
+            wat: spec.wat,
+            configuration: spec.configuration,
+            vm_configuration: spec.vm_configuration,
+            failure_policy: spec.failure_policy,
+        });
+    }
+    if plugins.is_empty() {
+        bail!("{id}: no plugin (`filter`, `wat` or `plugins`)");
+    }
+    Ok(Case {
+        id,
+        file: file.to_path_buf(),
+        plugins,
+        request: spec.request,
+        upstream: spec.upstream,
+        expect: spec.expect,
+    })
+}
+
+/// Turns one file's YAML into (name, case) values.
+fn expand(value: Value) -> Result<Vec<(Option<String>, Value)>> {
+    let Value::Mapping(map) = value else {
+        bail!("a case file is a mapping");
+    };
+    let defaults = map
+        .get("defaults")
+        .cloned()
+        .unwrap_or(Value::Mapping(Mapping::new()));
+    if let Some(matrix) = map.get("matrix") {
+        return expand_matrix(&defaults, matrix);
+    }
+    if let Some(cases) = map.get("cases") {
+        let Value::Sequence(cases) = cases else {
+            bail!("`cases` is a list");
+        };
+        let mut out = Vec::new();
+        for case in cases {
+            // A case with its own chain does not inherit the default single plugin.
+            let mut base = defaults.clone();
+            if case.get("plugins").is_some()
+                && let Value::Mapping(b) = &mut base
+            {
+                for key in [
+                    "filter",
+                    "wat",
+                    "root_id",
+                    "configuration",
+                    "vm_configuration",
+                ] {
+                    b.remove(key);
+                }
+            }
+            let merged = merge(base, case.clone());
+            let name = merged
+                .get("name")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| anyhow!("every entry of `cases` needs a `name`"))?;
+            let mut merged = merged;
+            if let Value::Mapping(m) = &mut merged {
+                m.remove("name");
+            }
+            out.push((Some(name), merged));
+        }
+        return Ok(out);
+    }
+    Ok(vec![(None, Value::Mapping(map))])
+}
+
+/// A matrix: `defaults`, then `matrix.callbacks` (the callbacks to try) and `matrix.rows`,
+/// each row a probe `step` (or `steps`), a `label`, and `expect`: callback → status (or a
+/// full expected log line suffix after `-> `). Each (row, callback) is one case whose
+/// hostcalls-probe configuration runs the step in that callback.
+fn expand_matrix(defaults: &Value, matrix: &Value) -> Result<Vec<(Option<String>, Value)>> {
+    let rows = matrix
+        .get("rows")
+        .and_then(Value::as_sequence)
+        .ok_or_else(|| anyhow!("`matrix.rows` is a list"))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let label = row
+            .get("label")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("every matrix row needs a `label`"))?;
+        let step = row
+            .get("step")
+            .ok_or_else(|| anyhow!("{label}: no `step`"))?;
+        let call = step
+            .get("call")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("{label}: the step has no `call`"))?;
+        let raw = step.get("raw").is_some();
+        let expect = row
+            .get("expect")
+            .and_then(Value::as_mapping)
+            .ok_or_else(|| anyhow!("{label}: `expect` maps callbacks to statuses"))?;
+        for (callback, status) in expect {
+            let callback = callback
+                .as_str()
+                .ok_or_else(|| anyhow!("{label}: callback names are strings"))?;
+            let status = crate::case::indexmap_like::scalar(status)
+                .ok_or_else(|| anyhow!("{label}.{callback}: a status"))?;
+            let mut config = row
+                .get("configuration")
+                .cloned()
+                .unwrap_or(Value::Mapping(Mapping::new()));
+            let steps_key = if callback == "on_vm_start" {
+                "vm_configuration"
+            } else {
+                "configuration"
+            };
+            let mut steps = Mapping::new();
+            steps.insert(
+                Value::String(callback.into()),
+                Value::Sequence(vec![step.clone()]),
+            );
+            let raw_tag = if raw { " raw" } else { "" };
+            // A bare status matches the line with or without a value.
+            let line = if status.contains(' ') {
+                format!("probe {callback} {call}{raw_tag} -> {status}")
+            } else {
+                format!("probe {callback} {call}{raw_tag} -> {status}*")
+            };
+            let mut case = Mapping::new();
+            if steps_key == "configuration" {
+                config = merge(config, Value::Mapping(steps));
+                case.insert("configuration".into(), config);
+            } else {
+                case.insert("vm_configuration".into(), Value::Mapping(steps));
+                case.insert("configuration".into(), config);
+            }
+            let mut exp = Mapping::new();
+            exp.insert("logs".into(), Value::Sequence(vec![Value::String(line)]));
+            case.insert("expect".into(), Value::Mapping(exp));
+            let merged = merge(defaults.clone(), Value::Mapping(case));
+            out.push((Some(format!("{label}/{callback}")), merged));
+        }
+    }
+    Ok(out)
+}
+
+/// Deep-merges `over` into `base` (mappings merge, everything else is replaced).
+fn merge(base: Value, over: Value) -> Value {
+    match (base, over) {
+        (Value::Mapping(mut b), Value::Mapping(o)) => {
+            for (k, v) in o {
+                let merged = match b.remove(&k) {
+                    Some(old) => merge(old, v),
+                    None => v,
+                };
+                b.insert(k, merged);
+            }
+            Value::Mapping(b)
+        }
+        (_, over) => over,
+    }
+}

@@ -1,0 +1,250 @@
+//! The Proxy-Wasm conformance suite: cases as YAML data, run against every target.
+//!
+//! A case names the plugins (a compiled filter or inline WAT, with configurations), the
+//! request, the upstream's reply, and what must be observed: the outcome, status, response
+//! headers and body, what the upstream received, guest log lines and callback order. Each
+//! case runs once per target; a target turns the case into an [`Observation`] and
+//! [`check`] compares it with the expectations.
+//!
+//! Case files live under `cases/<spec-section>/<name>.yaml`. A file holds one case, or
+//! `defaults` plus a list of `cases` (each merged over the defaults), or a `matrix` that
+//! expands one hostcall step into one case per callback with the status expected there.
+//! The format is documented in `tests/conformance/README.md`.
+
+pub mod case;
+pub mod emulator;
+pub mod pingora;
+mod upstream;
+
+use std::path::{Path, PathBuf};
+
+pub use case::{Case, load_cases};
+
+/// How an exchange ended, as the client saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A complete response.
+    Response,
+    /// The stream was reset or the connection closed without a response.
+    Reset,
+    /// Nothing came back: a plugin paused and nobody resumed it.
+    Stalled,
+}
+
+/// What the upstream received.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    /// Method.
+    pub method: String,
+    /// Path with query.
+    pub path: String,
+    /// Headers, lower-case names, in order (no pseudo-headers).
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+/// What one target observed for one case.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Response status (0 unless a response).
+    pub status: u16,
+    /// Response headers, lower-case names (no pseudo-headers).
+    pub headers: Vec<(String, String)>,
+    /// Response body.
+    pub body: Vec<u8>,
+    /// What the upstream received, if it was reached.
+    pub upstream: Option<Seen>,
+    /// Guest log messages, in order.
+    pub logs: Vec<String>,
+}
+
+/// A conformance target: runs a case and reports what it saw.
+pub trait Target {
+    /// The target's name (`emulator`, `pingora`).
+    fn name(&self) -> &'static str;
+    /// Runs the case. `Err` means the case could not be run at all (e.g. a filter that does
+    /// not load where the case expects it to).
+    fn run(&self, case: &Case) -> anyhow::Result<Observation>;
+}
+
+/// The repository root, read at run time (cargo sets `CARGO_MANIFEST_DIR` for tests).
+pub fn repo_root() -> PathBuf {
+    let dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    Path::new(&dir).join("../..")
+}
+
+/// This suite's directory.
+pub fn suite_dir() -> PathBuf {
+    repo_root().join("tests/conformance")
+}
+
+/// Finds a compiled filter by name among the Rust, AssemblyScript and C outputs.
+pub fn find_filter(name: &str) -> anyhow::Result<PathBuf> {
+    let base = repo_root().join("filters/target");
+    let candidates = [
+        base.join("wasm32-wasip1/release")
+            .join(format!("{name}.wasm")),
+        base.join("as").join(format!("{name}.wasm")),
+        base.join("c").join(format!("{name}.wasm")),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.exists())
+        .cloned()
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "filter `{name}` not built (looked in {}): run `make filters`",
+                base.display()
+            )
+        })
+}
+
+/// Compares an observation with a case's expectations; returns every mismatch.
+pub fn check(case: &Case, seen: &Observation) -> Vec<String> {
+    let want = &case.expect;
+    let mut bad = Vec::new();
+    let outcome = want.outcome.unwrap_or(Outcome::Response);
+    if seen.outcome != outcome {
+        bad.push(format!("outcome: want {outcome:?}, got {:?}", seen.outcome));
+        return bad;
+    }
+    if let Some(status) = want.status
+        && seen.status != status
+    {
+        bad.push(format!("status: want {status}, got {}", seen.status));
+    }
+    check_headers(
+        "response header",
+        &want.headers,
+        &want.headers_absent,
+        &seen.headers,
+        &mut bad,
+    );
+    if let Some(body) = &want.body
+        && seen.body != body.as_bytes()
+    {
+        bad.push(format!(
+            "body: want {body:?}, got {:?}",
+            String::from_utf8_lossy(&seen.body)
+        ));
+    }
+    if let Some(up) = &want.upstream {
+        match (&seen.upstream, up.reached.unwrap_or(true)) {
+            (None, true) => bad.push("upstream: want reached, was not".into()),
+            (Some(_), false) => bad.push("upstream: want not reached, was".into()),
+            (None, false) => {}
+            (Some(s), true) => {
+                if let Some(m) = &up.method
+                    && &s.method != m
+                {
+                    bad.push(format!("upstream method: want {m}, got {}", s.method));
+                }
+                if let Some(p) = &up.path
+                    && &s.path != p
+                {
+                    bad.push(format!("upstream path: want {p}, got {}", s.path));
+                }
+                check_headers(
+                    "upstream header",
+                    &up.headers,
+                    &up.headers_absent,
+                    &s.headers,
+                    &mut bad,
+                );
+                if let Some(body) = &up.body
+                    && s.body != body.as_bytes()
+                {
+                    bad.push(format!(
+                        "upstream body: want {body:?}, got {:?}",
+                        String::from_utf8_lossy(&s.body)
+                    ));
+                }
+            }
+        }
+    }
+    // Expected log lines appear in this order (other lines may come between them).
+    let mut at = 0;
+    for line in &want.logs {
+        match seen.logs[at..].iter().position(|l| log_matches(line, l)) {
+            Some(i) => at += i + 1,
+            None => {
+                let anywhere = seen.logs.iter().any(|l| log_matches(line, l));
+                bad.push(if anywhere {
+                    format!("log line out of order: {line:?}")
+                } else {
+                    format!("log line missing: {line:?}")
+                });
+            }
+        }
+    }
+    for line in &want.logs_absent {
+        if let Some(l) = seen.logs.iter().find(|l| l.contains(line.as_str())) {
+            bad.push(format!("log line must not appear: {l:?}"));
+        }
+    }
+    if let Some(order) = &want.callbacks {
+        let got: Vec<&str> = seen
+            .logs
+            .iter()
+            .filter_map(|l| l.strip_prefix("lifecycle "))
+            .map(|l| l.split(' ').next().unwrap_or(""))
+            .collect();
+        if got != order.iter().map(String::as_str).collect::<Vec<_>>() {
+            bad.push(format!("callbacks: want {order:?}, got {got:?}"));
+        }
+    }
+    if !bad.is_empty() {
+        bad.push(format!("guest log:\n    {}", seen.logs.join("\n    ")));
+    }
+    bad
+}
+
+/// An expected line matches exactly, where each `*` stands for any run of characters.
+fn log_matches(want: &str, got: &str) -> bool {
+    let mut parts = want.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = got.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+fn check_headers(
+    what: &str,
+    want: &[(String, case::Values)],
+    absent: &[String],
+    got: &[(String, String)],
+    bad: &mut Vec<String>,
+) {
+    for (name, values) in want {
+        let have: Vec<&str> = got
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let expected = values.as_slice();
+        if have != expected {
+            bad.push(format!("{what} {name}: want {expected:?}, got {have:?}"));
+        }
+    }
+    for name in absent {
+        if got.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
+            bad.push(format!("{what} {name}: want absent, present"));
+        }
+    }
+}
