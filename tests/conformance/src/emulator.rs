@@ -48,10 +48,13 @@ impl Target for Emulator {
                     .map(|v| String::from_utf8_lossy(v).into_owned())
                     .unwrap_or_default()
             };
+            // A proxy sends `:authority` as the Host header on HTTP/1.1.
+            let mut headers = plain(&up.headers);
+            headers.insert(0, ("host".to_string(), get(":authority")));
             Seen {
                 method: get(":method"),
                 path: get(":path"),
-                headers: plain(&up.headers),
+                headers,
                 body: up.body.to_vec(),
             }
         });
