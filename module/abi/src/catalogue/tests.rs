@@ -238,6 +238,7 @@ fn support_levels_match_what_the_host_implements() {
         "proxy_set_property",
         "proxy_close_stream",
         "proxy_clear_route_cache",
+        "proxy_done",
     ];
     for h in HOSTCALLS.iter().filter(|h| h.namespace == Namespace::Env) {
         match h.support {
