@@ -383,7 +383,8 @@ where
                     tracing::warn!(
                         "a plugin sent a local reply from a response body callback after the response headers were sent; the stream is reset"
                     );
-                    return Err(plugin_error("local reply after response headers were sent"));
+                    ctx.reset = true;
+                    return Err(reset_error());
                 }
                 BodyOutcome::Reset => {
                     ctx.reset = true;

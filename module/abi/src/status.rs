@@ -40,24 +40,27 @@ pub enum Status {
     Unimplemented = 12,
 }
 
-/// WASI preview1 errno values returned by the WASI functions (reference §14.1).
+/// WASI preview1 errno values returned by the WASI functions (reference §14.1), as the
+/// `i32` the functions return.
 pub mod errno {
     /// Success.
-    pub const SUCCESS: u32 = 0;
+    pub const SUCCESS: i32 = 0;
     /// Bad file descriptor; `fd_prestat_get` returns it to end wasi-libc's pre-open scan.
-    pub const BADF: u32 = 8;
+    pub const BADF: i32 = 8;
+    /// Bad address: a pointer or length outside the guest's memory.
+    pub const FAULT: i32 = 21;
     /// Invalid argument (e.g. `random_get` above its per-call limit).
-    pub const INVAL: u32 = 28;
+    pub const INVAL: i32 = 28;
     /// No such file or directory (`path_open`).
-    pub const NOENT: u32 = 44;
+    pub const NOENT: i32 = 44;
     /// Function not supported (`fd_read`, `fd_pread`, ...).
-    pub const NOSYS: u32 = 52;
+    pub const NOSYS: i32 = 52;
     /// Not a directory (`fd_readdir`).
-    pub const NOTDIR: u32 = 54;
+    pub const NOTDIR: i32 = 54;
     /// Not supported (unknown clock ids, `path_*`, `sock_*`, ...).
-    pub const NOTSUP: u32 = 58;
+    pub const NOTSUP: i32 = 58;
     /// Capability not granted (Envoy's capability restriction).
-    pub const NOTCAPABLE: u32 = 76;
+    pub const NOTCAPABLE: i32 = 76;
 }
 
 impl Status {

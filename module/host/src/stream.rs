@@ -27,7 +27,7 @@ pub struct FilterChain {
 }
 
 /// What the adapter does after a header callback round.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeadersOutcome {
     /// Go on; write back changed headers.
     Continue,

@@ -5,12 +5,12 @@
 //! The module records each callback as one letter in its memory; the next stream replies
 //! with that record, so the order is read back through the host's own local-reply path.
 
-use std::path::Path;
+mod common;
+
+use common::{load, request};
 
 use bytes::Bytes;
-use wasmbridge_host::{
-    BodyOutcome, FilterChain, HeaderList, HeadersOutcome, Plugin, PluginSpec, Runtime, StreamData,
-};
+use wasmbridge_host::{BodyOutcome, FilterChain, HeaderList, HeadersOutcome};
 
 const RECORDER: &str = r#"(module
   (import "env" "proxy_send_local_response"
@@ -40,27 +40,9 @@ const RECORDER: &str = r#"(module
   (func (export "proxy_on_done") (param i32) (result i32) (call $rec (i32.const 68)) (i32.const 1))
   (func (export "proxy_on_delete") (param i32) (call $rec (i32.const 88))))"#;
 
-fn request(method: &str) -> StreamData {
-    let mut data = StreamData::default();
-    data.request_headers
-        .push(":method", Bytes::from(method.to_string()));
-    data.request_headers.push(":path", Bytes::from_static(b"/"));
-    data
-}
-
 #[test]
 fn callbacks_run_in_envoys_order() {
-    let runtime = Runtime::new().expect("engine");
-    let bytes = wat::parse_str(RECORDER).expect("wat");
-    let module = runtime
-        .compile("recorder", Path::new("recorder.wat"), &bytes)
-        .expect("compile");
-    let spec = PluginSpec {
-        name: "recorder".into(),
-        replicas: 1,
-        ..PluginSpec::default()
-    };
-    let plugin = Plugin::load(&runtime, &module, spec, None).expect("load");
+    let plugin = load("recorder", RECORDER.as_bytes(), 1).expect("load");
     let chain = FilterChain::new(vec![plugin]);
 
     // A request with a body, proxied.

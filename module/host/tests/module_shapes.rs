@@ -5,9 +5,9 @@
 //! Each module's `proxy_on_configure` returns true only when its start-up code ran and the
 //! unknown import answered UNIMPLEMENTED (12), so a successful load proves both.
 
-use std::path::Path;
+mod common;
 
-use wasmbridge_host::{AbiVersion, EntryStyle, Plugin, PluginSpec, Runtime};
+use wasmbridge_host::{AbiVersion, EntryStyle, Plugin};
 
 fn module(marker: &str, allocator: &str, entry: &str) -> Vec<u8> {
     let text = format!(
@@ -28,18 +28,7 @@ fn module(marker: &str, allocator: &str, entry: &str) -> Vec<u8> {
 }
 
 fn load(bytes: &[u8]) -> Result<std::sync::Arc<Plugin>, wasmbridge_host::LoadError> {
-    let runtime = Runtime::new().expect("engine");
-    let compiled = runtime.compile("shape", Path::new("shape.wasm"), bytes)?;
-    Plugin::load(
-        &runtime,
-        &compiled,
-        PluginSpec {
-            name: "shape".into(),
-            replicas: 2,
-            ..PluginSpec::default()
-        },
-        None,
-    )
+    common::load("shape", bytes, 2)
 }
 
 #[test]

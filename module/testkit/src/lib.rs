@@ -267,21 +267,19 @@ impl Emulator {
     /// Runs `request` through the plugins; the upstream, if reached, answers `reply`.
     pub fn exchange(&self, request: Request, reply: UpstreamReply) -> Exchange {
         let mut stream = self.chain.start(stream_data(&request));
-        let mut run = Run {
-            ex: Exchange {
-                request_outcome: HeadersOutcome::Continue,
-                request_headers: HeaderList::new(),
-                request_body: None,
-                upstream: None,
-                end: End::Response,
-                status: 0,
-                response_headers: HeaderList::new(),
-                response_body: Bytes::new(),
-            },
+        let mut ex = Exchange {
+            request_outcome: HeadersOutcome::Continue,
+            request_headers: HeaderList::new(),
+            request_body: None,
+            upstream: None,
+            end: End::Response,
+            status: 0,
+            response_headers: HeaderList::new(),
+            response_body: Bytes::new(),
         };
-        run.drive(&mut stream, request, reply);
+        ex.drive(&mut stream, request, reply);
         stream.finish();
-        run.ex
+        ex
     }
 }
 
@@ -320,36 +318,27 @@ fn has(headers: &HeaderList, name: &str) -> bool {
     headers.get(name.as_bytes()).is_some()
 }
 
-/// Where a phase leaves the exchange.
-enum Step<T> {
-    Go(T),
-    Done,
-}
-
-struct Run {
-    ex: Exchange,
-}
-
-impl Run {
+impl Exchange {
+    /// Runs the exchange's phases in order; a phase that ends the exchange (a local
+    /// reply, a reset, a stall) stops it.
     fn drive(&mut self, stream: &mut HttpStream, request: Request, reply: UpstreamReply) {
         // Request headers.
         let outcome = stream.on_request_headers(request.chunks.is_empty());
-        self.ex.request_outcome = clone_outcome(&outcome);
-        if let Step::Done = self.headers(stream, outcome) {
+        self.request_outcome = outcome.clone();
+        if !self.headers(stream, outcome) {
             return;
         }
-        self.ex.request_headers = stream.data().request_headers.clone();
+        self.request_headers = stream.data().request_headers.clone();
         // Request body.
         let had_body = !request.chunks.is_empty();
-        let body = match self.body(stream, request.chunks, true) {
-            Step::Go(body) => body,
-            Step::Done => return,
+        let Some(body) = self.body(stream, request.chunks, true) else {
+            return;
         };
         if had_body {
-            self.ex.request_body = Some(body.clone());
+            self.request_body = Some(body.clone());
         }
-        self.ex.upstream = Some(UpstreamRequest {
-            headers: self.ex.request_headers.clone(),
+        self.upstream = Some(UpstreamRequest {
+            headers: self.request_headers.clone(),
             body,
         });
         // Response headers.
@@ -364,51 +353,57 @@ impl Run {
         }
         stream.data_mut().response_headers = headers;
         let outcome = stream.on_response_headers(reply.chunks.is_empty());
-        if let Step::Done = self.headers(stream, outcome) {
+        if !self.headers(stream, outcome) {
             return;
         }
         // Response body.
-        let body = match self.body(stream, reply.chunks, false) {
-            Step::Go(body) => body,
-            Step::Done => return,
+        let Some(body) = self.body(stream, reply.chunks, false) else {
+            return;
         };
         let mut headers = stream.data().response_headers.clone();
         if has(&headers, "content-length") {
             headers.replace(b"content-length", body.len().to_string().as_bytes());
         }
-        self.ex.status = headers.status().unwrap_or(reply.status);
-        self.ex.response_headers = headers;
-        self.ex.response_body = body;
+        self.status = headers.status().unwrap_or(reply.status);
+        self.response_headers = headers;
+        self.response_body = body;
     }
 
-    /// Follows a header-callback outcome, waiting out a pause.
-    fn headers(&mut self, stream: &mut HttpStream, mut outcome: HeadersOutcome) -> Step<()> {
+    /// Follows a header-callback outcome, waiting out a pause; false when the exchange
+    /// ended here.
+    fn headers(&mut self, stream: &mut HttpStream, mut outcome: HeadersOutcome) -> bool {
         loop {
             match outcome {
-                HeadersOutcome::Continue => return Step::Go(()),
+                HeadersOutcome::Continue => return true,
                 HeadersOutcome::Paused => {
                     // Every resume this emulator can see has already been signalled; if
                     // the signal holds nothing that resumes, nothing ever will.
                     outcome = stream.resume_headers();
                     if matches!(outcome, HeadersOutcome::Paused) {
-                        self.ex.end = End::Stalled;
-                        return Step::Done;
+                        self.end = End::Stalled;
+                        return false;
                     }
                 }
                 HeadersOutcome::LocalReply(reply) => {
                     self.local(stream, reply);
-                    return Step::Done;
+                    return false;
                 }
                 HeadersOutcome::Reset => {
-                    self.ex.end = End::Reset;
-                    return Step::Done;
+                    self.end = End::Reset;
+                    return false;
                 }
             }
         }
     }
 
-    /// Sends chunks through the body callbacks and returns what is forwarded.
-    fn body(&mut self, stream: &mut HttpStream, chunks: Vec<Bytes>, request: bool) -> Step<Bytes> {
+    /// Sends chunks through the body callbacks and returns what is forwarded; `None`
+    /// when the exchange ended here.
+    fn body(
+        &mut self,
+        stream: &mut HttpStream,
+        chunks: Vec<Bytes>,
+        request: bool,
+    ) -> Option<Bytes> {
         let mut out = BytesMut::new();
         let n = chunks.len();
         for (i, chunk) in chunks.into_iter().enumerate() {
@@ -428,8 +423,8 @@ impl Run {
                     BodyOutcome::Held => {
                         outcome = stream.resume_body();
                         if matches!(outcome, BodyOutcome::Held) {
-                            self.ex.end = End::Stalled;
-                            return Step::Done;
+                            self.end = End::Stalled;
+                            return None;
                         }
                     }
                     BodyOutcome::LocalReply(reply) => {
@@ -437,34 +432,25 @@ impl Run {
                             self.local(stream, reply);
                         } else {
                             // The response has started: a reply is impossible, as in Envoy.
-                            self.ex.end = End::Reset;
+                            self.end = End::Reset;
                         }
-                        return Step::Done;
+                        return None;
                     }
                     BodyOutcome::Reset => {
-                        self.ex.end = End::Reset;
-                        return Step::Done;
+                        self.end = End::Reset;
+                        return None;
                     }
                 }
             }
         }
-        Step::Go(out.freeze())
+        Some(out.freeze())
     }
 
     fn local(&mut self, stream: &mut HttpStream, reply: LocalReply) {
         let resp = stream.local_response(reply);
-        self.ex.end = End::Response;
-        self.ex.status = resp.status;
-        self.ex.response_headers = resp.headers;
-        self.ex.response_body = resp.body;
-    }
-}
-
-fn clone_outcome(outcome: &HeadersOutcome) -> HeadersOutcome {
-    match outcome {
-        HeadersOutcome::Continue => HeadersOutcome::Continue,
-        HeadersOutcome::Paused => HeadersOutcome::Paused,
-        HeadersOutcome::LocalReply(r) => HeadersOutcome::LocalReply(r.clone()),
-        HeadersOutcome::Reset => HeadersOutcome::Reset,
+        self.end = End::Response;
+        self.status = resp.status;
+        self.response_headers = resp.headers;
+        self.response_body = resp.body;
     }
 }

@@ -36,18 +36,6 @@ struct CaseSpec {
     #[serde(default)]
     plugins: Vec<PluginCase>,
     #[serde(default)]
-    root_id: Option<String>,
-    #[serde(default)]
-    filter: Option<String>,
-    #[serde(default)]
-    wat: Option<String>,
-    #[serde(default)]
-    configuration: Option<Value>,
-    #[serde(default)]
-    vm_configuration: Option<Value>,
-    #[serde(default)]
-    failure_policy: Option<String>,
-    #[serde(default)]
     request: RequestSpec,
     #[serde(default)]
     upstream: ReplySpec,
@@ -64,7 +52,7 @@ pub struct PluginCase {
     /// `root_id` (default empty, as in Envoy).
     #[serde(default)]
     pub root_id: Option<String>,
-    /// A compiled filter's name (see [`crate::find_filter`]).
+    /// A compiled filter's name (see `wasmbridge_e2e::find_filter`).
     #[serde(default)]
     pub filter: Option<String>,
     /// An inline module in WebAssembly text.
@@ -101,7 +89,7 @@ impl PluginCase {
     pub fn module_bytes(&self) -> Result<(PathBuf, Vec<u8>)> {
         match (&self.filter, &self.wat) {
             (Some(name), None) => {
-                let path = crate::find_filter(name)?;
+                let path = wasmbridge_e2e::find_filter(name)?;
                 let bytes =
                     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
                 Ok((path, bytes))
@@ -132,7 +120,7 @@ impl<'de> Deserialize<'de> for Pairs {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Form {
-            Map(indexmap_like::Ordered),
+            Map(yaml_text::Ordered),
             List(Vec<(String, String)>),
         }
         Ok(match Form::deserialize(d)? {
@@ -142,7 +130,7 @@ impl<'de> Deserialize<'de> for Pairs {
     }
 }
 
-mod indexmap_like {
+mod yaml_text {
     use serde::Deserialize;
     use serde_yaml::Value;
 
@@ -189,15 +177,14 @@ fn expected_headers<'de, D: serde::Deserializer<'de>>(
     let m = Mapping::deserialize(d)?;
     let mut out = Vec::new();
     for (k, v) in m {
-        let k = indexmap_like::scalar(&k).ok_or_else(|| serde::de::Error::custom("header name"))?;
+        let k = yaml_text::scalar(&k).ok_or_else(|| serde::de::Error::custom("header name"))?;
         let values = match &v {
             Value::Sequence(items) => items
                 .iter()
-                .map(|i| indexmap_like::scalar(i).ok_or_else(|| serde::de::Error::custom("value")))
+                .map(|i| yaml_text::scalar(i).ok_or_else(|| serde::de::Error::custom("value")))
                 .collect::<Result<Vec<_>, _>>()?,
             other => vec![
-                indexmap_like::scalar(other)
-                    .ok_or_else(|| serde::de::Error::custom("header value"))?,
+                yaml_text::scalar(other).ok_or_else(|| serde::de::Error::custom("header value"))?,
             ],
         };
         out.push((k, Values(values)));
@@ -331,6 +318,7 @@ pub fn load_cases(dir: &Path) -> Result<Vec<Case>> {
         let value: Value =
             serde_yaml::from_str(&text).with_context(|| format!("{}: not YAML", file.display()))?;
         for (name, v) in expand(value).with_context(|| format!("{}", file.display()))? {
+            let v = normalize(v).with_context(|| format!("{}", file.display()))?;
             let spec: CaseSpec = serde_path_to_error::deserialize(v)
                 .map_err(|e| anyhow!("{}: {}: {}", file.display(), e.path(), e.inner()))?;
             let id = match name.or_else(|| spec.name.clone()) {
@@ -360,29 +348,48 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-fn into_case(id: String, file: &Path, spec: CaseSpec) -> Result<Case> {
-    let mut plugins = spec.plugins;
-    if spec.filter.is_some() || spec.wat.is_some() {
-        if !plugins.is_empty() {
-            bail!("{id}: use either `plugins` or `filter`/`wat`, not both");
+/// The keys of the one-plugin shorthand: a case may name its single plugin's keys at the
+/// top level instead of under `plugins`.
+const SHORTHAND: [&str; 6] = [
+    "filter",
+    "wat",
+    "root_id",
+    "configuration",
+    "vm_configuration",
+    "failure_policy",
+];
+
+/// Moves the shorthand keys of a case into a one-entry `plugins` list.
+fn normalize(value: Value) -> Result<Value> {
+    let Value::Mapping(mut map) = value else {
+        bail!("a case is a mapping");
+    };
+    let mut plugin = Mapping::new();
+    for key in SHORTHAND {
+        if let Some(v) = map.remove(key) {
+            plugin.insert(key.into(), v);
         }
-        plugins.push(PluginCase {
-            name: None,
-            root_id: spec.root_id,
-            filter: spec.filter,
-            wat: spec.wat,
-            configuration: spec.configuration,
-            vm_configuration: spec.vm_configuration,
-            failure_policy: spec.failure_policy,
-        });
     }
-    if plugins.is_empty() {
+    if !plugin.is_empty() {
+        if map.contains_key("plugins") {
+            bail!("use either `plugins` or `filter`/`wat`, not both");
+        }
+        map.insert(
+            "plugins".into(),
+            Value::Sequence(vec![Value::Mapping(plugin)]),
+        );
+    }
+    Ok(Value::Mapping(map))
+}
+
+fn into_case(id: String, file: &Path, spec: CaseSpec) -> Result<Case> {
+    if spec.plugins.is_empty() {
         bail!("{id}: no plugin (`filter`, `wat` or `plugins`)");
     }
     Ok(Case {
         id,
         file: file.to_path_buf(),
-        plugins,
+        plugins: spec.plugins,
         request: spec.request,
         upstream: spec.upstream,
         expect: spec.expect,
@@ -470,8 +477,8 @@ fn expand_matrix(defaults: &Value, matrix: &Value) -> Result<Vec<(Option<String>
             let callback = callback
                 .as_str()
                 .ok_or_else(|| anyhow!("{label}: callback names are strings"))?;
-            let status = crate::case::indexmap_like::scalar(status)
-                .ok_or_else(|| anyhow!("{label}.{callback}: a status"))?;
+            let status =
+                yaml_text::scalar(status).ok_or_else(|| anyhow!("{label}.{callback}: a status"))?;
             let mut config = row
                 .get("configuration")
                 .cloned()

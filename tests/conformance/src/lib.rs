@@ -16,7 +16,7 @@ pub mod emulator;
 pub mod pingora;
 mod upstream;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub use case::{Case, load_cases};
 
@@ -71,37 +71,9 @@ pub trait Target {
     fn run(&self, case: &Case) -> anyhow::Result<Observation>;
 }
 
-/// The repository root, read at run time (cargo sets `CARGO_MANIFEST_DIR` for tests).
-pub fn repo_root() -> PathBuf {
-    let dir =
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    Path::new(&dir).join("../..")
-}
-
 /// This suite's directory.
 pub fn suite_dir() -> PathBuf {
-    repo_root().join("tests/conformance")
-}
-
-/// Finds a compiled filter by name among the Rust, AssemblyScript and C outputs.
-pub fn find_filter(name: &str) -> anyhow::Result<PathBuf> {
-    let base = repo_root().join("filters/target");
-    let candidates = [
-        base.join("wasm32-wasip1/release")
-            .join(format!("{name}.wasm")),
-        base.join("as").join(format!("{name}.wasm")),
-        base.join("c").join(format!("{name}.wasm")),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.exists())
-        .cloned()
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "filter `{name}` not built (looked in {}): run `make filters`",
-                base.display()
-            )
-        })
+    wasmbridge_e2e::repo_root().join("tests/conformance")
 }
 
 /// Compares an observation with a case's expectations; returns every mismatch.
@@ -125,14 +97,7 @@ pub fn check(case: &Case, seen: &Observation) -> Vec<String> {
         &seen.headers,
         &mut bad,
     );
-    if let Some(body) = &want.body
-        && seen.body != body.as_bytes()
-    {
-        bad.push(format!(
-            "body: want {body:?}, got {:?}",
-            String::from_utf8_lossy(&seen.body)
-        ));
-    }
+    check_body("body", want.body.as_deref(), &seen.body, &mut bad);
     if let Some(up) = &want.upstream {
         match (&seen.upstream, up.reached.unwrap_or(true)) {
             (None, true) => bad.push("upstream: want reached, was not".into()),
@@ -156,14 +121,7 @@ pub fn check(case: &Case, seen: &Observation) -> Vec<String> {
                     &s.headers,
                     &mut bad,
                 );
-                if let Some(body) = &up.body
-                    && s.body != body.as_bytes()
-                {
-                    bad.push(format!(
-                        "upstream body: want {body:?}, got {:?}",
-                        String::from_utf8_lossy(&s.body)
-                    ));
-                }
+                check_body("upstream body", up.body.as_deref(), &s.body, &mut bad);
             }
         }
     }
@@ -222,6 +180,17 @@ fn log_matches(want: &str, got: &str) -> bool {
         }
     }
     rest.len() >= last.len() && rest.ends_with(last)
+}
+
+fn check_body(what: &str, want: Option<&str>, got: &[u8], bad: &mut Vec<String>) {
+    if let Some(want) = want
+        && got != want.as_bytes()
+    {
+        bad.push(format!(
+            "{what}: want {want:?}, got {:?}",
+            String::from_utf8_lossy(got)
+        ));
+    }
 }
 
 fn check_headers(

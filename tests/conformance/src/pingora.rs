@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use serde_yaml::{Mapping, Value};
-use wasmbridge_e2e::{Gateway, Proto, chunked, free_port, full, scratch, send};
+use wasmbridge_e2e::{Gateway, Proto, chunked, free_port, full, header_pairs, scratch, send};
 
 use crate::upstream::Recording;
 use crate::{Case, Observation, Outcome, Target};
@@ -64,19 +64,7 @@ async fn run(case: &Case) -> Result<Observation> {
     }
     let logs = guest_logs(&gateway.log_text());
     let (status, headers, body) = match reply {
-        Some(r) => (
-            r.status.as_u16(),
-            r.headers
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect(),
-            r.body.to_vec(),
-        ),
+        Some(r) => (r.status.as_u16(), header_pairs(&r.headers), r.body.to_vec()),
         None => (0, Vec::new(), Vec::new()),
     };
     Ok(Observation {
@@ -103,7 +91,7 @@ fn config(
     for (i, p) in case.plugins.iter().enumerate() {
         let name = p.name(i);
         let module = match &p.filter {
-            Some(f) => crate::find_filter(f)?,
+            Some(f) => wasmbridge_e2e::find_filter(f)?,
             None => {
                 let (_, bytes) = p.module_bytes()?;
                 let path = dir.join(format!("{name}.wasm"));

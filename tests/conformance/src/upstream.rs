@@ -1,4 +1,4 @@
-//! A loopback upstream that answers a case's reply and records what it received.
+//! A loopback upstream that answers a case's reply and records each complete request.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -7,10 +7,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use wasmbridge_e2e::{header_pairs, serve};
 
 use crate::Seen;
 use crate::case::ReplySpec;
@@ -19,7 +18,7 @@ use crate::case::ReplySpec;
 pub struct Recording {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
-    task: tokio::task::JoinHandle<()>,
+    task: JoinHandle<()>,
 }
 
 impl Drop for Recording {
@@ -31,26 +30,10 @@ impl Drop for Recording {
 impl Recording {
     /// Starts on an ephemeral loopback port (HTTP/1.1 and h2c).
     pub async fn start(reply: ReplySpec) -> std::io::Result<Recording> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let reply = Arc::new(reply);
         let log = seen.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let reply = reply.clone();
-                let log = log.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| answer(req, reply.clone(), log.clone()));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let (addr, task) = serve(move |req| answer(req, reply.clone(), log.clone())).await?;
         Ok(Recording { addr, seen, task })
     }
 
@@ -70,21 +53,13 @@ async fn answer(
     log: Arc<Mutex<Vec<Seen>>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let mut headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    // A request whose body never completed (the proxy aborted it) was not received.
+    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+        let mut r = Response::new(Full::new(Bytes::from_static(b"incomplete request")));
+        *r.status_mut() = hyper::StatusCode::BAD_REQUEST;
+        return Ok(r);
+    };
+    let mut headers = header_pairs(&parts.headers);
     if parts.version == hyper::Version::HTTP_2
         && let Some(host) = parts.uri.authority()
         && !headers.iter().any(|(k, _)| k == "host")

@@ -2,6 +2,8 @@
 //! from a YAML string, and a real HTTP client (HTTP/1.1 and h2c), all on loopback ports.
 
 use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -17,6 +19,7 @@ use hyper::body::{Body, Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 
 /// The repository root. Read from `CARGO_MANIFEST_DIR` when the test runs (cargo sets it),
 /// so a test binary built from another checkout sharing the target directory still uses
@@ -32,15 +35,29 @@ pub fn filters_dir() -> PathBuf {
     repo_root().join("filters/target/wasm32-wasip1/release")
 }
 
+/// Finds a compiled filter by name among the Rust, AssemblyScript and C outputs of
+/// `make filters`.
+pub fn find_filter(name: &str) -> Result<PathBuf> {
+    let base = repo_root().join("filters/target");
+    let file = format!("{name}.wasm");
+    [filters_dir(), base.join("as"), base.join("c")]
+        .into_iter()
+        .map(|dir| dir.join(&file))
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            anyhow!(
+                "filter `{name}` is not built (looked under {}): build the filters first (`make filters`)",
+                base.display()
+            )
+        })
+}
+
 /// The path of a compiled filter; fails clearly when the filters were not built.
 pub fn filter(name: &str) -> String {
-    let path = filters_dir().join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: build the filters first (`make filters`)",
-        path.display()
-    );
-    path.display().to_string()
+    match find_filter(name) {
+        Ok(path) => path.display().to_string(),
+        Err(e) => panic!("{e}"),
+    }
 }
 
 /// The `wasmbridge` binary next to the test executable (or `$WASMBRIDGE_BIN`).
@@ -87,7 +104,7 @@ pub fn scratch(name: &str) -> PathBuf {
 pub struct Upstream {
     /// Its address.
     pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    task: JoinHandle<()>,
 }
 
 impl Drop for Upstream {
@@ -100,7 +117,7 @@ struct Chunks(VecDeque<Bytes>);
 
 impl Body for Chunks {
     type Data = Bytes;
-    type Error = std::convert::Infallible;
+    type Error = Infallible;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
@@ -111,25 +128,18 @@ impl Body for Chunks {
 }
 
 /// A request body sent in pieces with no declared length (chunked on HTTP/1.1).
-pub fn chunked(
-    parts: &[&[u8]],
-) -> http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible> {
+pub fn chunked(parts: &[&[u8]]) -> http_body_util::combinators::BoxBody<Bytes, Infallible> {
     Chunks(parts.iter().map(|p| Bytes::copy_from_slice(p)).collect()).boxed()
 }
 
 /// A request body with a known length.
-pub fn full(
-    data: impl Into<Bytes>,
-) -> http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible> {
+pub fn full(data: impl Into<Bytes>) -> http_body_util::combinators::BoxBody<Bytes, Infallible> {
     Full::new(data.into()).boxed()
 }
 
 async fn echo(
     req: Request<Incoming>,
-) -> Result<
-    Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>,
-    std::convert::Infallible,
-> {
+) -> Result<Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>, Infallible> {
     let (parts, body) = req.into_parts();
     let framing = if parts
         .headers
@@ -147,16 +157,7 @@ async fn echo(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let headers = header_pairs(&parts.headers);
     let description = serde_json::json!({
         "method": parts.method.as_str(),
         "path": parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
@@ -189,24 +190,50 @@ async fn echo(
 impl Upstream {
     /// Starts the echo upstream on an ephemeral loopback port (HTTP/1.1 and h2c).
     pub async fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream");
-        let addr = listener.local_addr().expect("upstream addr");
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                tokio::spawn(async move {
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service_fn(echo))
-                        .await;
-                });
-            }
-        });
+        let (addr, task) = serve(echo).await.expect("bind upstream");
         Upstream { addr, task }
     }
+}
+
+/// Serves `handler` over HTTP/1.1 and h2c on an ephemeral loopback port, one task per
+/// connection, until the returned task is aborted.
+pub async fn serve<F, Fut, B>(handler: F) -> std::io::Result<(SocketAddr, JoinHandle<()>)>
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service_fn(handler))
+                    .await;
+            });
+        }
+    });
+    Ok((addr, task))
+}
+
+/// Header pairs with lower-case names, in order, values as (lossy) text.
+pub fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 // ---- gateway ---------------------------------------------------------------------------
@@ -443,7 +470,7 @@ where
 pub fn get(
     url: &str,
     headers: &[(&str, &str)],
-) -> Request<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>> {
+) -> Request<http_body_util::combinators::BoxBody<Bytes, Infallible>> {
     let mut b = Request::get(url);
     for (k, v) in headers {
         b = b.header(*k, *v);

@@ -83,9 +83,13 @@ fn get_current_time_nanoseconds(
     mut caller: Caller<'_, HostState>,
     ret: i32,
 ) -> wasmtime::Result<i32> {
-    let now = SystemTime::now()
+    finish(write_u64(&mut caller, ret, wall_clock_nanos()))
+}
+
+/// Nanoseconds since the Unix epoch by the wall clock (0 if the clock is before it).
+pub(crate) fn wall_clock_nanos() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    finish(write_u64(&mut caller, ret, now))
+        .unwrap_or(0)
 }

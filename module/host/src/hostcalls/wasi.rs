@@ -7,23 +7,18 @@
 //! code takes its "not available" paths instead of trapping.
 
 use std::sync::OnceLock;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use wasmbridge_abi::LogLevel;
+use wasmbridge_abi::errno::{
+    BADF as EBADF, FAULT as EFAULT, INVAL as EINVAL, NOENT as ENOENT, NOSYS as ENOSYS,
+    NOTDIR as ENOTDIR, NOTSUP as ENOTSUP, SUCCESS,
+};
 use wasmtime::Caller;
 
-use super::logging::emit;
+use super::logging::{emit, wall_clock_nanos};
 use super::{Registrar, read_bytes, write_at, write_u32, write_u64};
 use crate::context::HostState;
-
-const SUCCESS: i32 = 0;
-const EBADF: i32 = 8;
-const EINVAL: i32 = 28;
-const ENOENT: i32 = 44;
-const ENOSYS: i32 = 52;
-const ENOTDIR: i32 = 54;
-const ENOTSUP: i32 = 58;
-const EFAULT: i32 = 21;
 
 /// Largest `random_get` request served in one call.
 const MAX_RANDOM: i32 = 64 * 1024;
@@ -185,10 +180,7 @@ fn clock_time_get(
     out: i32,
 ) -> wasmtime::Result<i32> {
     let now = match id {
-        0 => SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0),
+        0 => wall_clock_nanos(),
         1 => process_start().elapsed().as_nanos() as u64,
         _ => return Ok(ENOTSUP),
     };
