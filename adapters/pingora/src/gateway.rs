@@ -13,8 +13,10 @@ use pingora::lb::selection::RoundRobin;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 use prometheus::{IntCounterVec, Opts, Registry};
-use wasmbridge_config::{Config, RouteAction, RouteMatch};
-use wasmbridge_host::{FilterChain, HostMetrics, LocalReply, Plugin, PluginSpec, Runtime};
+use wasmbridge_config::{Config, RouteAction, RouteConfig};
+use wasmbridge_host::{
+    FilterChain, HostMetrics, LocalReply, NodeInfo, Plugin, PluginSpec, Runtime,
+};
 
 use crate::admin::admin_service;
 use crate::proxy::{ChainSelector, RequestObserver, Selection, WasmFilters};
@@ -44,6 +46,8 @@ pub enum GatewayError {
 }
 
 struct Cluster {
+    name: Arc<str>,
+    endpoints: u32,
     lb: Arc<LoadBalancer<RoundRobin>>,
     http2: bool,
     connect_timeout: std::time::Duration,
@@ -57,7 +61,7 @@ enum Target {
 
 struct Route {
     name: Arc<str>,
-    matcher: RouteMatch,
+    config: RouteConfig,
     target: Target,
     chain: Arc<FilterChain>,
 }
@@ -68,9 +72,45 @@ struct Routes {
 }
 
 impl Routes {
+    /// The first route that takes the request, as its headers are now.
     fn find(&self, req: &RequestHeader) -> Option<&Route> {
         let path = req.uri.path();
-        self.routes.iter().find(|r| r.matcher.matches(path))
+        let header = |name: &str| request_header(req, name);
+        self.routes.iter().find(|r| r.config.matches(path, &header))
+    }
+}
+
+/// A request header's value for route matching: pseudo-headers from the request line,
+/// repeated headers joined with `,`.
+fn request_header(req: &RequestHeader, name: &str) -> Option<Vec<u8>> {
+    match name {
+        ":method" => Some(req.method.as_str().as_bytes().to_vec()),
+        ":path" => Some(
+            req.uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .as_bytes()
+                .to_vec(),
+        ),
+        ":scheme" => Some(req.uri.scheme_str().unwrap_or("http").as_bytes().to_vec()),
+        ":authority" => req
+            .uri
+            .authority()
+            .map(|a| a.as_str().as_bytes().to_vec())
+            .or_else(|| {
+                req.headers
+                    .get(http::header::HOST)
+                    .map(|h| h.as_bytes().to_vec())
+            }),
+        _ => {
+            let mut values = req.headers.get_all(name).iter();
+            let mut out = values.next()?.as_bytes().to_vec();
+            for v in values {
+                out.push(b',');
+                out.extend_from_slice(v.as_bytes());
+            }
+            Some(out)
+        }
     }
 }
 
@@ -79,14 +119,19 @@ struct RouteSelector(Arc<Routes>);
 impl ChainSelector for RouteSelector {
     fn select(&self, req: &RequestHeader) -> Selection {
         match self.0.find(req) {
-            Some(route) => Selection {
-                chain: Some(route.chain.clone()),
-                direct: match &route.target {
-                    Target::Direct(reply) => Some(reply.clone()),
-                    Target::Cluster(_) => None,
-                },
-                route: Some(route.name.clone()),
-            },
+            Some(route) => {
+                let (direct, cluster) = match &route.target {
+                    Target::Direct(reply) => (Some(reply.clone()), None),
+                    Target::Cluster(c) => (None, Some(c.clone())),
+                };
+                Selection {
+                    chain: Some(route.chain.clone()),
+                    direct,
+                    route: Some(route.name.clone()),
+                    cluster: cluster.as_ref().map(|c| c.name.clone()),
+                    endpoints: cluster.map(|c| c.endpoints),
+                }
+            }
             None => Selection::default(),
         }
     }
@@ -172,6 +217,11 @@ impl Gateway {
         let runtime = Runtime::new()?;
         let registry = Registry::new();
         let host_metrics = HostMetrics::register(&registry)?;
+        let node = Arc::new(NodeInfo {
+            id: config.node.id.clone(),
+            cluster: config.node.cluster.clone(),
+            metadata: config.node.metadata.clone(),
+        });
         let mut plugins: HashMap<String, Arc<Plugin>> = HashMap::new();
         let mut loaded = Vec::new();
         for pc in &config.plugins {
@@ -194,6 +244,7 @@ impl Gateway {
                     }
                 },
                 replicas: config.server.threads,
+                node: node.clone(),
             };
             let plugin = Plugin::load(&runtime, &module, spec, Some(host_metrics.clone()))?;
             for unknown in &plugin.module_info().unknown_imports {
@@ -214,6 +265,8 @@ impl Gateway {
             clusters.insert(
                 cc.name.clone(),
                 Arc::new(Cluster {
+                    name: Arc::from(cc.name.as_str()),
+                    endpoints: u32::try_from(cc.endpoints.len()).unwrap_or(u32::MAX),
                     lb: Arc::new(lb),
                     http2: cc.http2,
                     connect_timeout: cc.connect_timeout,
@@ -234,21 +287,15 @@ impl Gateway {
                     Some(c) => Target::Cluster(c.clone()),
                     None => continue,
                 },
-                RouteAction::DirectResponse(d) => Target::Direct(LocalReply {
-                    status: d.status,
-                    details: "direct_response".to_string(),
-                    body: Bytes::from(d.body.clone()),
-                    headers: d
-                        .headers
-                        .iter()
-                        .map(|(k, v)| (Bytes::from(k.to_ascii_lowercase()), Bytes::from(v.clone())))
-                        .collect(),
-                    grpc_status: None,
-                }),
+                RouteAction::DirectResponse(d) => Target::Direct(LocalReply::direct_response(
+                    d.status,
+                    Bytes::from(d.body.clone()),
+                    &d.headers,
+                )),
             };
             routes.push(Route {
                 name: Arc::from(rc.name.as_str()),
-                matcher: rc.matcher.clone(),
+                config: rc.clone(),
                 target,
                 chain: Arc::new(chain),
             });

@@ -2,7 +2,7 @@
 //! proxy, mapping Pingora's phases onto the ABI as `docs/phase-mapping.md` describes.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -28,9 +28,15 @@ pub struct Selection {
     pub direct: Option<LocalReply>,
     /// The route name, for metrics and the `xds.route_name` property.
     pub route: Option<Arc<str>>,
+    /// The cluster the route forwards to (`xds.cluster_name`).
+    pub cluster: Option<Arc<str>>,
+    /// How many endpoints that cluster has (`upstream.num_endpoints`).
+    pub endpoints: Option<u32>,
 }
 
-/// Picks the plugin chain for a request, from its headers as the client sent them.
+/// Picks the plugin chain for a request, from its headers as the client sent them; asked
+/// again after the request-header callbacks when a plugin changed the request headers or
+/// cleared the route cache, to re-select the route (the chain already running stays).
 pub trait ChainSelector: Send + Sync + 'static {
     /// The selection for `req`.
     fn select(&self, req: &RequestHeader) -> Selection;
@@ -78,6 +84,8 @@ pub struct WasmCtx<C> {
     request_headers_eos: bool,
     request_body_done: bool,
     is_head: bool,
+    /// When the upstream was picked, for `upstream.cx_pool_ready_duration`.
+    peer_picked: Option<Instant>,
     /// A local reply decided in a phase that cannot write it; `fail_to_proxy` writes it.
     pending_reply: Option<LocalResponse>,
     /// The body that replaces the upstream's after a local reply from response headers.
@@ -104,7 +112,7 @@ fn plugin_error(what: &'static str) -> Box<pingora::Error> {
     pingora::Error::explain(ErrorType::InternalError, what)
 }
 
-fn stream_info(session: &Session, route: Option<&Arc<str>>) -> StreamInfo {
+fn stream_info(session: &Session, selection: &Selection) -> StreamInfo {
     let addr = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| {
         a.and_then(|a| a.as_inet()).copied()
     };
@@ -115,7 +123,7 @@ fn stream_info(session: &Session, route: Option<&Arc<str>>) -> StreamInfo {
     } else {
         "HTTP/1.1"
     };
-    StreamInfo {
+    let mut info = StreamInfo {
         source: addr(session.client_addr()),
         destination: addr(session.server_addr()),
         protocol,
@@ -125,9 +133,40 @@ fn stream_info(session: &Session, route: Option<&Arc<str>>) -> StreamInfo {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
-        response_code: None,
-        route_name: route.map(|r| r.to_string()),
-    }
+        connection_id: connection_id(session),
+        start_time: Some(std::time::SystemTime::now()),
+        started: Some(Instant::now()),
+        ..StreamInfo::default()
+    };
+    routed(&mut info, selection);
+    info
+}
+
+/// Records the route a selection picked in the stream's facts.
+fn routed(info: &mut StreamInfo, selection: &Selection) {
+    info.route_name = selection.route.as_deref().map(str::to_string);
+    info.cluster_name = selection.cluster.as_deref().map(str::to_string);
+    info.upstream.endpoints = selection.endpoints;
+}
+
+/// An id for the downstream connection (`connection.id`): the same for every request on
+/// one connection (HTTP/1.1 keep-alive, HTTP/2 streams), different between connections
+/// open at the same time. Pingora has no connection counter, so it is a hash of when the
+/// connection was accepted and its two addresses.
+fn connection_id(session: &Session) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let digest = session.digest()?;
+    let accepted = digest
+        .timing_digest
+        .first()
+        .and_then(Option::as_ref)
+        .map(|t| t.established_ts)?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    accepted.hash(&mut h);
+    session.client_addr().map(ToString::to_string).hash(&mut h);
+    session.server_addr().map(ToString::to_string).hash(&mut h);
+    // Envoy's ids are small counters; keep ours positive as an int64 too.
+    Some(h.finish() >> 1)
 }
 
 /// Writes a complete local response (status, headers, body, Content-Length).
@@ -175,6 +214,7 @@ where
             request_headers_eos: false,
             request_body_done: false,
             is_head: false,
+            peer_picked: None,
             pending_reply: None,
             replacement_body: None,
             reset: false,
@@ -185,12 +225,12 @@ where
         let selection = self.selector.select(session.req_header());
         ctx.route = selection.route.clone();
         ctx.is_head = session.req_header().method == http::Method::HEAD;
-        let chain = selection.chain.filter(|c| !c.is_empty());
+        let chain = selection.chain.clone().filter(|c| !c.is_empty());
         let Some(chain) = chain else {
             if let Some(direct) = selection.direct {
                 let resp = FilterChain::default()
                     .start(StreamData::default())
-                    .local_response(direct);
+                    .direct_response(direct);
                 write_local(session, &resp, ctx.is_head).await?;
                 return Ok(true);
             }
@@ -200,20 +240,31 @@ where
         ctx.response_body_plugins = chain.handles_response_body();
         let mut data = StreamData::default();
         data.request_headers = request_to_list(session.req_header(), "http");
-        data.info = stream_info(session, ctx.route.as_ref());
+        data.info = stream_info(session, &selection);
         let mut stream = chain.start(data);
         let eos = session.is_body_empty();
         ctx.request_headers_eos = eos;
         let outcome = stream.on_request_headers(eos);
         let result = match settle(&mut stream, outcome).await {
             HeadersOutcome::Continue | HeadersOutcome::Paused => {
+                let mut reroute = stream.data_mut().take_route_cache_cleared();
                 if stream.data().request_headers.is_modified() {
                     apply_request(&stream.data().request_headers, session.req_header_mut());
                     stream.data_mut().request_headers.mark_clean();
+                    reroute = true;
                 }
-                match selection.direct {
+                let mut direct = selection.direct;
+                if reroute {
+                    // The route is chosen again from the headers as the plugins left them
+                    // (what `clear_route_cache` asks for); the running chain stays.
+                    let again = self.selector.select(session.req_header());
+                    routed(&mut stream.data_mut().info, &again);
+                    ctx.route = again.route.clone();
+                    direct = again.direct;
+                }
+                match direct {
                     Some(direct) => {
-                        let resp = stream.local_response(direct);
+                        let resp = stream.direct_response(direct);
                         write_local(session, &resp, ctx.is_head).await?;
                         Ok(true)
                     }
@@ -242,7 +293,61 @@ where
         session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
-        self.inner.upstream_peer(session, &mut ctx.inner).await
+        let peer = self.inner.upstream_peer(session, &mut ctx.inner).await?;
+        if let Some(stream) = ctx.stream.as_mut() {
+            let up = &mut stream.data_mut().info.upstream;
+            up.attempts += 1;
+            up.address = peer._address.as_inet().copied();
+            ctx.peer_picked = Some(Instant::now());
+        }
+        Ok(peer)
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        session: &mut Session,
+        reused: bool,
+        peer: &HttpPeer,
+        #[cfg(unix)] fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] sock: std::os::windows::io::RawSocket,
+        digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(stream) = ctx.stream.as_mut() {
+            let up = &mut stream.data_mut().info.upstream;
+            up.local_address = digest
+                .and_then(|d| d.socket_digest.as_ref())
+                .and_then(|s| s.local_addr())
+                .and_then(|a| a.as_inet())
+                .copied();
+            up.pool_ready = ctx.peer_picked.map(|t| t.elapsed());
+        }
+        self.inner
+            .connected_to_upstream(
+                session,
+                reused,
+                peer,
+                #[cfg(unix)]
+                fd,
+                #[cfg(windows)]
+                sock,
+                digest,
+                &mut ctx.inner,
+            )
+            .await
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut Self::CTX,
+        e: Box<pingora::Error>,
+    ) -> Box<pingora::Error> {
+        if let Some(stream) = ctx.stream.as_mut() {
+            stream.data_mut().info.upstream.transport_failure_reason = Some(e.to_string());
+        }
+        self.inner.fail_to_connect(session, peer, &mut ctx.inner, e)
     }
 
     async fn upstream_request_filter(
@@ -256,6 +361,9 @@ where
             // upstream gets chunked framing (HTTP/1.1) or plain DATA frames (HTTP/2).
             upstream_request.remove_header(&http::header::CONTENT_LENGTH);
         }
+        if let Some(stream) = ctx.stream.as_mut() {
+            stream.data_mut().info.upstream.request_sent = Some(Instant::now());
+        }
         self.inner
             .upstream_request_filter(session, upstream_request, &mut ctx.inner)
             .await
@@ -268,6 +376,10 @@ where
         end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        if let (Some(stream), false) = (ctx.stream.as_mut(), ctx.request_body_done) {
+            let received = body.as_ref().map_or(0, |b| b.len() as u64);
+            stream.data_mut().info.request_body_bytes += received;
+        }
         let skip = !ctx.request_body_plugins
             || ctx.request_headers_eos
             || ctx.request_body_done
@@ -323,6 +435,7 @@ where
         };
         let eos = response_is_bodyless(upstream_response, ctx.is_head);
         stream.data_mut().response_headers = response_to_list(upstream_response);
+        stream.data_mut().info.response_details = Some("via_upstream".to_string());
         let outcome = stream.on_response_headers(eos);
         match settle(stream, outcome).await {
             HeadersOutcome::Continue | HeadersOutcome::Paused => {
@@ -392,8 +505,14 @@ where
                 }
             }
         }
-        self.inner
-            .response_body_filter(session, body, end_of_stream, &mut ctx.inner)
+        let delay =
+            self.inner
+                .response_body_filter(session, body, end_of_stream, &mut ctx.inner)?;
+        if let Some(stream) = ctx.stream.as_mut() {
+            let sent = body.as_ref().map_or(0, |b| b.len() as u64);
+            stream.data_mut().info.response_body_bytes += sent;
+        }
+        Ok(delay)
     }
 
     async fn fail_to_proxy(
@@ -433,8 +552,12 @@ where
     ) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         if let Some(stream) = ctx.stream.as_mut() {
+            let info = &mut stream.data_mut().info;
             if status != 0 {
-                stream.data_mut().info.response_code = Some(status);
+                info.response_code = Some(status);
+            }
+            if let Some(sent) = info.upstream.request_sent {
+                info.upstream.backend_latency = Some(sent.elapsed());
             }
             stream.finish();
         }

@@ -699,7 +699,7 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_clear_route_cache",
         &[],
         Versions::V0_1_0,
-        Support::Partial("routes are chosen after request headers; no-op"),
+        FULL,
         sections::STREAM_CONTROL,
         R,
         "proxy_clear_route_cache(): asks for route selection to run again. OK. Returns an i32 \
@@ -901,9 +901,9 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_call_foreign_function",
         &[I32, I32, I32, I32, I32, I32],
         ALL,
-        Support::Unimplemented(
-            "foreign functions (clear_route_cache, set_envoy_filter_state, declare_property) \
-             come later",
+        Support::Partial(
+            "clear_route_cache; other names (set_envoy_filter_state, declare_property, ...) \
+             answer NOT_FOUND",
         ),
         sections::SHARED,
         R,

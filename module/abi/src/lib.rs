@@ -35,6 +35,7 @@
 pub mod catalogue;
 pub mod map;
 pub mod property;
+pub mod proto;
 pub mod status;
 pub mod types;
 pub mod version;
@@ -51,6 +52,7 @@ pub use property::{
     LEGACY_ALIASES, PROPERTIES, PropertyKind, PropertySpec, alias_target, decode, encode, property,
     resolve, split_path,
 };
+pub use proto::StructValue;
 pub use status::{Status, errno};
 pub use types::{
     BodyAction, BufferType, HeadersAction, LogLevel, MapType, MetricType, PeerType, StreamType,

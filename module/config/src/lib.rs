@@ -51,14 +51,18 @@ mod validate;
 
 pub use error::ConfigError;
 
+pub use wasmbridge_abi::StructValue;
+
 /// A validated gateway configuration: what one YAML file describes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The file the configuration came from, or whatever name the caller gave inline text
     /// (conventionally `<inline>`).
     pub source: PathBuf,
     /// Process-wide settings (`server`).
     pub server: ServerConfig,
+    /// What the proxy says about itself (`node`), served as the `xds.node` property.
+    pub node: NodeConfig,
     /// The HTTP listeners; never empty.
     pub listeners: Vec<ListenerConfig>,
     /// The admin listener (`/metrics`, `/healthz`), if configured.
@@ -78,6 +82,19 @@ pub struct ServerConfig {
     pub threads: usize,
     /// How long a graceful shutdown waits for requests in flight, in seconds (default 1).
     pub grace_period_seconds: u64,
+}
+
+/// The proxy's identity (`node:`), in the shape of Envoy's bootstrap `node`: filters read
+/// it as the `xds.node` property (and its legacy alias `node`), e.g. Istio's
+/// `node.metadata.WORKLOAD_NAME`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NodeConfig {
+    /// `node.id` (default empty).
+    pub id: String,
+    /// `node.cluster` (default empty).
+    pub cluster: String,
+    /// `node.metadata`: a mapping of names to any YAML values, in file order.
+    pub metadata: Vec<(String, StructValue)>,
 }
 
 /// One HTTP listener (`listeners[i]`).
@@ -157,6 +174,8 @@ pub struct RouteConfig {
     pub name: String,
     /// Which request paths the route takes.
     pub matcher: RouteMatch,
+    /// Header conditions (`match.headers`) that must all hold as well.
+    pub headers: Vec<HeaderMatch>,
     /// Where matched requests go.
     pub action: RouteAction,
     /// Plugin names, in filter chain order; each names a plugin in [`Config::plugins`].
@@ -173,6 +192,65 @@ pub enum RouteMatch {
     Prefix(String),
     /// The path equals this string (`path`). Starts with `/`.
     Path(String),
+}
+
+/// One condition on a request header (`match.headers[i]`), after Envoy's `HeaderMatcher`.
+/// The name is lower-cased; `:authority`, `:method`, `:scheme` and `:path` match the
+/// pseudo-headers (`host` is taken as `:authority`). A header sent several times is
+/// matched as its values joined with `,`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HeaderMatch {
+    /// The header name, lower case.
+    pub name: String,
+    /// What the value must be.
+    pub rule: HeaderRule,
+    /// Negates the result (`invert: true`).
+    pub invert: bool,
+}
+
+/// How a [`HeaderMatch`] tests the value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HeaderRule {
+    /// The value equals this string (`exact`).
+    Exact(String),
+    /// The value starts with this string (`prefix`).
+    Prefix(String),
+    /// The value ends with this string (`suffix`).
+    Suffix(String),
+    /// The value contains this string (`contains`).
+    Contains(String),
+    /// The header is present (`present: true`) or absent (`present: false`).
+    Present(bool),
+}
+
+impl RouteConfig {
+    /// Whether a request is taken by this route: `path` (the query is ignored) matches and
+    /// every header condition holds. `header` gives a header's value by lower-case name
+    /// (pseudo-headers included), repeated headers joined with `,`, or `None` when absent.
+    pub fn matches(&self, path: &str, header: &dyn Fn(&str) -> Option<Vec<u8>>) -> bool {
+        self.matcher.matches(path)
+            && self
+                .headers
+                .iter()
+                .all(|h| h.matches(header(&h.name).as_deref()))
+    }
+}
+
+impl HeaderMatch {
+    /// Whether the header, with this value (`None`: absent), meets the condition.
+    pub fn matches(&self, value: Option<&[u8]>) -> bool {
+        let hit = match (&self.rule, value) {
+            (HeaderRule::Present(want), v) => v.is_some() == *want,
+            (_, None) => false,
+            (HeaderRule::Exact(s), Some(v)) => v == s.as_bytes(),
+            (HeaderRule::Prefix(s), Some(v)) => v.starts_with(s.as_bytes()),
+            (HeaderRule::Suffix(s), Some(v)) => v.ends_with(s.as_bytes()),
+            (HeaderRule::Contains(s), Some(v)) => {
+                s.is_empty() || v.windows(s.len()).any(|w| w == s.as_bytes())
+            }
+        };
+        hit != self.invert
+    }
 }
 
 /// What a route does with a matched request.

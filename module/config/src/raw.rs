@@ -12,10 +12,11 @@ use crate::error::ConfigError;
 #[derive(Debug, Default, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with `listeners`, `routes` and optionally `server`, `admin`, `clusters`, `plugins`"
+    expecting = "a mapping with `listeners`, `routes` and optionally `server`, `node`, `admin`, `clusters`, `plugins`"
 )]
 pub(crate) struct RawConfig {
     pub server: Option<RawServer>,
+    pub node: Option<RawNode>,
     pub listeners: Option<Vec<RawListener>>,
     pub admin: Option<RawAdmin>,
     pub clusters: Option<Vec<RawCluster>>,
@@ -102,10 +103,40 @@ pub(crate) struct RawRoute {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with `prefix` or `path`")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `prefix` or `path`, and optionally `headers`"
+)]
 pub(crate) struct RawMatch {
     pub prefix: Option<String>,
     pub path: Option<String>,
+    pub headers: Option<Vec<RawHeaderMatch>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `name`, one of `exact`, `prefix`, `suffix`, `contains`, `present`, and optionally `invert`"
+)]
+pub(crate) struct RawHeaderMatch {
+    pub name: String,
+    pub exact: Option<String>,
+    pub prefix: Option<String>,
+    pub suffix: Option<String>,
+    pub contains: Option<String>,
+    pub present: Option<bool>,
+    pub invert: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with optionally `id`, `cluster`, `metadata`"
+)]
+pub(crate) struct RawNode {
+    pub id: Option<String>,
+    pub cluster: Option<String>,
+    pub metadata: Option<serde_yaml::Mapping>,
 }
 
 #[derive(Debug, Deserialize)]

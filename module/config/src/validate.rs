@@ -10,12 +10,12 @@ use std::time::Duration;
 use crate::error::ConfigError;
 use crate::payload;
 use crate::raw::{
-    RawAdmin, RawCluster, RawConfig, RawDirectResponse, RawListener, RawMatch, RawPlugin, RawRoute,
-    RawServer,
+    RawAdmin, RawCluster, RawConfig, RawDirectResponse, RawHeaderMatch, RawListener, RawMatch,
+    RawNode, RawPlugin, RawRoute, RawServer,
 };
 use crate::{
-    AdminConfig, ClusterConfig, Config, DirectResponse, ListenerConfig, PluginConfig, RouteAction,
-    RouteConfig, RouteMatch, ServerConfig,
+    AdminConfig, ClusterConfig, Config, DirectResponse, HeaderMatch, HeaderRule, ListenerConfig,
+    NodeConfig, PluginConfig, RouteAction, RouteConfig, RouteMatch, ServerConfig, StructValue,
 };
 
 const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 1;
@@ -35,6 +35,7 @@ pub(crate) fn validate(
 ) -> Result<Config, ConfigError> {
     let v = Validator { source, base_dir };
     let server = v.server(raw.server)?;
+    let node = v.node(raw.node.unwrap_or_default())?;
     let listeners = v.listeners(raw.listeners.unwrap_or_default())?;
     let admin = raw
         .admin
@@ -46,6 +47,7 @@ pub(crate) fn validate(
     Ok(Config {
         source: source.to_path_buf(),
         server,
+        node,
         listeners,
         admin,
         clusters,
@@ -242,10 +244,11 @@ impl Validator<'_> {
         }
         let mut seen = HashMap::new();
         let mut routes = Vec::with_capacity(raw.len());
-        for (index, route) in raw.into_iter().enumerate() {
+        for (index, mut route) in raw.into_iter().enumerate() {
             let at = format!("routes[{index}]");
             let name = route.name.unwrap_or_else(|| format!("route{index}"));
             self.unique_name(&mut seen, &at, "route", &name)?;
+            let headers = self.header_matches(&at, route.matcher.headers.take())?;
             let matcher = self.matcher(&at, route.matcher)?;
             let action = match (route.cluster, route.direct_response) {
                 (Some(_), Some(_)) => {
@@ -286,6 +289,7 @@ impl Validator<'_> {
             routes.push(RouteConfig {
                 name,
                 matcher,
+                headers,
                 action,
                 plugins: names,
                 key_path: at,
@@ -312,6 +316,109 @@ impl Validator<'_> {
             ));
         }
         Ok(matcher(value))
+    }
+
+    fn header_matches(
+        &self,
+        at: &str,
+        raw: Option<Vec<RawHeaderMatch>>,
+    ) -> Result<Vec<HeaderMatch>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, m) in raw.unwrap_or_default().into_iter().enumerate() {
+            let key = format!("{at}.match.headers[{i}]");
+            let mut name = m.name.to_ascii_lowercase();
+            if name == "host" {
+                name = ":authority".into();
+            }
+            let pseudo = [":authority", ":method", ":path", ":scheme"];
+            if !is_header_name(&name) && !pseudo.contains(&name.as_str()) {
+                return Err(self.error(
+                    format!("{key}.name"),
+                    format!(
+                        "`{}` is not a header name (a token, or one of {})",
+                        m.name,
+                        pseudo.join(", ")
+                    ),
+                ));
+            }
+            let rules = [
+                m.exact.map(HeaderRule::Exact),
+                m.prefix.map(HeaderRule::Prefix),
+                m.suffix.map(HeaderRule::Suffix),
+                m.contains.map(HeaderRule::Contains),
+                m.present.map(HeaderRule::Present),
+            ];
+            let mut given = rules.into_iter().flatten();
+            let rule = match (given.next(), given.next()) {
+                (Some(rule), None) => rule,
+                (None, _) => {
+                    return Err(self.error(
+                        key,
+                        "needs one of `exact`, `prefix`, `suffix`, `contains`, `present`",
+                    ));
+                }
+                (Some(_), Some(_)) => {
+                    return Err(self.error(
+                        key,
+                        "has more than one of `exact`, `prefix`, `suffix`, `contains`, `present`; give exactly one",
+                    ));
+                }
+            };
+            out.push(HeaderMatch {
+                name,
+                rule,
+                invert: m.invert.unwrap_or(false),
+            });
+        }
+        Ok(out)
+    }
+
+    fn node(&self, raw: RawNode) -> Result<NodeConfig, ConfigError> {
+        let metadata = match raw.metadata {
+            Some(map) => self.struct_fields("node.metadata", map)?,
+            None => Vec::new(),
+        };
+        Ok(NodeConfig {
+            id: raw.id.unwrap_or_default(),
+            cluster: raw.cluster.unwrap_or_default(),
+            metadata,
+        })
+    }
+
+    /// A YAML mapping as `google.protobuf.Struct` fields: string keys, any values.
+    fn struct_fields(
+        &self,
+        at: &str,
+        map: serde_yaml::Mapping,
+    ) -> Result<Vec<(String, StructValue)>, ConfigError> {
+        let mut fields = Vec::with_capacity(map.len());
+        for (k, v) in map {
+            let serde_yaml::Value::String(name) = k else {
+                return Err(self.error(at, "keys must be strings"));
+            };
+            let value = self.struct_value(&format!("{at}.{name}"), v)?;
+            fields.push((name, value));
+        }
+        Ok(fields)
+    }
+
+    fn struct_value(&self, at: &str, v: serde_yaml::Value) -> Result<StructValue, ConfigError> {
+        use serde_yaml::Value as Y;
+        Ok(match v {
+            Y::Null => StructValue::Null,
+            Y::Bool(b) => StructValue::Bool(b),
+            Y::Number(n) => StructValue::Number(n.as_f64().unwrap_or(f64::NAN)),
+            Y::String(s) => StructValue::String(s),
+            Y::Sequence(items) => StructValue::List(
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| self.struct_value(&format!("{at}[{i}]"), item))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Y::Mapping(map) => StructValue::Struct(self.struct_fields(at, map)?),
+            Y::Tagged(_) => return Err(self.error(at, "YAML tags are not supported")),
+        })
     }
 
     fn direct_response(

@@ -45,7 +45,7 @@ fn unknown_top_level_key() {
     assert_rejects(
         &valid_plus("bogus: 1\n"),
         "bogus",
-        "conf/gw.yaml: bogus: unknown field `bogus`, expected one of `server`, `listeners`, \
+        "conf/gw.yaml: bogus: unknown field `bogus`, expected one of `server`, `node`, `listeners`, \
          `admin`, `clusters`, `plugins`, `routes`",
     );
 }
@@ -64,7 +64,7 @@ fn unknown_nested_key() {
     assert_rejects(
         "routes: [{match: {prefix: /, regex: x}}]",
         "routes[0].match.regex",
-        "conf/gw.yaml: routes[0].match.regex: unknown field `regex`, expected `prefix` or `path`",
+        "conf/gw.yaml: routes[0].match.regex: unknown field `regex`, expected one of `prefix`, `path`, `headers`",
     );
 }
 
@@ -102,7 +102,7 @@ fn wrong_types() {
         "[1, 2]",
         "",
         "conf/gw.yaml: invalid type: sequence, expected a mapping with `listeners`, `routes` and \
-         optionally `server`, `admin`, `clusters`, `plugins`",
+         optionally `server`, `node`, `admin`, `clusters`, `plugins`",
     );
 }
 
@@ -428,4 +428,37 @@ fn from_file_names_the_file_in_errors() {
         )
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn header_matcher_errors_name_the_matcher() {
+    let route = |m: &str| {
+        format!(
+            "{LISTENERS}routes: [{{match: {{prefix: /, headers: [{m}]}}, direct_response: {{status: 200}}}}]\n"
+        )
+    };
+    assert_rejects(
+        &route("{name: x}"),
+        "routes[0].match.headers[0]",
+        "conf/gw.yaml: routes[0].match.headers[0]: needs one of `exact`, `prefix`, `suffix`, `contains`, `present`",
+    );
+    assert_rejects(
+        &route("{name: x, exact: a, prefix: b}"),
+        "routes[0].match.headers[0]",
+        "conf/gw.yaml: routes[0].match.headers[0]: has more than one of `exact`, `prefix`, `suffix`, `contains`, `present`; give exactly one",
+    );
+    assert_rejects(
+        &route("{name: 'bad name', exact: a}"),
+        "routes[0].match.headers[0].name",
+        "conf/gw.yaml: routes[0].match.headers[0].name: `bad name` is not a header name (a token, or one of :authority, :method, :path, :scheme)",
+    );
+}
+
+#[test]
+fn node_metadata_keys_must_be_strings() {
+    assert_rejects(
+        &valid_plus("node: {metadata: {1: a}}\n"),
+        "node.metadata",
+        "conf/gw.yaml: node.metadata: keys must be strings",
+    );
 }

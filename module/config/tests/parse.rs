@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use wasmbridge_config::{Config, DirectResponse, FailurePolicy, RouteAction, RouteMatch};
+use wasmbridge_config::{
+    Config, DirectResponse, FailurePolicy, HeaderMatch, HeaderRule, RouteAction, RouteMatch,
+    StructValue,
+};
 
 /// The package directory, read when the test runs (cargo sets it), so a test binary built
 /// from another checkout sharing the target directory still reads this checkout's files.
@@ -377,4 +380,74 @@ fn routes_match_in_order() {
     assert_eq!(pick("/api/users"), Some(1));
     assert_eq!(pick("/api"), Some(2));
     assert_eq!(pick("/"), Some(2));
+}
+
+#[test]
+fn route_header_matchers_and_node() {
+    let config = parse(
+        "listeners: [{address: 127.0.0.1:0}]\n\
+         node: {id: gw-1, cluster: edge, metadata: {WORKLOAD_NAME: web, replicas: 3, labels: {app: web}, tags: [a, b], on: true, none: null}}\n\
+         routes:\n  - match:\n      prefix: /\n      headers:\n        - {name: Host, exact: example.com}\n        - {name: x-beta, present: true, invert: true}\n        - {name: x-v, prefix: v, }\n    direct_response: {status: 200}\n",
+    );
+    let route = &config.routes[0];
+    assert_eq!(
+        route.headers,
+        [
+            HeaderMatch {
+                name: ":authority".into(),
+                rule: HeaderRule::Exact("example.com".into()),
+                invert: false
+            },
+            HeaderMatch {
+                name: "x-beta".into(),
+                rule: HeaderRule::Present(true),
+                invert: true
+            },
+            HeaderMatch {
+                name: "x-v".into(),
+                rule: HeaderRule::Prefix("v".into()),
+                invert: false
+            },
+        ]
+    );
+    assert!(route.headers[0].matches(Some(b"example.com")));
+    assert!(!route.headers[0].matches(Some(b"example.org")));
+    assert!(!route.headers[0].matches(None));
+    assert!(route.headers[1].matches(None));
+    assert!(!route.headers[1].matches(Some(b"")));
+    assert_eq!(config.node.id, "gw-1");
+    assert_eq!(config.node.cluster, "edge");
+    let names: Vec<&str> = config
+        .node
+        .metadata
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["WORKLOAD_NAME", "replicas", "labels", "tags", "on", "none"]
+    );
+    assert_eq!(config.node.metadata[1].1, StructValue::Number(3.0));
+    assert_eq!(
+        config.node.metadata[2].1,
+        StructValue::Struct(vec![("app".into(), StructValue::String("web".into()))])
+    );
+    assert_eq!(config.node.metadata[5].1, StructValue::Null);
+}
+
+#[test]
+fn header_rules_match_like_envoys() {
+    let rule = |rule, invert| HeaderMatch {
+        name: "x".into(),
+        rule,
+        invert,
+    };
+    assert!(rule(HeaderRule::Suffix(".com".into()), false).matches(Some(b"a.com")));
+    assert!(rule(HeaderRule::Contains("b".into()), false).matches(Some(b"abc")));
+    assert!(!rule(HeaderRule::Contains("z".into()), false).matches(Some(b"abc")));
+    assert!(rule(HeaderRule::Contains("z".into()), true).matches(Some(b"abc")));
+    // An absent header fails every value rule, and so passes its inversion.
+    assert!(!rule(HeaderRule::Exact(String::new()), false).matches(None));
+    assert!(rule(HeaderRule::Exact(String::new()), true).matches(None));
+    assert!(rule(HeaderRule::Present(false), false).matches(None));
 }

@@ -27,6 +27,9 @@ pub(crate) struct PluginInfo {
     pub vm_configuration: Bytes,
     pub abi: AbiVersion,
     pub failure_policy: FailurePolicy,
+    /// Encoded values of the properties that do not depend on a stream (`xds.node...`),
+    /// by dotted path.
+    pub static_properties: HashMap<String, Vec<u8>>,
 }
 
 /// What the host is doing with a VM right now; decides which maps and buffers exist.
@@ -61,6 +64,22 @@ pub struct LocalReply {
     pub headers: Vec<(Bytes, Bytes)>,
     /// gRPC status, or `None` for a plain HTTP reply.
     pub grpc_status: Option<u32>,
+}
+
+impl LocalReply {
+    /// A route's direct response (details `direct_response`), header names lower-cased.
+    pub fn direct_response(status: u16, body: Bytes, headers: &[(String, String)]) -> LocalReply {
+        LocalReply {
+            status,
+            details: "direct_response".to_string(),
+            body,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (Bytes::from(k.to_ascii_lowercase()), Bytes::from(v.clone())))
+                .collect(),
+            grpc_status: None,
+        }
+    }
 }
 
 /// A deferred change of a stream's flow.
@@ -101,7 +120,8 @@ impl StreamSignal {
     }
 }
 
-/// Facts about the connection and the exchange that properties expose.
+/// Facts about the connection and the exchange that properties expose. The adapter fills
+/// what its proxy knows; what stays `None` reads as NOT_FOUND, as in Envoy.
 #[derive(Debug, Clone, Default)]
 pub struct StreamInfo {
     /// Downstream peer address.
@@ -114,8 +134,48 @@ pub struct StreamInfo {
     pub request_id: Option<String>,
     /// The response status once known.
     pub response_code: Option<u16>,
+    /// Why the response is what it is (`response.code_details`): `via_upstream`, a
+    /// local reply's details, `direct_response`.
+    pub response_details: Option<String>,
     /// Name of the route the request matched.
     pub route_name: Option<String>,
+    /// The cluster the route forwards to (`xds.cluster_name`).
+    pub cluster_name: Option<String>,
+    /// An id unique to the downstream connection among the open ones (`connection.id`).
+    pub connection_id: Option<u64>,
+    /// When the request arrived (`request.time`).
+    pub start_time: Option<std::time::SystemTime>,
+    /// The same moment on the monotonic clock, for `request.duration`.
+    pub started: Option<std::time::Instant>,
+    /// How long the exchange took, set when the stream finishes (`request.duration`).
+    pub duration: Option<std::time::Duration>,
+    /// Request body bytes received from the downstream so far.
+    pub request_body_bytes: u64,
+    /// Response body bytes sent to the downstream so far.
+    pub response_body_bytes: u64,
+    /// The upstream exchange, once there is one.
+    pub upstream: UpstreamInfo,
+}
+
+/// Facts about the upstream side (`upstream.*`).
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamInfo {
+    /// The upstream host the request went to.
+    pub address: Option<SocketAddr>,
+    /// The local address of the upstream connection.
+    pub local_address: Option<SocketAddr>,
+    /// How many times an upstream was picked for this request (1 + retries).
+    pub attempts: u32,
+    /// How many endpoints the cluster has.
+    pub endpoints: Option<u32>,
+    /// From picking the upstream to holding a connection to it.
+    pub pool_ready: Option<std::time::Duration>,
+    /// When the request started to go upstream (for `response.backend_latency`).
+    pub request_sent: Option<std::time::Instant>,
+    /// From sending the request upstream to the end of its response.
+    pub backend_latency: Option<std::time::Duration>,
+    /// Why connecting to the upstream failed, if it did.
+    pub transport_failure_reason: Option<String>,
 }
 
 /// Everything a stream's plugins read and write: header maps, the body buffer of the
@@ -137,6 +197,16 @@ pub struct StreamData {
     pub(crate) body: BytesMut,
     /// Values stored with `proxy_set_property`, keyed by the raw path.
     pub(crate) properties: HashMap<Vec<u8>, Bytes>,
+    /// A plugin called `clear_route_cache`.
+    pub(crate) route_cache_cleared: bool,
+}
+
+impl StreamData {
+    /// Whether a plugin asked for the route to be selected again since the last call;
+    /// resets the request.
+    pub fn take_route_cache_cleared(&mut self) -> bool {
+        std::mem::take(&mut self.route_cache_cleared)
+    }
 }
 
 /// The state of the one callback a VM is running.

@@ -34,12 +34,12 @@ mod runtime;
 mod stream;
 mod vm;
 
-pub use context::{LocalReply, StreamData, StreamInfo};
+pub use context::{LocalReply, StreamData, StreamInfo, UpstreamInfo};
 pub use error::{LoadError, LoadErrorKind};
 pub use headers::HeaderList;
 pub use hostcalls::Registration;
 pub use metrics::HostMetrics;
-pub use plugin::{FailurePolicy, Plugin, PluginSpec};
+pub use plugin::{FailurePolicy, NodeInfo, Plugin, PluginSpec};
 pub use runtime::{CompiledModule, EngineError, EntryStyle, ModuleInfo, Runtime};
 pub use stream::{BodyOutcome, FilterChain, HeadersOutcome, HttpStream, LocalResponse, Waiter};
 pub use wasmbridge_abi::AbiVersion;

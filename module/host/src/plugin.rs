@@ -60,6 +60,20 @@ pub struct PluginSpec {
     pub failure_policy: FailurePolicy,
     /// How many VM replicas to run (one per worker thread); at least 1.
     pub replicas: usize,
+    /// The proxy's identity, served as `xds.node` in every context.
+    pub node: Arc<NodeInfo>,
+}
+
+/// The proxy's identity (Envoy's bootstrap `node`): filters read it as the `xds.node`
+/// property, root contexts included.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeInfo {
+    /// `xds.node.id`.
+    pub id: String,
+    /// `xds.node.cluster`.
+    pub cluster: String,
+    /// `xds.node.metadata`, fields in order.
+    pub metadata: Vec<(String, wasmbridge_abi::StructValue)>,
 }
 
 /// A loaded plugin: its module, its facts and its VM replicas.
@@ -169,6 +183,7 @@ impl Plugin {
             vm_configuration: spec.vm_configuration.clone(),
             abi: module.info().abi,
             failure_policy: spec.failure_policy,
+            static_properties: crate::hostcalls::static_properties(&spec.node),
         });
         let mut replicas = Vec::new();
         for _ in 0..spec.replicas.max(1) {

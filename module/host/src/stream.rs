@@ -149,6 +149,8 @@ pub struct HttpStream {
     paused: Option<Paused>,
     replied: bool,
     in_local_reply: bool,
+    /// Making a direct response (not a plugin's reply): a plugin may still replace it.
+    direct: bool,
     finished: bool,
 }
 
@@ -202,6 +204,7 @@ impl FilterChain {
             paused: None,
             replied: false,
             in_local_reply: false,
+            direct: false,
             finished: false,
         }
     }
@@ -360,9 +363,23 @@ impl HttpStream {
     /// headers over them, then the response callbacks of every plugin that saw the request
     /// (in reverse order); a second local reply from them is ignored, as is a pause.
     pub fn local_response(&mut self, reply: LocalReply) -> LocalResponse {
-        self.replied = true;
+        self.respond(reply, false)
+    }
+
+    /// Makes the complete response for a route's direct response, which is not a plugin's
+    /// reply: as [`HttpStream::local_response`], except that a plugin may still replace it
+    /// with a local reply of its own from the response callbacks (as in Envoy, where the
+    /// router's direct response passes the filters like an upstream response).
+    pub fn direct_response(&mut self, reply: LocalReply) -> LocalResponse {
+        self.respond(reply, true)
+    }
+
+    fn respond(&mut self, reply: LocalReply, direct: bool) -> LocalResponse {
+        self.replied = !direct;
+        self.direct = direct;
         self.paused = None;
         self.in_local_reply = true;
+        self.data.info.response_details = Some(reply.details.clone());
         let mut status = reply.status;
         let mut body = reply.body;
         let mut headers = HeaderList::new();
@@ -403,13 +420,17 @@ impl HttpStream {
         headers.mark_clean();
         self.data.response_headers = headers;
         self.data.info.response_code = Some(status);
-        let _ = self.run_headers(Dir::Response, 0, body.is_empty());
+        let headers_outcome = self.run_headers(Dir::Response, 0, body.is_empty());
+        if let (true, HeadersOutcome::LocalReply(r)) = (self.direct, &headers_outcome) {
+            return self.respond(r.clone(), false);
+        }
         if !body.is_empty()
             && let BodyOutcome::Forward(b) =
                 self.run_body(Dir::Response, 0, BytesMut::from(body.clone()), true)
         {
             body = b;
         }
+        self.direct = false;
         self.in_local_reply = false;
         let headers = &mut self.data.response_headers;
         if let Some(s) = headers.status() {
@@ -417,6 +438,7 @@ impl HttpStream {
         }
         headers.replace(b"content-length", body.len().to_string().as_bytes());
         self.data.info.response_code = Some(status);
+        self.data.info.response_body_bytes = body.len() as u64;
         LocalResponse {
             status,
             headers: self.data.response_headers.clone(),
@@ -432,6 +454,10 @@ impl HttpStream {
             return;
         }
         self.finished = true;
+        let info = &mut self.data.info;
+        if let (Some(started), None) = (info.started, info.duration) {
+            info.duration = Some(started.elapsed());
+        }
         for i in 0..self.members.len() {
             if matches!(self.members[i].slot, Slot::NotCreated) && self.ensure_context(i).is_err() {
                 continue;
@@ -662,7 +688,9 @@ impl HttpStream {
                     let mut go_on = HeadersAction::from_result(raw as u32, false).is_continue();
                     for action in actions {
                         match action {
-                            Action::LocalReply(r) if !self.replied && !self.in_local_reply => {
+                            Action::LocalReply(r)
+                                if !self.replied && (!self.in_local_reply || self.direct) =>
+                            {
                                 self.replied = true;
                                 return HeadersOutcome::LocalReply(r);
                             }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use wasmbridge_host::{
     BodyOutcome, FailurePolicy, FilterChain, HeaderList, HeadersOutcome, HttpStream, LoadError,
-    LocalReply, Plugin, PluginSpec, Runtime, StreamData,
+    LocalReply, NodeInfo, Plugin, PluginSpec, Runtime, StreamData,
 };
 
 pub use logs::{LogLine, capture_logs};
@@ -225,6 +225,14 @@ impl Emulator {
 
     /// Compiles and starts each plugin (one VM replica each) and chains them in order.
     pub fn chain_of(sources: Vec<PluginSource>) -> Result<Emulator, LoadError> {
+        Emulator::chain_with_node(sources, Arc::new(NodeInfo::default()))
+    }
+
+    /// As [`Emulator::chain_of`], for a proxy with this identity (`xds.node`).
+    pub fn chain_with_node(
+        sources: Vec<PluginSource>,
+        node: Arc<NodeInfo>,
+    ) -> Result<Emulator, LoadError> {
         let label = sources.first().map(|s| s.name.clone()).unwrap_or_default();
         let runtime = Runtime::new().map_err(|e| LoadError {
             plugin: label,
@@ -245,6 +253,7 @@ impl Emulator {
                 vm_configuration: source.vm_configuration,
                 failure_policy: source.failure_policy,
                 replicas: 1,
+                node: node.clone(),
             };
             plugins.push(Plugin::load(&runtime, &compiled, spec, None)?);
         }
@@ -266,7 +275,27 @@ impl Emulator {
 
     /// Runs `request` through the plugins; the upstream, if reached, answers `reply`.
     pub fn exchange(&self, request: Request, reply: UpstreamReply) -> Exchange {
-        let mut stream = self.chain.start(stream_data(&request));
+        let routing = Routing {
+            route: None,
+            cluster: None,
+            destination: Destination::Upstream(reply),
+        };
+        self.exchange_routed(request, &|_| routing.clone())
+    }
+
+    /// Runs `request` through the plugins with a router: `router` picks where the request
+    /// goes from its headers, before the request-header callbacks and again after them
+    /// when a plugin changed the request headers or cleared the route cache (the chain
+    /// already running stays), as the Pingora gateway does.
+    pub fn exchange_routed(
+        &self,
+        request: Request,
+        router: &dyn Fn(&HeaderList) -> Routing,
+    ) -> Exchange {
+        let mut data = stream_data(&request);
+        let routing = router(&data.request_headers);
+        routing.record(&mut data.info);
+        let mut stream = self.chain.start(data);
         let mut ex = Exchange {
             request_outcome: HeadersOutcome::Continue,
             request_headers: HeaderList::new(),
@@ -277,9 +306,41 @@ impl Emulator {
             response_headers: HeaderList::new(),
             response_body: Bytes::new(),
         };
-        ex.drive(&mut stream, request, reply);
+        ex.drive(&mut stream, request, routing, router);
         stream.finish();
         ex
+    }
+}
+
+/// Where the emulated router sends a request.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    /// The route name (`xds.route_name`).
+    pub route: Option<String>,
+    /// The cluster name (`xds.cluster_name`), for an upstream destination.
+    pub cluster: Option<String>,
+    /// What answers.
+    pub destination: Destination,
+}
+
+/// What answers a routed request.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    /// An upstream, with this reply.
+    Upstream(UpstreamReply),
+    /// A direct response, made after the request-header callbacks (its response runs the
+    /// response callbacks like any local reply).
+    Direct(LocalReply),
+}
+
+/// The address the emulator pretends its upstream has (`upstream.address`).
+pub const UPSTREAM_ADDRESS: &str = "127.0.0.1:9000";
+
+impl Routing {
+    fn record(&self, info: &mut wasmbridge_host::StreamInfo) {
+        info.route_name = self.route.clone();
+        info.cluster_name = self.cluster.clone();
+        info.upstream.endpoints = self.cluster.as_ref().map(|_| 1);
     }
 }
 
@@ -311,6 +372,9 @@ fn stream_data(request: &Request) -> StreamData {
     data.info.protocol = "HTTP/1.1";
     data.info.source = "127.0.0.1:40000".parse().ok();
     data.info.destination = "127.0.0.1:8080".parse().ok();
+    data.info.connection_id = Some(1);
+    data.info.start_time = Some(std::time::SystemTime::now());
+    data.info.started = Some(std::time::Instant::now());
     data
 }
 
@@ -321,7 +385,13 @@ fn has(headers: &HeaderList, name: &str) -> bool {
 impl Exchange {
     /// Runs the exchange's phases in order; a phase that ends the exchange (a local
     /// reply, a reset, a stall) stops it.
-    fn drive(&mut self, stream: &mut HttpStream, request: Request, reply: UpstreamReply) {
+    fn drive(
+        &mut self,
+        stream: &mut HttpStream,
+        request: Request,
+        mut routing: Routing,
+        router: &dyn Fn(&HeaderList) -> Routing,
+    ) {
         // Request headers.
         let outcome = stream.on_request_headers(request.chunks.is_empty());
         self.request_outcome = outcome.clone();
@@ -329,6 +399,23 @@ impl Exchange {
             return;
         }
         self.request_headers = stream.data().request_headers.clone();
+        // Routing, again if the plugins changed what it depends on.
+        let cleared = stream.data_mut().take_route_cache_cleared();
+        if cleared || stream.data().request_headers.is_modified() {
+            routing = router(&stream.data().request_headers);
+            routing.record(&mut stream.data_mut().info);
+        }
+        let reply = match routing.destination {
+            Destination::Upstream(reply) => reply,
+            Destination::Direct(direct) => {
+                self.answered(stream.direct_response(direct));
+                return;
+            }
+        };
+        let up = &mut stream.data_mut().info.upstream;
+        up.attempts = 1;
+        up.address = UPSTREAM_ADDRESS.parse().ok();
+        up.request_sent = Some(std::time::Instant::now());
         // Request body.
         let had_body = !request.chunks.is_empty();
         let Some(body) = self.body(stream, request.chunks, true) else {
@@ -352,6 +439,7 @@ impl Exchange {
             headers.push("content-length", Bytes::from(len.to_string()));
         }
         stream.data_mut().response_headers = headers;
+        stream.data_mut().info.response_details = Some("via_upstream".into());
         let outcome = stream.on_response_headers(reply.chunks.is_empty());
         if !self.headers(stream, outcome) {
             return;
@@ -366,6 +454,11 @@ impl Exchange {
         }
         self.status = headers.status().unwrap_or(reply.status);
         self.response_headers = headers;
+        let info = &mut stream.data_mut().info;
+        info.response_body_bytes = body.len() as u64;
+        if let Some(sent) = info.upstream.request_sent {
+            info.upstream.backend_latency = Some(sent.elapsed());
+        }
         self.response_body = body;
     }
 
@@ -408,6 +501,9 @@ impl Exchange {
         let n = chunks.len();
         for (i, chunk) in chunks.into_iter().enumerate() {
             let eos = i + 1 == n;
+            if request {
+                stream.data_mut().info.request_body_bytes += chunk.len() as u64;
+            }
             let mut outcome = if request {
                 stream.on_request_body(chunk, eos)
             } else {
@@ -447,7 +543,10 @@ impl Exchange {
     }
 
     fn local(&mut self, stream: &mut HttpStream, reply: LocalReply) {
-        let resp = stream.local_response(reply);
+        self.answered(stream.local_response(reply));
+    }
+
+    fn answered(&mut self, resp: wasmbridge_host::LocalResponse) {
         self.end = End::Response;
         self.status = resp.status;
         self.response_headers = resp.headers;

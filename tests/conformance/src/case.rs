@@ -21,6 +21,12 @@ pub struct Case {
     pub request: RequestSpec,
     /// The upstream's reply.
     pub upstream: ReplySpec,
+    /// Routes tried before the default one (`case`, prefix `/`, to the upstream), in the
+    /// gateway's `routes` syntax without `plugins` (every route runs the case's chain) and
+    /// without `cluster` (a route without `direct_response` goes to the upstream).
+    pub routes: Vec<serde_yaml::Value>,
+    /// The gateway's `node` section, if the case sets one.
+    pub node: Option<serde_yaml::Value>,
     /// What must be observed.
     pub expect: Expect,
 }
@@ -39,6 +45,10 @@ struct CaseSpec {
     request: RequestSpec,
     #[serde(default)]
     upstream: ReplySpec,
+    #[serde(default)]
+    routes: Vec<serde_yaml::Value>,
+    #[serde(default)]
+    node: Option<serde_yaml::Value>,
     expect: Expect,
 }
 
@@ -392,6 +402,8 @@ fn into_case(id: String, file: &Path, spec: CaseSpec) -> Result<Case> {
         plugins: spec.plugins,
         request: spec.request,
         upstream: spec.upstream,
+        routes: spec.routes,
+        node: spec.node,
         expect: spec.expect,
     })
 }
@@ -532,5 +544,44 @@ fn merge(base: Value, over: Value) -> Value {
             Value::Mapping(b)
         }
         (_, over) => over,
+    }
+}
+
+impl Case {
+    /// The gateway's `routes` for this case: its own routes, then `case` (prefix `/`) to
+    /// the upstream cluster `upstream`; every route runs the plugins named `plugins`.
+    pub fn gateway_routes(&self, plugins: &[String]) -> Result<Vec<Value>> {
+        let default: Value = serde_yaml::from_str("{name: case, match: {prefix: /}}")?;
+        let chain = Value::Sequence(plugins.iter().cloned().map(Value::String).collect());
+        self.routes
+            .iter()
+            .chain(std::iter::once(&default))
+            .map(|route| {
+                let Value::Mapping(mut m) = route.clone() else {
+                    bail!("{}: routes: each route must be a mapping", self.id);
+                };
+                if !m.contains_key("direct_response") {
+                    m.insert("cluster".into(), "upstream".into());
+                }
+                m.insert("plugins".into(), chain.clone());
+                Ok(Value::Mapping(m))
+            })
+            .collect()
+    }
+
+    /// The gateway configuration parts that decide routing and the node identity, parsed
+    /// and validated as the gateway would, for targets that route by themselves.
+    pub fn routing_config(&self) -> Result<wasmbridge_config::Config> {
+        let mut config: Value = serde_yaml::from_str(
+            "listeners: [{address: \"127.0.0.1:0\"}]\n\
+             clusters: [{name: upstream, endpoints: [\"127.0.0.1:9\"]}]\n",
+        )?;
+        config["routes"] = Value::Sequence(self.gateway_routes(&[])?);
+        if let Some(node) = &self.node {
+            config["node"] = node.clone();
+        }
+        let text = serde_yaml::to_string(&config)?;
+        wasmbridge_config::Config::from_yaml_str(&text, &self.file, Path::new("."))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.id))
     }
 }

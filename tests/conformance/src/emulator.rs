@@ -2,9 +2,13 @@
 
 use anyhow::{Result, anyhow};
 use bytes::Bytes;
-use wasmbridge_host::FailurePolicy;
+use std::sync::Arc;
+
+use wasmbridge_config::{Config, RouteAction};
+use wasmbridge_host::{FailurePolicy, HeaderList, LocalReply, NodeInfo};
 use wasmbridge_testkit::{
-    Emulator as Testkit, End, Module, PluginSource, Request, UpstreamReply, capture_logs,
+    Destination, Emulator as Testkit, End, Module, PluginSource, Request, Routing, UpstreamReply,
+    capture_logs,
 };
 
 use crate::{Case, Observation, Outcome, Seen, Target};
@@ -31,9 +35,17 @@ impl Target for Emulator {
                 failure_policy: policy(p.failure_policy.as_deref())?,
             });
         }
+        let config = case.routing_config()?;
+        let node = Arc::new(NodeInfo {
+            id: config.node.id.clone(),
+            cluster: config.node.cluster.clone(),
+            metadata: config.node.metadata.clone(),
+        });
+        let reply = reply(case);
+        let router = |headers: &HeaderList| route(&config, headers, &reply);
         let (result, logs) = capture_logs(|| -> Result<_> {
-            let emu = Testkit::chain_of(sources).map_err(|e| anyhow!("{e}"))?;
-            Ok(emu.exchange(request(case), reply(case)))
+            let emu = Testkit::chain_with_node(sources, node).map_err(|e| anyhow!("{e}"))?;
+            Ok(emu.exchange_routed(request(case), &router))
         });
         let ex = result?;
         let outcome = match ex.end {
@@ -66,6 +78,56 @@ impl Target for Emulator {
             upstream,
             logs: logs.into_iter().map(|l| l.message).collect(),
         })
+    }
+}
+
+/// Routes as the gateway does: the first route whose path and header conditions hold.
+/// No route is the gateway's plain 404.
+fn route(config: &Config, headers: &HeaderList, reply: &UpstreamReply) -> Routing {
+    let path = headers
+        .get(b":path")
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .unwrap_or_default();
+    let lookup = |name: &str| {
+        let mut values = headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()));
+        let (_, first) = values.next()?;
+        let mut out = first.to_vec();
+        for (_, v) in values {
+            out.push(b',');
+            out.extend_from_slice(v);
+        }
+        Some(out)
+    };
+    let Some(route) = config.routes.iter().find(|r| r.matches(&path, &lookup)) else {
+        return Routing {
+            route: None,
+            cluster: None,
+            destination: Destination::Direct(LocalReply {
+                status: 404,
+                details: "route_not_found".into(),
+                body: Bytes::from_static(b"no route\n"),
+                headers: Vec::new(),
+                grpc_status: None,
+            }),
+        };
+    };
+    let (cluster, destination) = match &route.action {
+        RouteAction::Cluster(name) => (Some(name.clone()), Destination::Upstream(reply.clone())),
+        RouteAction::DirectResponse(d) => (
+            None,
+            Destination::Direct(LocalReply::direct_response(
+                d.status,
+                Bytes::from(d.body.clone()),
+                &d.headers,
+            )),
+        ),
+    };
+    Routing {
+        route: Some(route.name.clone()),
+        cluster,
+        destination,
     }
 }
 

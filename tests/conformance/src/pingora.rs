@@ -111,18 +111,20 @@ fn config(
             m.insert("failure_policy".into(), policy.clone().into());
         }
         plugins.push(Value::Mapping(m));
-        names.push(Value::String(name));
+        names.push(name);
     }
     let yaml = format!(
         "server: {{threads: 1, grace_period_seconds: 0}}\n\
          listeners: [{{address: \"{listen}\", http2: true}}]\n\
          admin: {{address: \"{admin}\"}}\n\
-         clusters: [{{name: upstream, endpoints: [\"{upstream}\"]}}]\n\
-         routes: [{{name: case, match: {{prefix: /}}, cluster: upstream}}]\n"
+         clusters: [{{name: upstream, endpoints: [\"{upstream}\"]}}]\n"
     );
     let mut config: Value = serde_yaml::from_str(&yaml)?;
     config["plugins"] = Value::Sequence(plugins);
-    config["routes"][0]["plugins"] = Value::Sequence(names);
+    config["routes"] = Value::Sequence(case.gateway_routes(&names)?);
+    if let Some(node) = &case.node {
+        config["node"] = node.clone();
+    }
     Ok(config)
 }
 

@@ -230,6 +230,7 @@ fn support_levels_match_what_the_host_implements() {
         "proxy_continue_stream",
         "proxy_continue_request",
         "proxy_continue_response",
+        "proxy_clear_route_cache",
         "emscripten_notify_memory_growth",
         "pthread_equal",
     ];
@@ -237,8 +238,8 @@ fn support_levels_match_what_the_host_implements() {
         "proxy_get_property",
         "proxy_set_property",
         "proxy_close_stream",
-        "proxy_clear_route_cache",
         "proxy_done",
+        "proxy_call_foreign_function",
     ];
     for h in HOSTCALLS.iter().filter(|h| h.namespace == Namespace::Env) {
         match h.support {

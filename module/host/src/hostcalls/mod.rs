@@ -13,6 +13,7 @@ mod context;
 mod headers;
 mod logging;
 mod properties;
+pub(crate) use properties::static_properties;
 mod stream;
 mod wasi;
 

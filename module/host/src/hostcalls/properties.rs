@@ -1,12 +1,25 @@
 //! Properties: `proxy_get_property` and `proxy_set_property`, with Envoy's encodings
-//! (strings raw, integers as 8 little-endian bytes, maps serialized as pairs).
+//! (strings raw, integers as 8 little-endian bytes, timestamps and durations as
+//! nanoseconds, maps serialized as pairs, `xds.node` as protobuf).
+//!
+//! A path is resolved against the catalogue ([`wasmbridge_abi::resolve`]); legacy
+//! top-level names (`node`, `route_name`, ...) serve their `xds.*` value. A top-level name
+//! the catalogue does not know reads what `proxy_set_property` stored, as Envoy reads the
+//! filter state `wasm.<name>`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use wasmbridge_abi::{Status, encode, serialize_pairs, split_path};
+use wasmbridge_abi::proto::{node_proto, struct_cel};
+use wasmbridge_abi::{Status, alias_target, encode, resolve, serialize_pairs, split_path};
 use wasmtime::Caller;
 
 use super::{HResult, Registrar, read_bytes, return_bytes, status};
 use crate::context::{HostState, StreamData};
+use crate::headers::HeaderList;
+use crate::plugin::NodeInfo;
 
 pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
     reg.env("proxy_get_property", get_property)?;
@@ -14,21 +27,72 @@ pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
     Ok(())
 }
 
+/// The properties that need no stream, by dotted path: the node (and each of its fields
+/// and top-level metadata names, which paths may walk into) and the listener direction.
+pub(crate) fn static_properties(node: &NodeInfo) -> HashMap<String, Vec<u8>> {
+    let mut out = HashMap::new();
+    out.insert(
+        "xds.node".to_string(),
+        node_proto(&node.id, &node.cluster, &node.metadata),
+    );
+    out.insert("xds.node.id".to_string(), node.id.clone().into_bytes());
+    out.insert(
+        "xds.node.cluster".to_string(),
+        node.cluster.clone().into_bytes(),
+    );
+    out.insert("xds.node.metadata".to_string(), struct_cel(&node.metadata));
+    for (name, value) in &node.metadata {
+        out.insert(format!("xds.node.metadata.{name}"), value.to_cel());
+    }
+    // No listener declares a traffic direction: UNSPECIFIED.
+    out.insert(
+        "xds.listener_direction".to_string(),
+        encode::int64(0).to_vec(),
+    );
+    out
+}
+
 /// Resolves a property path to its encoded value, or `None` when it does not exist.
 pub(crate) fn lookup(state: &HostState, path: &[u8]) -> Option<Vec<u8>> {
     let segments = split_path(path);
+    let Some((spec, used)) = resolve(&segments) else {
+        // Not a known property: a value a filter stored with proxy_set_property.
+        return state.stream()?.properties.get(path).map(|v| v.to_vec());
+    };
+    let name = alias_target(spec.path).unwrap_or(spec.path);
+    let rest = &segments[used..];
     let plugin = &state.plugin;
-    match segments.as_slice() {
-        [b"plugin_name"] => return Some(plugin.name.as_bytes().to_vec()),
-        [b"plugin_root_id"] => return Some(plugin.root_id.as_bytes().to_vec()),
-        [b"plugin_vm_id"] => return Some(plugin.vm_id.as_bytes().to_vec()),
+    match name {
+        "plugin_name" => return exact(rest, plugin.name.as_bytes()),
+        "plugin_root_id" => return exact(rest, plugin.root_id.as_bytes()),
+        "plugin_vm_id" => return exact(rest, plugin.vm_id.as_bytes()),
         _ => {}
     }
-    let stream = state.stream()?;
-    if let Some(value) = stream.properties.get(path) {
-        return Some(value.to_vec());
+    if name.starts_with("xds.node") || name == "xds.listener_direction" {
+        let mut key = name.to_string();
+        for segment in rest {
+            key.push('.');
+            key.push_str(std::str::from_utf8(segment).ok()?);
+        }
+        return plugin.static_properties.get(&key).cloned();
     }
-    stream_property(stream, &segments)
+    let stream = state.stream()?;
+    match (name, rest) {
+        ("request.headers", [header]) => joined(&stream.request_headers, header),
+        ("response.headers", [header]) => joined(&stream.response_headers, header),
+        ("response.trailers", [header]) => joined(&stream.response_trailers, header),
+        ("filter_state", [key]) => {
+            let key = key.strip_prefix(b"wasm.")?;
+            stream.properties.get(key).map(|v| v.to_vec())
+        }
+        (_, []) => stream_property(stream, name),
+        _ => None,
+    }
+}
+
+/// A property with no sub-paths: `value` when nothing follows its name.
+fn exact(rest: &[&[u8]], value: &[u8]) -> Option<Vec<u8>> {
+    rest.is_empty().then(|| value.to_vec())
 }
 
 fn header<'a>(stream: &'a StreamData, name: &[u8]) -> Option<&'a Bytes> {
@@ -39,19 +103,52 @@ fn non_empty(value: Option<&Bytes>) -> Option<Vec<u8>> {
     value.filter(|v| !v.is_empty()).map(|v| v.to_vec())
 }
 
-fn stream_property(stream: &StreamData, segments: &[&[u8]]) -> Option<Vec<u8>> {
+fn text(value: Option<&String>) -> Option<Vec<u8>> {
+    value.map(|v| v.as_bytes().to_vec())
+}
+
+fn address(a: Option<SocketAddr>) -> Option<Vec<u8>> {
+    a.map(|a| a.to_string().into_bytes())
+}
+
+fn port(a: Option<SocketAddr>) -> Option<Vec<u8>> {
+    a.map(|a| encode::int64(i64::from(a.port())).to_vec())
+}
+
+fn int(value: u64) -> Vec<u8> {
+    encode::int64(i64::try_from(value).unwrap_or(i64::MAX)).to_vec()
+}
+
+fn nanos(d: Duration) -> Vec<u8> {
+    encode::duration_nanos(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)).to_vec()
+}
+
+fn map(list: &HeaderList) -> Vec<u8> {
+    serialize_pairs(list.iter().map(|(k, v)| (&k[..], &v[..])))
+}
+
+/// `request.size` / `response.size` count: content-length when the headers give one, else
+/// the body bytes that went through.
+fn body_size(headers: &HeaderList, counted: u64) -> u64 {
+    headers
+        .get(b"content-length")
+        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok())
+        .unwrap_or(counted)
+}
+
+fn stream_property(stream: &StreamData, name: &str) -> Option<Vec<u8>> {
+    let info = &stream.info;
+    let up = &info.upstream;
     let path_and_query = || header(stream, b":path").map(|p| &p[..]).unwrap_or(b"");
-    let address = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string().into_bytes());
-    let port =
-        |a: Option<std::net::SocketAddr>| a.map(|a| encode::int64(i64::from(a.port())).to_vec());
-    match segments {
-        [b"request", b"path"] => non_empty(header(stream, b":path")),
-        [b"request", b"url_path"] => {
+    let have_response = !stream.response_headers.is_empty();
+    match name {
+        "request.path" => non_empty(header(stream, b":path")),
+        "request.url_path" => {
             let p = path_and_query();
             let end = p.iter().position(|&c| c == b'?').unwrap_or(p.len());
             Some(p[..end].to_vec()).filter(|v| !v.is_empty())
         }
-        [b"request", b"query"] => {
+        "request.query" => {
             let p = path_and_query();
             Some(
                 p.iter()
@@ -59,51 +156,90 @@ fn stream_property(stream: &StreamData, segments: &[&[u8]]) -> Option<Vec<u8>> {
                     .map_or(Vec::new(), |i| p[i + 1..].to_vec()),
             )
         }
-        [b"request", b"host"] => non_empty(header(stream, b":authority")),
-        [b"request", b"scheme"] => non_empty(header(stream, b":scheme")),
-        [b"request", b"method"] => non_empty(header(stream, b":method")),
-        [b"request", b"referer"] => non_empty(header(stream, b"referer")),
-        [b"request", b"useragent"] => non_empty(header(stream, b"user-agent")),
-        [b"request", b"protocol"] => {
-            Some(stream.info.protocol.as_bytes().to_vec()).filter(|p| !p.is_empty())
+        "request.host" => non_empty(header(stream, b":authority")),
+        "request.scheme" => non_empty(header(stream, b":scheme")),
+        "request.method" => non_empty(header(stream, b":method")),
+        "request.referer" => non_empty(header(stream, b"referer")),
+        "request.useragent" => non_empty(header(stream, b"user-agent")),
+        "request.protocol" => Some(info.protocol.as_bytes().to_vec()).filter(|p| !p.is_empty()),
+        "request.id" => {
+            text(info.request_id.as_ref()).or_else(|| non_empty(header(stream, b"x-request-id")))
         }
-        [b"request", b"id"] => stream
-            .info
-            .request_id
-            .as_ref()
-            .map(|id| id.as_bytes().to_vec())
-            .or_else(|| non_empty(header(stream, b"x-request-id"))),
-        [b"request", b"headers"] => Some(serialize_pairs(
-            stream.request_headers.iter().map(|(k, v)| (&k[..], &v[..])),
-        )),
-        [b"request", b"headers", name] => joined(&stream.request_headers, name),
-        [b"response", b"headers"] if !stream.response_headers.is_empty() => Some(serialize_pairs(
-            stream
-                .response_headers
-                .iter()
-                .map(|(k, v)| (&k[..], &v[..])),
-        )),
-        [b"response", b"headers", name] => joined(&stream.response_headers, name),
-        [b"response", b"code"] => stream
-            .info
+        "request.headers" => Some(map(&stream.request_headers)),
+        "request.headers_bytes" => Some(int(stream.request_headers.byte_size() as u64)),
+        "request.time" => info.start_time.map(|t| {
+            let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+            encode::timestamp_nanos(i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)).to_vec()
+        }),
+        "request.duration" => info.duration.map(nanos),
+        "request.size" => Some(int(body_size(
+            &stream.request_headers,
+            info.request_body_bytes,
+        ))),
+        "request.total_size" => Some(int(body_size(
+            &stream.request_headers,
+            info.request_body_bytes,
+        ) + stream.request_headers.byte_size() as u64)),
+        "response.code" => info
             .response_code
             .or_else(|| stream.response_headers.status())
             .map(|code| encode::int64(i64::from(code)).to_vec()),
-        [b"source", b"address"] => address(stream.info.source),
-        [b"source", b"port"] => port(stream.info.source),
-        [b"destination", b"address"] => address(stream.info.destination),
-        [b"destination", b"port"] => port(stream.info.destination),
-        [b"xds", b"route_name"] | [b"route_name"] => stream
-            .info
-            .route_name
-            .as_ref()
-            .map(|r| r.as_bytes().to_vec()),
+        "response.code_details" => text(info.response_details.as_ref()),
+        "response.flags" => have_response.then(|| encode::int64(0).to_vec()),
+        "response.grpc_status" => stream
+            .response_trailers
+            .get(b"grpc-status")
+            .or_else(|| stream.response_headers.get(b"grpc-status"))
+            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<i64>().ok())
+            .map(|s| encode::int64(s).to_vec()),
+        "response.headers" => have_response.then(|| map(&stream.response_headers)),
+        "response.headers_bytes" => {
+            have_response.then(|| int(stream.response_headers.byte_size() as u64))
+        }
+        "response.trailers" => {
+            (!stream.response_trailers.is_empty()).then(|| map(&stream.response_trailers))
+        }
+        "response.size" => have_response.then(|| int(info.response_body_bytes)),
+        "response.total_size" => have_response
+            .then(|| int(info.response_body_bytes + stream.response_headers.byte_size() as u64)),
+        "response.backend_latency" => up.backend_latency.map(nanos),
+        "source.address" => address(info.source),
+        "source.port" => port(info.source),
+        "destination.address" => address(info.destination),
+        "destination.port" => port(info.destination),
+        "connection.id" | "connection_id" => {
+            info.connection_id.map(|id| encode::uint64(id).to_vec())
+        }
+        // Listeners are plaintext: no client certificate, as Envoy says on plaintext.
+        "connection.mtls" => info.connection_id.map(|_| encode::boolean(false).to_vec()),
+        "upstream.address" => address(up.address),
+        "upstream.port" => port(up.address),
+        "upstream.local_address" => address(up.local_address),
+        "upstream.request_attempt_count" => {
+            (up.attempts > 0).then(|| encode::uint64(u64::from(up.attempts)).to_vec())
+        }
+        "upstream.num_endpoints" => up.endpoints.map(|n| encode::uint64(u64::from(n)).to_vec()),
+        "upstream.cx_pool_ready_duration" => up.pool_ready.map(nanos),
+        "upstream.transport_failure_reason" => text(up.transport_failure_reason.as_ref()),
+        "xds.route_name" => text(info.route_name.as_ref()),
+        "xds.cluster_name" => text(info.cluster_name.as_ref()),
+        "filter_state" => {
+            let keys: Vec<Vec<u8>> = stream
+                .properties
+                .keys()
+                .map(|k| [&b"wasm."[..], k].concat())
+                .collect();
+            let values = stream.properties.values();
+            Some(serialize_pairs(
+                keys.iter().zip(values).map(|(k, v)| (&k[..], &v[..])),
+            ))
+        }
         _ => None,
     }
 }
 
 /// Every value of a header, comma-joined (Envoy's `request.headers.<name>`).
-fn joined(list: &crate::headers::HeaderList, name: &[u8]) -> Option<Vec<u8>> {
+fn joined(list: &HeaderList, name: &[u8]) -> Option<Vec<u8>> {
     let mut out: Option<Vec<u8>> = None;
     for (k, v) in list.iter() {
         if k.eq_ignore_ascii_case(name) {
@@ -136,8 +272,10 @@ fn get_property(
 }
 
 /// `proxy_set_property(path_ptr, path_size, value_ptr, value_size)` — all versions. Stores
-/// an opaque per-stream value that later reads of the same path return. OK; NOT_FOUND
-/// outside a stream context (e.g. in a root context).
+/// an opaque per-stream value that later reads of the same path return (and
+/// `filter_state` lists as `wasm.<path>`). A known property (`request.path`) keeps its
+/// own value, as in Envoy. OK; NOT_FOUND outside a stream context (e.g. in a root
+/// context).
 fn set_property(
     mut caller: Caller<'_, HostState>,
     path_ptr: i32,

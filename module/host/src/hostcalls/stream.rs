@@ -16,6 +16,7 @@ pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
     reg.env("proxy_continue_request", continue_request)?;
     reg.env("proxy_continue_response", continue_response)?;
     reg.env("proxy_clear_route_cache", clear_route_cache)?;
+    reg.env("proxy_call_foreign_function", call_foreign_function)?;
     reg.env("proxy_send_local_response", send_local_response)?;
     Ok(())
 }
@@ -60,10 +61,46 @@ fn continue_response(mut caller: Caller<'_, HostState>) -> i32 {
     Status::Ok.code() as i32
 }
 
-/// `proxy_clear_route_cache()` — 0.1.0. wasmbridge selects the route after the request
-/// headers callbacks, so there is nothing to clear. OK.
-fn clear_route_cache(_caller: Caller<'_, HostState>) -> i32 {
+/// `proxy_clear_route_cache()` — 0.1.0. Asks for the route to be selected again from the
+/// request headers once the request-header callbacks are done (the adapter does it anyway
+/// when they changed a header). OK, also outside a stream, where there is nothing to do.
+fn clear_route_cache(mut caller: Caller<'_, HostState>) -> i32 {
+    clear_route_cache_of(caller.data_mut());
     Status::Ok.code() as i32
+}
+
+/// Marks the effective stream's route for re-selection; also the `clear_route_cache`
+/// foreign function.
+pub(super) fn clear_route_cache_of(state: &mut HostState) {
+    if let Some(stream) = state.stream_mut() {
+        stream.route_cache_cleared = true;
+    }
+}
+
+/// `proxy_call_foreign_function(name_ptr, name_size, args_ptr, args_size, ret_ptr_ptr,
+/// ret_size_ptr)` — all versions. Known functions: `clear_route_cache` (no arguments, no
+/// result; OK). Any other name: NOT_FOUND, as Envoy answers for a function it does not
+/// register.
+fn call_foreign_function(
+    mut caller: Caller<'_, HostState>,
+    name_ptr: i32,
+    name_len: i32,
+    args_ptr: i32,
+    args_len: i32,
+    _ret_ptr: i32,
+    _ret_size: i32,
+) -> wasmtime::Result<i32> {
+    status(|| -> HResult {
+        let name = read_bytes(&caller, name_ptr, name_len)?;
+        let _args = read_bytes(&caller, args_ptr, args_len)?;
+        match &name[..] {
+            b"clear_route_cache" => {
+                clear_route_cache_of(caller.data_mut());
+                Ok(())
+            }
+            _ => Err(Status::NotFound.into()),
+        }
+    })
 }
 
 /// `proxy_send_local_response(status, details, body, headers, grpc_status)` — all
