@@ -69,7 +69,7 @@ pub struct HostcallSpec {
     /// Parameter types.
     pub params: &'static [ValType],
     /// Result types: one `i32` status/errno, or none (`proc_exit`,
-    /// `emscripten_notify_memory_growth`).
+    /// `emscripten_notify_memory_growth`, `abort`).
     pub results: &'static [ValType],
     /// The ABI versions for which Envoy links it.
     pub versions: Versions,
@@ -951,6 +951,23 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         doc: "pthread_equal(left, right): non-zero when the two thread ids are equal; imported \
               by some C++ modules.",
     },
+    HostcallSpec {
+        name: "abort",
+        namespace: Namespace::Env,
+        params: &[I32, I32, I32, I32],
+        results: NO_VALUES,
+        versions: ALL,
+        support: FULL,
+        section: sections::RUNTIME,
+        usage: O,
+        doc: "abort(message_ptr, file_name_ptr, line, column): AssemblyScript's default abort \
+              (std/assembly/builtins.ts), imported by every AS module built without \
+              `--use abort=`; AS calls it on a failed assertion or an unreachable path. The \
+              strings are UTF-16LE with their byte length in the u32 before them (0 = null). \
+              Logs an error naming the plugin with the decoded message and position, then \
+              traps: the callback fails and the plugin's failure policy applies. Not provided \
+              by Envoy, where such a module fails to load.",
+    },
     // 14.1 WASI preview1
     wasi(
         "fd_write",
@@ -1016,14 +1033,16 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         &[I32, I32],
         &[I32],
         C,
-        "environ_sizes_get(ret_count, ret_buf_size): the plugin's environment variables.",
+        "environ_sizes_get(ret_count, ret_buf_size): 0 variables, 0 bytes: the plugin \
+         environment (Envoy's vm_config.environment_variables) has no configuration key yet.",
     ),
     wasi(
         "environ_get",
         &[I32, I32],
         &[I32],
         C,
-        "environ_get(environ, environ_buf): the plugin's environment as KEY=VALUE\\0 strings.",
+        "environ_get(environ, environ_buf): writes the plugin environment as KEY=VALUE\\0 \
+         strings; with no variables yet it writes nothing and succeeds.",
     ),
     wasi(
         "args_sizes_get",

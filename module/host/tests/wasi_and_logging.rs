@@ -7,11 +7,7 @@
 
 mod common;
 
-use common::{load, request};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-use tracing_subscriber::fmt::MakeWriter;
+use common::{load, logged, request};
 use wasmbridge_host::{FilterChain, HeadersOutcome};
 
 /// Result block at 512, 64 bytes:
@@ -71,33 +67,6 @@ const PROBE: &str = r#"(module
                        (i32.const 512) (i32.const 64) (i32.const 0) (i32.const 0) (i32.const -1)))
     (i32.const 1)))"#;
 
-/// A writer that keeps every formatted log line.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("capture").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("capture")).into_owned()
-    }
-}
-
 fn chain() -> FilterChain {
     FilterChain::new(vec![load("wasi-probe", PROBE.as_bytes(), 1).expect("load")])
 }
@@ -112,21 +81,14 @@ fn u64_at(block: &[u8], at: usize) -> u64 {
 
 /// Runs one stream under a subscriber at `level` and returns the result block and the log.
 fn probe(chain: &FilterChain, level: tracing::Level) -> (Vec<u8>, String) {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
-    let block = tracing::subscriber::with_default(subscriber, || {
+    logged(level, || {
         let mut stream = chain.start(request("GET"));
         let HeadersOutcome::LocalReply(reply) = stream.on_request_headers(true) else {
             panic!("the probe replies with its result block");
         };
         stream.finish();
         reply.body.to_vec()
-    });
-    (block, capture.text())
+    })
 }
 
 #[test]
@@ -217,12 +179,7 @@ fn proc_exit_fails_only_that_stream() {
     // A bodyless request runs the checks; a request with a body calls proc_exit.
     let (first, _) = probe(&chain, tracing::Level::INFO);
     assert_eq!(first[1], 0);
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
-    let outcome = tracing::subscriber::with_default(subscriber, || {
+    let (outcome, log) = logged(tracing::Level::INFO, || {
         let mut stream = chain.start(request("GET"));
         let outcome = stream.on_request_headers(false);
         stream.finish();
@@ -232,7 +189,6 @@ fn proc_exit_fails_only_that_stream() {
         panic!("a VM that exits fails the stream closed, got {outcome:?}");
     };
     assert_eq!(reply.status, 503);
-    let log = capture.text();
     assert!(
         log.contains("proc_exit(3)"),
         "the reason names proc_exit:\n{log}"

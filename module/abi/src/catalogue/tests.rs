@@ -2,10 +2,11 @@ use std::collections::HashSet;
 
 use super::*;
 
-const NON_PROXY_ENV: [&str; 3] = [
+const NON_PROXY_ENV: [&str; 4] = [
     "envoy_resolve_dns",
     "emscripten_notify_memory_growth",
     "pthread_equal",
+    "abort",
 ];
 
 #[test]
@@ -87,7 +88,10 @@ fn env_names_start_with_proxy() {
 #[test]
 fn statuses_are_one_i32_result() {
     for h in HOSTCALLS {
-        let returns_nothing = matches!(h.name, "proc_exit" | "emscripten_notify_memory_growth");
+        let returns_nothing = matches!(
+            h.name,
+            "proc_exit" | "emscripten_notify_memory_growth" | "abort"
+        );
         if returns_nothing {
             assert!(h.results.is_empty(), "{}", h.name);
         } else {
@@ -136,6 +140,8 @@ fn i64_parameters_are_where_the_abi_has_them() {
     assert_eq!(sig("wasi_snapshot_preview1", "proc_exit"), "(i32) -> ()");
     assert_eq!(sig("env", "emscripten_notify_memory_growth"), "(i32) -> ()");
     assert_eq!(sig("env", "pthread_equal"), "(i32, i32) -> i32");
+    assert_eq!(sig("env", "abort"), "(i32, i32, i32, i32) -> ()");
+    assert!(hostcall("wasi_unstable", "abort").is_none());
     assert_eq!(
         sig("env", "proxy_send_local_response"),
         "(i32, i32, i32, i32, i32, i32, i32, i32) -> i32"
@@ -233,6 +239,7 @@ fn support_levels_match_what_the_host_implements() {
         "proxy_clear_route_cache",
         "emscripten_notify_memory_growth",
         "pthread_equal",
+        "abort",
     ];
     let partial = [
         "proxy_get_property",

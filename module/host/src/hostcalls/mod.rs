@@ -15,6 +15,7 @@ mod logging;
 mod properties;
 pub(crate) use properties::static_properties;
 mod stream;
+mod toolchain;
 mod wasi;
 
 use wasmbridge_abi::{HOSTCALLS, Namespace, Status, Support, ValType};
@@ -169,6 +170,7 @@ pub(crate) fn add_to_linker(
     properties::add_to_linker(&mut reg)?;
     stream::add_to_linker(&mut reg)?;
     wasi::add_to_linker(&mut reg)?;
+    toolchain::add_to_linker(&mut reg)?;
     for spec in HOSTCALLS {
         if matches!(spec.support, Support::Unimplemented(_)) {
             for module in spec.namespace.module_names() {

@@ -1,5 +1,8 @@
-//! WASI preview1 (under both `wasi_snapshot_preview1` and `wasi_unstable`) and the
-//! emscripten helpers C++ modules import.
+//! WASI preview1, linked under both `wasi_snapshot_preview1` and `wasi_unstable` (old
+//! emscripten and AssemblyScript modules use the latter). Every function has the same wasm
+//! signature under both names; where the two snapshots differ (`fd_seek`'s `whence`
+//! numbering, the `filestat` and `subscription_clock` layouts) the host reads or writes none
+//! of the differing fields, so one implementation serves both.
 //!
 //! A filter gets what SDK start-up code needs and nothing more: stdout and stderr go to the
 //! log, clocks and randomness work, there are no arguments, environment variables, files
@@ -96,14 +99,6 @@ pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
     fixed!(reg, "sock_send", ENOTSUP, (i32, i32, i32, i32, i32));
     fixed!(reg, "sock_shutdown", ENOTSUP, (i32, i32));
     fixed!(reg, "proc_raise", ENOTSUP, (i32));
-    reg.env(
-        "emscripten_notify_memory_growth",
-        |_: Caller<'_, HostState>, _: i32| {},
-    )?;
-    reg.env(
-        "pthread_equal",
-        |_: Caller<'_, HostState>, a: i32, b: i32| -> i32 { i32::from(a == b) },
-    )?;
     Ok(())
 }
 
