@@ -17,6 +17,7 @@
 mod admin;
 mod convert;
 mod gateway;
+pub mod limits;
 mod proxy;
 
 pub use gateway::{Gateway, GatewayError, Router};

@@ -1,9 +1,11 @@
 //! The one table of every hostcall the host provides and every callback it may call.
 //!
 //! [`HOSTCALLS`] drives linker registration (each entry is linked once per module name of
-//! its [`Namespace`]), the stubs for what is not implemented, the load-time compatibility
-//! report and the generated support table ([`support_table_markdown`]). [`CALLBACKS`] lists
-//! the guest exports the host looks up, with the signatures it accepts.
+//! its [`Namespace`]), the stubs for what is not implemented and the load-time compatibility
+//! report. [`CALLBACKS`] lists the guest exports the host looks up, with the signatures it
+//! accepts and whether it calls them. Both tables, with the properties, are rendered into
+//! `docs/support.md` by the conformance suite (`tests/conformance`), next to the cases that
+//! exercise each entry.
 //!
 //! Signatures are wasm32 core types: pointers and sizes are `i32`; `proxy_*` hostcalls
 //! return one `i32` status, WASI functions one `i32` errno.
@@ -27,15 +29,16 @@ pub enum ValType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Versions(u8);
 
-/// How much of a hostcall, or of a property, the host implements.
+/// How much of a hostcall, a callback or a property the host implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Support {
     /// Implemented as Envoy behaves.
     Full,
-    /// Implemented in part; the text says what is missing.
+    /// Implemented in part; the text says what is missing (for a callback: when the host
+    /// does not call it).
     Partial(&'static str),
-    /// Linked as a stub per the unknown-import policy; the text says why and which later
-    /// work adds it.
+    /// Linked as a stub per the unknown-import policy, or for a callback never called; the
+    /// text says why and which later work adds it.
     Unimplemented(&'static str),
 }
 
@@ -92,8 +95,11 @@ pub struct CallbackSpec {
     pub params: &'static [ValType],
     /// Result types.
     pub results: &'static [ValType],
-    /// The ABI versions in which the host calls it.
+    /// The ABI versions in which the callback exists (Envoy looks it up).
     pub versions: Versions,
+    /// Whether the host calls it: `Full` as Envoy does, `Partial` in some contexts only,
+    /// `Unimplemented` never.
+    pub support: Support,
     /// How often filters export it.
     pub usage: Usage,
     /// For an alias export, the canonical callback name it stands for.
@@ -333,27 +339,6 @@ pub fn callback_params(name: &str, version: AbiVersion) -> Option<&'static [ValT
     Some(spec.params)
 }
 
-/// The support table as Markdown: one row per hostcall with its section, name, ABI
-/// versions, support level and notes. A WASI function has one row (section `14.1 WASI`)
-/// although it is linked under both WASI module names.
-pub fn support_table_markdown() -> String {
-    let mut out = String::from(
-        "| Section | Hostcall | ABI versions | Support | Notes |\n|---|---|---|---|---|\n",
-    );
-    for h in HOSTCALLS {
-        let notes = h.support.note().unwrap_or("").replace('|', "\\|");
-        out.push_str(&format!(
-            "| {} | `{}` | {} | {} | {} |\n",
-            h.section,
-            h.name,
-            h.versions.describe(),
-            h.support.label(),
-            notes
-        ));
-    }
-    out
-}
-
 /// A `proxy_*`-style `env` hostcall returning one `i32` status.
 const fn env(
     name: &'static str,
@@ -404,6 +389,7 @@ const fn cb(
     params: &'static [ValType],
     results: &'static [ValType],
     versions: Versions,
+    support: Support,
     usage: Usage,
     doc: &'static str,
 ) -> CallbackSpec {
@@ -412,6 +398,7 @@ const fn cb(
         params,
         results,
         versions,
+        support,
         usage,
         alias_of: None,
         doc,
@@ -425,11 +412,17 @@ const O: Usage = Usage::Occasional;
 const R: Usage = Usage::Rare;
 const NO_VALUES: &[ValType] = &[];
 
+const TIMERS_LATER: &str = "root-context tick timers (on_tick) come with the timer work";
 const CALLOUTS_LATER: &str = "callouts (HTTP to named upstreams) come with the callout work";
 const GRPC_LATER: &str = "gRPC callouts come after HTTP callouts";
 const SHARED_LATER: &str = "process-wide shared data (per vm_id) comes with the shared-state work";
 const QUEUES_LATER: &str = "shared queues and on_queue_ready come with the shared-state work";
 const METRICS_LATER: &str = "the metrics registry comes with the metrics work";
+const ROOTS_NOT_SHUT_DOWN: &str =
+    "called for HTTP stream contexts; root contexts are not shut down yet, so never for a root";
+const TCP_NOT_SUPPORTED: &str = "HTTP filters only: TCP stream contexts are not supported";
+const TRAILERS_LATER: &str = "the host has no trailer phase yet; see the adapter's limits";
+const NO_METADATA: &str = "HTTP/2 METADATA frames are not delivered to filters";
 
 /// Every hostcall: each `env.proxy_*` import of ABI 0.1.0, 0.2.0 and 0.2.1, the non-proxy
 /// `env` helpers and every WASI preview1 function. Each (namespace, name) appears once.
@@ -470,7 +463,7 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_set_tick_period_milliseconds",
         &[I32],
         ALL,
-        Support::Unimplemented("root-context tick timers (on_tick) come with the timer work"),
+        Support::Unimplemented(TIMERS_LATER),
         sections::LOGGING,
         C,
         "proxy_set_tick_period_milliseconds(period_ms): sets the tick period of the caller's \
@@ -1315,6 +1308,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[],
         &[],
         ALL,
+        FULL,
         C,
         "WASI reactor initialisation; called first if exported.",
     ),
@@ -1323,6 +1317,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32],
         &[I32],
         ALL,
+        FULL,
         O,
         "main(argc, argv): called as main(0, 0) after _initialize, only if _initialize \
          exists.",
@@ -1332,6 +1327,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[],
         &[I32],
         ALL,
+        FULL,
         R,
         "The argument-less main of newer wasi-libc; tried after _initialize when main is \
          absent.",
@@ -1341,6 +1337,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[],
         &[],
         ALL,
+        FULL,
         C,
         "WASI command entry; called only if _initialize is absent. Must not exit.",
     ),
@@ -1349,6 +1346,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32],
         &[I32],
         ALL,
+        FULL,
         C,
         "proxy_on_memory_allocate(size) -> ptr: the guest allocator, preferred over malloc; \
          ptr 0 means failure.",
@@ -1358,6 +1356,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32],
         &[I32],
         ALL,
+        FULL,
         C,
         "malloc(size) -> ptr: the legacy allocator, used when proxy_on_memory_allocate is \
          absent (TinyGo's malloc pins memory).",
@@ -1368,6 +1367,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32],
         &[],
         ALL,
+        FULL,
         C,
         "proxy_on_context_create(context_id, parent_context_id): parent 0 creates a root \
          context.",
@@ -1377,6 +1377,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32],
         &[I32],
         ALL,
+        FULL,
         C,
         "proxy_on_vm_start(root_context_id, vm_configuration_size) -> bool: the first \
          argument is the root id, never 0; false fails the VM start.",
@@ -1386,6 +1387,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32],
         &[I32],
         ALL,
+        FULL,
         C,
         "proxy_on_configure(root_context_id, plugin_configuration_size) -> bool: false \
          rejects the configuration.",
@@ -1395,6 +1397,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32],
         &[I32],
         ALL,
+        Support::Unimplemented("never called, as in Envoy"),
         R,
         "proxy_validate_configuration(root_context_id, configuration_size) -> bool: exported \
          by C++ SDK modules; Envoy never calls it.",
@@ -1404,6 +1407,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32],
         &[],
         ALL,
+        Support::Unimplemented(TIMERS_LATER),
         C,
         "proxy_on_tick(root_context_id): the root's tick timer fired.",
     ),
@@ -1412,6 +1416,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32],
         &[],
         ALL,
+        Support::Unimplemented(QUEUES_LATER),
         O,
         "proxy_on_queue_ready(root_context_id, queue_id): one call per enqueue, on the \
          owning root.",
@@ -1421,6 +1426,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32],
         &[I32],
         ALL,
+        Support::Partial(ROOTS_NOT_SHUT_DOWN),
         C,
         "proxy_on_done(context_id) -> bool: false means the guest will call proxy_done; \
          honoured for roots only.",
@@ -1430,6 +1436,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32],
         &[],
         ALL,
+        FULL,
         C,
         "proxy_on_log(context_id): access-log time; before on_done for HTTP streams.",
     ),
@@ -1438,6 +1445,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32],
         &[],
         ALL,
+        Support::Partial(ROOTS_NOT_SHUT_DOWN),
         C,
         "proxy_on_delete(context_id): the context is gone; once per context.",
     ),
@@ -1447,6 +1455,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32],
         &[I32],
         ALL,
+        Support::Unimplemented(TCP_NOT_SUPPORTED),
         O,
         "proxy_on_new_connection(context_id) -> action: a TCP connection was accepted.",
     ),
@@ -1455,6 +1464,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32, I32],
         &[I32],
         ALL,
+        Support::Unimplemented(TCP_NOT_SUPPORTED),
         O,
         "proxy_on_downstream_data(context_id, data_size, end_of_stream) -> action: \
          DOWNSTREAM_DATA is readable.",
@@ -1464,6 +1474,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32, I32],
         &[I32],
         ALL,
+        Support::Unimplemented(TCP_NOT_SUPPORTED),
         O,
         "proxy_on_upstream_data(context_id, data_size, end_of_stream) -> action: \
          UPSTREAM_DATA is readable.",
@@ -1473,6 +1484,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32],
         &[],
         ALL,
+        Support::Unimplemented(TCP_NOT_SUPPORTED),
         O,
         "proxy_on_downstream_connection_close(context_id, peer_type).",
     ),
@@ -1481,6 +1493,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32],
         &[],
         ALL,
+        Support::Unimplemented(TCP_NOT_SUPPORTED),
         O,
         "proxy_on_upstream_connection_close(context_id, peer_type).",
     ),
@@ -1490,6 +1503,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32, I32],
         &[I32],
         ALL,
+        FULL,
         C,
         "proxy_on_request_headers(context_id, num_headers, end_of_stream) -> action; ABI \
          0.1.0 passes (context_id, num_headers) only, see callback_params.",
@@ -1499,6 +1513,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32, I32],
         &[I32],
         ALL,
+        FULL,
         C,
         "proxy_on_request_body(context_id, body_size, end_of_stream) -> action; never called \
          for a bodyless request.",
@@ -1508,6 +1523,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32],
         &[I32],
         ALL,
+        Support::Unimplemented(TRAILERS_LATER),
         O,
         "proxy_on_request_trailers(context_id, num_trailers) -> action.",
     ),
@@ -1516,6 +1532,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32],
         &[I32],
         ALL,
+        Support::Unimplemented(NO_METADATA),
         R,
         "proxy_on_request_metadata(context_id, num_elements) -> u32: HTTP/2 METADATA (C++ \
          SDK); the result is ignored.",
@@ -1525,6 +1542,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32, I32],
         &[I32],
         ALL,
+        FULL,
         C,
         "proxy_on_response_headers(context_id, num_headers, end_of_stream) -> action; ABI \
          0.1.0 passes (context_id, num_headers) only, see callback_params.",
@@ -1534,6 +1552,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32, I32],
         &[I32],
         ALL,
+        FULL,
         C,
         "proxy_on_response_body(context_id, body_size, end_of_stream) -> action.",
     ),
@@ -1542,6 +1561,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32],
         &[I32],
         ALL,
+        Support::Unimplemented(TRAILERS_LATER),
         O,
         "proxy_on_response_trailers(context_id, num_trailers) -> action.",
     ),
@@ -1550,6 +1570,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32],
         &[I32],
         ALL,
+        Support::Unimplemented(NO_METADATA),
         R,
         "proxy_on_response_metadata(context_id, num_elements) -> u32: HTTP/2 METADATA (C++ \
          SDK); the result is ignored.",
@@ -1560,6 +1581,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32, I32, I32, I32],
         &[],
         ALL,
+        Support::Unimplemented(CALLOUTS_LATER),
         C,
         "proxy_on_http_call_response(root_context_id, token, num_headers, body_size, \
          num_trailers): the answer to proxy_http_call, on the calling root; 0/0/0 after a \
@@ -1570,6 +1592,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32, I32],
         &[],
         ALL,
+        Support::Unimplemented(GRPC_LATER),
         O,
         "proxy_on_grpc_receive_initial_metadata(root_context_id, token, num_elements): gRPC \
          streams only.",
@@ -1579,6 +1602,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32, I32],
         &[],
         ALL,
+        Support::Unimplemented(GRPC_LATER),
         O,
         "proxy_on_grpc_receive(root_context_id, token, message_size): GRPC_RECEIVE_BUFFER is \
          readable.",
@@ -1588,6 +1612,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32, I32],
         &[],
         ALL,
+        Support::Unimplemented(GRPC_LATER),
         O,
         "proxy_on_grpc_receive_trailing_metadata(root_context_id, token, num_elements): gRPC \
          streams only.",
@@ -1597,6 +1622,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         params: &[I32, I32, I32],
         results: NO_VALUES,
         versions: ALL,
+        support: Support::Unimplemented(GRPC_LATER),
         usage: R,
         alias_of: Some("proxy_on_grpc_receive_trailing_metadata"),
         doc: "AssemblyScript runtimes export this name for \
@@ -1607,6 +1633,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32, I32],
         &[],
         ALL,
+        Support::Unimplemented(GRPC_LATER),
         O,
         "proxy_on_grpc_close(root_context_id, token, grpc_status): the call or stream ended.",
     ),
@@ -1615,6 +1642,9 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32, I32],
         &[],
         Versions::V0_2_X,
+        Support::Unimplemented(
+            "no foreign function completes asynchronously; foreign functions come later",
+        ),
         R,
         "proxy_on_foreign_function(context_id, function_id, arguments_size): an asynchronous \
          foreign function completed; CALL_DATA holds the result. ABI 0.2.x.",
@@ -1625,6 +1655,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32, I32],
         &[],
         ALL,
+        Support::Unimplemented("Envoy-only; envoy_resolve_dns is a stub that never answers"),
         R,
         "envoy_on_resolve_dns(root_context_id, token, data_size): answers envoy_resolve_dns.",
     ),
@@ -1633,6 +1664,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32],
         &[],
         ALL,
+        Support::Unimplemented("Envoy-only stats-sink updates; never called"),
         R,
         "envoy_on_stats_update(root_context_id, data_size): Envoy stats-sink updates.",
     ),

@@ -29,6 +29,21 @@ pub struct Case {
     pub node: Option<serde_yaml::Value>,
     /// What must be observed.
     pub expect: Expect,
+    /// For a case expanded from a `matrix`, the cell it stands for.
+    pub matrix: Option<MatrixCell>,
+}
+
+/// One cell of a `matrix` file: a probe step run in one callback.
+#[derive(Debug, Clone)]
+pub struct MatrixCell {
+    /// The row's `label`, e.g. `get_header_map_value/request_headers`.
+    pub row: String,
+    /// The step's hostcall without `proxy_`, e.g. `get_header_map_value`.
+    pub call: String,
+    /// The callback, e.g. `on_request_headers`.
+    pub callback: String,
+    /// The expected status, optionally followed by the rendered value (`Ok "here"`).
+    pub status: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -327,7 +342,7 @@ pub fn load_cases(dir: &Path) -> Result<Vec<Case>> {
             .with_context(|| format!("reading {}", file.display()))?;
         let value: Value =
             serde_yaml::from_str(&text).with_context(|| format!("{}: not YAML", file.display()))?;
-        for (name, v) in expand(value).with_context(|| format!("{}", file.display()))? {
+        for (name, v, cell) in expand(value).with_context(|| format!("{}", file.display()))? {
             let v = normalize(v).with_context(|| format!("{}", file.display()))?;
             let spec: CaseSpec = serde_path_to_error::deserialize(v)
                 .map_err(|e| anyhow!("{}: {}: {}", file.display(), e.path(), e.inner()))?;
@@ -335,7 +350,7 @@ pub fn load_cases(dir: &Path) -> Result<Vec<Case>> {
                 Some(n) => format!("{rel}/{n}"),
                 None => rel.clone(),
             };
-            cases.push(into_case(id, &file, spec)?);
+            cases.push(into_case(id, &file, spec, cell)?);
         }
     }
     let mut ids: Vec<&str> = cases.iter().map(|c| c.id.as_str()).collect();
@@ -392,7 +407,7 @@ fn normalize(value: Value) -> Result<Value> {
     Ok(Value::Mapping(map))
 }
 
-fn into_case(id: String, file: &Path, spec: CaseSpec) -> Result<Case> {
+fn into_case(id: String, file: &Path, spec: CaseSpec, cell: Option<MatrixCell>) -> Result<Case> {
     if spec.plugins.is_empty() {
         bail!("{id}: no plugin (`filter`, `wat` or `plugins`)");
     }
@@ -405,11 +420,16 @@ fn into_case(id: String, file: &Path, spec: CaseSpec) -> Result<Case> {
         routes: spec.routes,
         node: spec.node,
         expect: spec.expect,
+        matrix: cell,
     })
 }
 
-/// Turns one file's YAML into (name, case) values.
-fn expand(value: Value) -> Result<Vec<(Option<String>, Value)>> {
+/// One case of a file before it is parsed: its name (none for a one-case file), its YAML,
+/// and the matrix cell it comes from.
+type Expanded = (Option<String>, Value, Option<MatrixCell>);
+
+/// Turns one file's YAML into (name, case, matrix cell) values.
+fn expand(value: Value) -> Result<Vec<Expanded>> {
     let Value::Mapping(map) = value else {
         bail!("a case file is a mapping");
     };
@@ -451,18 +471,18 @@ fn expand(value: Value) -> Result<Vec<(Option<String>, Value)>> {
             if let Value::Mapping(m) = &mut merged {
                 m.remove("name");
             }
-            out.push((Some(name), merged));
+            out.push((Some(name), merged, None));
         }
         return Ok(out);
     }
-    Ok(vec![(None, Value::Mapping(map))])
+    Ok(vec![(None, Value::Mapping(map), None)])
 }
 
 /// A matrix: `defaults`, then `matrix.callbacks` (the callbacks to try) and `matrix.rows`,
 /// each row a probe `step` (or `steps`), a `label`, and `expect`: callback → status (or a
 /// full expected log line suffix after `-> `). Each (row, callback) is one case whose
 /// hostcalls-probe configuration runs the step in that callback.
-fn expand_matrix(defaults: &Value, matrix: &Value) -> Result<Vec<(Option<String>, Value)>> {
+fn expand_matrix(defaults: &Value, matrix: &Value) -> Result<Vec<Expanded>> {
     let rows = matrix
         .get("rows")
         .and_then(Value::as_sequence)
@@ -524,7 +544,13 @@ fn expand_matrix(defaults: &Value, matrix: &Value) -> Result<Vec<(Option<String>
             exp.insert("logs".into(), Value::Sequence(vec![Value::String(line)]));
             case.insert("expect".into(), Value::Mapping(exp));
             let merged = merge(defaults.clone(), Value::Mapping(case));
-            out.push((Some(format!("{label}/{callback}")), merged));
+            let cell = MatrixCell {
+                row: label.to_string(),
+                call: call.to_string(),
+                callback: callback.to_string(),
+                status,
+            };
+            out.push((Some(format!("{label}/{callback}")), merged, Some(cell)));
         }
     }
     Ok(out)

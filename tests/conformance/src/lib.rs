@@ -10,15 +10,24 @@
 //! `defaults` plus a list of `cases` (each merged over the defaults), or a `matrix` that
 //! expands one hostcall step into one case per callback with the status expected there.
 //! The format is documented in `tests/conformance/README.md`.
+//!
+//! The case data also generates two pages of the docs ([`docs`]): the support tables
+//! (`docs/support.md`, with the cases that exercise each catalogue entry) and the results
+//! per target (`docs/conformance.md`, from the cases and `known_failures.yaml`).
 
 pub mod case;
+pub mod coverage;
+pub mod docs;
 pub mod emulator;
+pub mod known;
 pub mod pingora;
 mod upstream;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-pub use case::{Case, load_cases};
+pub use case::{Case, MatrixCell, load_cases};
+pub use known::KnownFailures;
 
 /// How an exchange ended, as the client saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -69,6 +78,11 @@ pub trait Target {
     /// Runs the case. `Err` means the case could not be run at all (e.g. a filter that does
     /// not load where the case expects it to).
     fn run(&self, case: &Case) -> anyhow::Result<Observation>;
+}
+
+/// Every target, in the order trials and the results page list them.
+pub fn targets() -> Vec<Arc<dyn Target + Send + Sync>> {
+    vec![Arc::new(emulator::Emulator), Arc::new(pingora::Pingora)]
 }
 
 /// This suite's directory.

@@ -2,19 +2,13 @@
 //! `<target>::<case id>`. Expected failures come from `known_failures.yaml`; a listed
 //! case that passes fails the run, so the list cannot go stale.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::BTreeSet;
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use serde::Deserialize;
-use wasmbridge_conformance::emulator::Emulator;
-use wasmbridge_conformance::pingora::Pingora;
-use wasmbridge_conformance::{Case, Target, check, load_cases, suite_dir};
-
-/// `known_failures.yaml`: target → case id → reason.
-#[derive(Deserialize, Default)]
-#[serde(transparent)]
-struct KnownFailures(BTreeMap<String, BTreeMap<String, String>>);
+use wasmbridge_conformance::known::{CATALOGUE, COVERAGE};
+use wasmbridge_conformance::{
+    Case, KnownFailures, Target, check, coverage, load_cases, suite_dir, targets,
+};
 
 fn main() {
     let mut args = Arguments::from_args();
@@ -24,18 +18,15 @@ fn main() {
     }
     let dir = suite_dir();
     let cases = load_cases(&dir.join("cases")).unwrap_or_else(|e| panic!("loading cases: {e:#}"));
-    let known: KnownFailures = std::fs::read_to_string(dir.join("known_failures.yaml"))
-        .map_err(|e| e.to_string())
-        .and_then(|t| serde_yaml::from_str(&t).map_err(|e| e.to_string()))
-        .unwrap_or_else(|e| panic!("known_failures.yaml: {e}"));
+    let known = KnownFailures::load(&dir).unwrap_or_else(|e| panic!("{e:#}"));
 
-    let targets: Vec<Arc<dyn Target + Send + Sync>> = vec![Arc::new(Emulator), Arc::new(Pingora)];
+    let targets = targets();
     let mut trials = Vec::new();
     let ids: BTreeSet<&str> = cases.iter().map(|c| c.id.as_str()).collect();
     let mut stale = Vec::new();
     for (target, listed) in &known.0 {
         for id in listed.keys() {
-            if !ids.contains(id.as_str()) && target != "coverage" {
+            if !ids.contains(id.as_str()) && target != COVERAGE {
                 stale.push(format!("{target}: {id}"));
             }
         }
@@ -52,25 +43,17 @@ fn main() {
     ));
     for case in &cases {
         for target in &targets {
-            let reason = known
-                .0
-                .get(target.name())
-                .and_then(|m| m.get(&case.id))
-                .cloned();
+            let reason = known.reason(target.name(), &case.id).map(str::to_string);
             let case = case.clone();
             let target = target.clone();
             let name = format!("{}::{}", target.name(), case.id);
             trials.push(Trial::test(name, move || trial(&*target, &case, reason)));
         }
     }
-    let coverage_reason = known
-        .0
-        .get("coverage")
-        .and_then(|m| m.get("catalogue"))
-        .cloned();
+    let coverage_reason = known.reason(COVERAGE, CATALOGUE).map(str::to_string);
     let all = cases.clone();
-    trials.push(Trial::test("coverage::catalogue", move || {
-        expect(coverage(&all), coverage_reason)
+    trials.push(Trial::test(format!("{COVERAGE}::{CATALOGUE}"), move || {
+        expect(catalogue_coverage(&all), coverage_reason)
     }));
     libtest_mimic::run(&args, trials).exit();
 }
@@ -105,30 +88,8 @@ fn expect(result: Result<(), String>, known: Option<String>) -> Result<(), Faile
 
 /// Every `proxy_*` hostcall of the catalogue must be called by some case: by name in a
 /// probe step (`call: get_header_map_value`) or imported by an inline WAT module.
-fn coverage(cases: &[Case]) -> Result<(), String> {
-    let mut used = BTreeSet::new();
-    for case in cases {
-        for p in &case.plugins {
-            let config = p.configuration() + &p.vm_configuration();
-            for piece in config.split("\"call\":\"").skip(1) {
-                if let Some(name) = piece.split('"').next() {
-                    used.insert(format!("proxy_{name}"));
-                }
-            }
-            if let Some(wat) = &p.wat {
-                for piece in wat.split("\"proxy_").skip(1) {
-                    if let Some(name) = piece.split('"').next() {
-                        used.insert(format!("proxy_{name}"));
-                    }
-                }
-            }
-        }
-    }
-    let missing: Vec<&str> = wasmbridge_abi::HOSTCALLS
-        .iter()
-        .map(|h| h.name)
-        .filter(|n| n.starts_with("proxy_") && !used.contains(*n))
-        .collect();
+fn catalogue_coverage(cases: &[Case]) -> Result<(), String> {
+    let missing = coverage::uncalled_hostcalls(cases);
     if missing.is_empty() {
         Ok(())
     } else {

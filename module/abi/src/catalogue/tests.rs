@@ -383,18 +383,33 @@ fn namespaces() {
 }
 
 #[test]
-fn support_table_has_a_row_per_hostcall() {
-    let table = support_table_markdown();
-    let rows: Vec<&str> = table.lines().skip(2).collect();
-    assert_eq!(rows.len(), HOSTCALLS.len());
-    for (row, h) in rows.iter().zip(HOSTCALLS) {
-        assert!(row.contains(&format!("{}`", h.name)), "{row}");
-        assert!(row.contains(h.support.label()), "{row}");
-        assert!(row.contains(&h.versions.describe()), "{row}");
-        assert_eq!(row.matches(" | ").count(), 4, "{row}");
+fn callback_support() {
+    let called = |name| callback(name).unwrap().support;
+    for name in [
+        "proxy_on_context_create",
+        "proxy_on_vm_start",
+        "proxy_on_configure",
+        "proxy_on_request_headers",
+        "proxy_on_request_body",
+        "proxy_on_response_headers",
+        "proxy_on_response_body",
+        "proxy_on_log",
+    ] {
+        assert_eq!(called(name), Support::Full, "{name}");
     }
-    assert!(table.contains(
-        "| 5.6 Stream control, local replies | `proxy_continue_stream` | 0.2.0, 0.2.1 | full |"
-    ));
-    assert!(table.contains("| 14.1 WASI | `fd_write` | all | full |"));
+    for name in [
+        "proxy_on_tick",
+        "proxy_on_request_trailers",
+        "proxy_on_response_trailers",
+        "proxy_on_http_call_response",
+        "proxy_validate_configuration",
+    ] {
+        assert!(!called(name).is_implemented(), "{name}");
+    }
+    // An alias is called exactly when the callback it stands for is.
+    for c in CALLBACKS {
+        if let Some(target) = c.alias_of {
+            assert_eq!(c.support, called(target), "{}", c.name);
+        }
+    }
 }
