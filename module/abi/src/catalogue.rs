@@ -415,7 +415,6 @@ const NO_VALUES: &[ValType] = &[];
 const TIMERS_LATER: &str = "root-context tick timers (on_tick) come with the timer work";
 const CALLOUTS_LATER: &str = "callouts (HTTP to named upstreams) come with the callout work";
 const GRPC_LATER: &str = "gRPC callouts come after HTTP callouts";
-const SHARED_LATER: &str = "process-wide shared data (per vm_id) comes with the shared-state work";
 const QUEUES_LATER: &str = "shared queues and on_queue_ready come with the shared-state work";
 const METRICS_LATER: &str = "the metrics registry comes with the metrics work";
 const ROOTS_NOT_SHUT_DOWN: &str =
@@ -794,7 +793,7 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_get_shared_data",
         &[I32, I32, I32, I32, I32],
         ALL,
-        Support::Unimplemented(SHARED_LATER),
+        FULL,
         sections::SHARED,
         C,
         "proxy_get_shared_data(key_ptr, key_size, ret_value_ptr_ptr, ret_value_size_ptr, \
@@ -804,7 +803,7 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_set_shared_data",
         &[I32, I32, I32, I32, I32],
         ALL,
-        Support::Unimplemented(SHARED_LATER),
+        FULL,
         sections::SHARED,
         C,
         "proxy_set_shared_data(key_ptr, key_size, value_ptr, value_size, cas): stores the \

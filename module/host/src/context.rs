@@ -30,6 +30,8 @@ pub(crate) struct PluginInfo {
     /// Encoded values of the properties that do not depend on a stream (`xds.node...`),
     /// by dotted path.
     pub static_properties: HashMap<String, Vec<u8>>,
+    /// The runtime's shared-data store.
+    pub shared: Arc<crate::shared::SharedData>,
 }
 
 /// What the host is doing with a VM right now; decides which maps and buffers exist.

@@ -31,6 +31,7 @@ mod hostcalls;
 mod metrics;
 mod plugin;
 mod runtime;
+mod shared;
 mod stream;
 mod vm;
 

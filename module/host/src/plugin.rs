@@ -184,6 +184,7 @@ impl Plugin {
             abi: module.info().abi,
             failure_policy: spec.failure_policy,
             static_properties: crate::hostcalls::static_properties(&spec.node),
+            shared: runtime.shared(),
         });
         let mut replicas = Vec::new();
         for _ in 0..spec.replicas.max(1) {

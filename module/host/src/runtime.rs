@@ -94,6 +94,8 @@ struct RuntimeInner {
     engine: Engine,
     linker: Linker<HostState>,
     registrations: Vec<Registration>,
+    /// Shared data of every plugin built from this runtime (per `vm_id`).
+    shared: Arc<crate::shared::SharedData>,
 }
 
 /// The engine could not be created.
@@ -115,8 +117,14 @@ impl Runtime {
                 engine,
                 linker,
                 registrations,
+                shared: Arc::default(),
             }),
         })
+    }
+
+    /// The shared-data store plugins of this runtime share.
+    pub(crate) fn shared(&self) -> Arc<crate::shared::SharedData> {
+        self.inner.shared.clone()
     }
 
     /// Every registration the linker received (for the catalogue check).

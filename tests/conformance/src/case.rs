@@ -77,6 +77,9 @@ pub struct PluginCase {
     /// `root_id` (default empty, as in Envoy).
     #[serde(default)]
     pub root_id: Option<String>,
+    /// `vm_id` (default empty).
+    #[serde(default)]
+    pub vm_id: Option<String>,
     /// A compiled filter's name (see `wasmbridge_e2e::find_filter`).
     #[serde(default)]
     pub filter: Option<String>,
@@ -375,10 +378,11 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 /// The keys of the one-plugin shorthand: a case may name its single plugin's keys at the
 /// top level instead of under `plugins`.
-const SHORTHAND: [&str; 6] = [
+const SHORTHAND: [&str; 7] = [
     "filter",
     "wat",
     "root_id",
+    "vm_id",
     "configuration",
     "vm_configuration",
     "failure_policy",
@@ -451,13 +455,7 @@ fn expand(value: Value) -> Result<Vec<Expanded>> {
             if case.get("plugins").is_some()
                 && let Value::Mapping(b) = &mut base
             {
-                for key in [
-                    "filter",
-                    "wat",
-                    "root_id",
-                    "configuration",
-                    "vm_configuration",
-                ] {
+                for key in SHORTHAND {
                     b.remove(key);
                 }
             }

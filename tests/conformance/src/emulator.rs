@@ -29,7 +29,7 @@ impl Target for Emulator {
                 name: p.name(i),
                 module: Module::Bytes { label, bytes },
                 root_id: p.root_id.clone().unwrap_or_default(),
-                vm_id: String::new(),
+                vm_id: p.vm_id.clone().unwrap_or_default(),
                 configuration: Bytes::from(p.configuration()),
                 vm_configuration: Bytes::from(p.vm_configuration()),
                 failure_policy: policy(p.failure_policy.as_deref())?,

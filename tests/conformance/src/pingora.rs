@@ -105,6 +105,9 @@ fn config(
         if let Some(root_id) = &p.root_id {
             m.insert("root_id".into(), root_id.clone().into());
         }
+        if let Some(vm_id) = &p.vm_id {
+            m.insert("vm_id".into(), vm_id.clone().into());
+        }
         m.insert("configuration".into(), p.configuration().into());
         m.insert("vm_configuration".into(), p.vm_configuration().into());
         if let Some(policy) = &p.failure_policy {

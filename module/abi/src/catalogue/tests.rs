@@ -237,6 +237,8 @@ fn support_levels_match_what_the_host_implements() {
         "proxy_continue_request",
         "proxy_continue_response",
         "proxy_clear_route_cache",
+        "proxy_get_shared_data",
+        "proxy_set_shared_data",
         "emscripten_notify_memory_growth",
         "pthread_equal",
         "abort",

@@ -13,6 +13,7 @@ mod context;
 mod headers;
 mod logging;
 mod properties;
+mod shared;
 pub(crate) use properties::static_properties;
 mod stream;
 mod toolchain;
@@ -168,6 +169,7 @@ pub(crate) fn add_to_linker(
     buffers::add_to_linker(&mut reg)?;
     headers::add_to_linker(&mut reg)?;
     properties::add_to_linker(&mut reg)?;
+    shared::add_to_linker(&mut reg)?;
     stream::add_to_linker(&mut reg)?;
     wasi::add_to_linker(&mut reg)?;
     toolchain::add_to_linker(&mut reg)?;

@@ -61,6 +61,7 @@ fn registered_signatures_match_the_catalogue() {
         vm_configuration: Bytes::new(),
         abi: AbiVersion::V0_2_1,
         static_properties: Default::default(),
+        shared: Default::default(),
         failure_policy: FailurePolicy::FailClosed,
     });
     let mut store = Store::new(rt.engine(), HostState::new(info));
