@@ -269,6 +269,9 @@ pub struct ReplySpec {
     pub headers: Pairs,
     /// Body.
     pub body: String,
+    /// Trailers after the body. A case with trailers needs HTTP/2 end to end on a real
+    /// proxy: the pingora target then uses an h2c cluster and an HTTP/2 client.
+    pub trailers: Pairs,
 }
 
 impl Default for ReplySpec {
@@ -277,6 +280,7 @@ impl Default for ReplySpec {
             status: 200,
             headers: Pairs(vec![("content-type".into(), "text/plain".into())]),
             body: "upstream body".into(),
+            trailers: Pairs::default(),
         }
     }
 }

@@ -165,6 +165,7 @@ fn reply(case: &Case) -> UpstreamReply {
         } else {
             vec![Bytes::from(u.body.clone())]
         },
+        trailers: u.trailers.0.clone(),
     }
 }
 
