@@ -68,6 +68,7 @@ impl Target for Emulator {
                 path: get(":path"),
                 headers,
                 body: up.body.to_vec(),
+                trailers: plain(&up.trailers),
             }
         });
         Ok(Observation {
@@ -75,6 +76,7 @@ impl Target for Emulator {
             status: ex.status,
             headers: plain(&ex.response_headers),
             body: ex.response_body.to_vec(),
+            trailers: plain(&ex.response_trailers),
             upstream,
             logs: logs.into_iter().map(|l| l.message).collect(),
         })
@@ -146,6 +148,9 @@ fn request(case: &Case) -> Request {
     let mut req = Request::new(&r.method, &r.path);
     for (k, v) in &r.headers.0 {
         req = req.header(k, v);
+    }
+    for (k, v) in &r.trailers.0 {
+        req = req.trailer(k, v);
     }
     let chunks = r.body_chunks();
     if r.chunks.is_some() {
