@@ -1,10 +1,11 @@
 //! Conversions between Pingora's request/response headers and the host's [`HeaderList`],
 //! which carries the Proxy-Wasm pseudo-headers (`:method`, `:path`, `:authority`,
-//! `:scheme`, `:status`) even for HTTP/1.1, as Envoy does.
+//! `:scheme`, `:status`) even for HTTP/1.1, as Envoy does. Trailers are plain
+//! [`HeaderMap`]s without pseudo-headers.
 
 use bytes::Bytes;
 use http::header::HOST;
-use http::{HeaderName, HeaderValue, Method, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use pingora::http::{RequestHeader, ResponseHeader};
 use wasmbridge_host::HeaderList;
 
@@ -138,6 +139,26 @@ pub(crate) fn apply_response(list: &HeaderList, resp: &mut ResponseHeader) {
     }
 }
 
+/// Trailers as a host header list, in order, names lower-case.
+pub(crate) fn trailers_to_list(map: &HeaderMap) -> HeaderList {
+    let mut list = HeaderList::new();
+    for (k, v) in map {
+        list.push(k.as_str(), Bytes::copy_from_slice(v.as_bytes()));
+    }
+    list.mark_clean();
+    list
+}
+
+/// Writes plugin-changed trailers back: every entry, in the list's order.
+pub(crate) fn apply_trailers(list: &HeaderList, map: &mut HeaderMap) {
+    map.clear();
+    for (k, v) in list.regular() {
+        if let Some((n, v)) = header(k, v) {
+            map.append(n, v);
+        }
+    }
+}
+
 /// Builds a complete Pingora response header from a host header list.
 pub(crate) fn build_response(status: u16, list: &HeaderList) -> pingora::Result<ResponseHeader> {
     let mut resp = ResponseHeader::build(status, Some(list.len()))?;
@@ -194,6 +215,24 @@ mod tests {
             list.get(b":authority").map(|v| &v[..]),
             Some(&b"example.com:8080"[..])
         );
+    }
+
+    #[test]
+    fn trailers_round_trip() {
+        let mut map = HeaderMap::new();
+        map.insert("grpc-status", HeaderValue::from_static("0"));
+        map.append("x-t", HeaderValue::from_static("a"));
+        map.append("x-t", HeaderValue::from_static("b"));
+        let mut list = trailers_to_list(&map);
+        assert!(!list.is_modified());
+        assert_eq!(list.len(), 3);
+        list.remove(b"grpc-status");
+        list.add(b"x-new", b"1");
+        apply_trailers(&list, &mut map);
+        assert!(map.get("grpc-status").is_none());
+        let xt: Vec<_> = map.get_all("x-t").iter().map(|v| v.as_bytes()).collect();
+        assert_eq!(xt, [&b"a"[..], &b"b"[..]]);
+        assert_eq!(map.get("x-new").map(|v| v.as_bytes()), Some(&b"1"[..]));
     }
 
     #[test]

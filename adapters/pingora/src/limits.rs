@@ -26,7 +26,8 @@ pub const LIMITS: &[(&str, &str)] = &[
     (
         "proxy_on_request_trailers",
         "Never fires: Pingora 0.9 has no request-trailer hook (request trailers are read and \
-         dropped, never forwarded).",
+         dropped, never forwarded), so the last request body chunk has end_of_stream true \
+         instead.",
     ),
     (
         "proxy_on_request_metadata",
@@ -42,12 +43,21 @@ pub const LIMITS: &[(&str, &str)] = &[
         "proxy_on_response_body",
         "response_body_filter is synchronous: a PAUSE at end of stream cannot wait for \
          proxy_continue_stream or a callout, so the buffered body is sent on and a warning is \
-         logged. When an HTTP/2 upstream ends with trailers, end_of_stream is never true.",
+         logged. When an HTTP/2 upstream ends with trailers, end_of_stream is false on every \
+         chunk (as in Envoy) and a body still buffered goes out when the trailer callbacks \
+         continued.",
     ),
     (
         "proxy_on_response_trailers",
-        "Pingora 0.9 surfaces response trailers only from an HTTP/2 upstream to an HTTP/2 \
-         client (response_trailer_filter); HTTP/1 trailers are dropped in both directions.",
+        "Runs only for trailers from an HTTP/2 upstream (a cluster with http2: true; \
+         Pingora 0.9 drops HTTP/1 upstream trailers). Only HTTP/2 clients receive them: for \
+         an HTTP/1.1 client the callbacks still run but the trailers are dropped. If a \
+         plugin held body bytes back and other body bytes may still be queued for the \
+         client, the held bytes are sent in place of the trailers (logged as a warning).",
+    ),
+    (
+        "response.trailers",
+        "Set only for trailers from an HTTP/2 upstream (see proxy_on_response_trailers).",
     ),
     (
         "proxy_on_response_metadata",

@@ -11,11 +11,12 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use wasmbridge_host::{
     BodyOutcome, FilterChain, HeadersOutcome, HttpStream, LocalReply, LocalResponse, StreamData,
-    StreamInfo,
+    StreamInfo, TrailersOutcome,
 };
 
 use crate::convert::{
-    apply_request, apply_response, build_response, request_to_list, response_to_list,
+    apply_request, apply_response, apply_trailers, build_response, request_to_list,
+    response_to_list, trailers_to_list,
 };
 
 /// What runs for one request: its plugin chain, and optionally a direct response that
@@ -90,6 +91,12 @@ pub struct WasmCtx<C> {
     pending_reply: Option<LocalResponse>,
     /// The body that replaces the upstream's after a local reply from response headers.
     replacement_body: Option<Bytes>,
+    /// The response header as the plugins left it, kept while a plugin may hold body
+    /// bytes back: if trailers release them before Pingora wrote the header, the adapter
+    /// writes it first (see `response_trailer_filter`).
+    response_header: Option<ResponseHeader>,
+    /// Response body bytes handed to Pingora so far.
+    response_body_forwarded: usize,
     reset: bool,
 }
 
@@ -217,6 +224,8 @@ where
             peer_picked: None,
             pending_reply: None,
             replacement_body: None,
+            response_header: None,
+            response_body_forwarded: 0,
             reset: false,
         }
     }
@@ -447,6 +456,12 @@ where
                     // The body may change size: send it chunked.
                     upstream_response.remove_header(&http::header::CONTENT_LENGTH);
                     upstream_response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+                    if session.is_http2() {
+                        let mut header = upstream_response.clone();
+                        // As Pingora does before writing a response header downstream.
+                        header.set_version(http::Version::HTTP_11);
+                        ctx.response_header = Some(header);
+                    }
                 }
             }
             HeadersOutcome::LocalReply(reply) => {
@@ -508,11 +523,90 @@ where
         let delay =
             self.inner
                 .response_body_filter(session, body, end_of_stream, &mut ctx.inner)?;
+        let sent = body.as_ref().map_or(0, Bytes::len);
+        ctx.response_body_forwarded += sent;
         if let Some(stream) = ctx.stream.as_mut() {
-            let sent = body.as_ref().map_or(0, |b| b.len() as u64);
-            stream.data_mut().info.response_body_bytes += sent;
+            stream.data_mut().info.response_body_bytes += sent as u64;
         }
         Ok(delay)
+    }
+
+    async fn response_trailer_filter(
+        &self,
+        session: &mut Session,
+        upstream_trailers: &mut http::HeaderMap,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<Bytes>>
+    where
+        Self::CTX: Send + Sync,
+    {
+        if let Some(replacement) = ctx.replacement_body.take() {
+            // A plugin's local reply replaced the upstream response: its body ends the
+            // response (the body never saw end_of_stream), the upstream's trailers are gone.
+            return Ok(Some(replacement));
+        }
+        let inner = self
+            .inner
+            .response_trailer_filter(session, upstream_trailers, &mut ctx.inner)
+            .await?;
+        let (None, Some(stream)) = (&inner, ctx.stream.as_mut()) else {
+            return Ok(inner);
+        };
+        stream.data_mut().response_trailers = trailers_to_list(upstream_trailers);
+        let mut outcome = stream.on_response_trailers();
+        let held = loop {
+            match outcome {
+                TrailersOutcome::Continue(held) => break held,
+                TrailersOutcome::Paused => {
+                    stream.waiter().wait().await;
+                    outcome = stream.resume_trailers();
+                }
+                TrailersOutcome::LocalReply(_) | TrailersOutcome::Reset => {
+                    // Pingora only logs an error from this hook and sends the trailers on,
+                    // so reset the downstream stream here.
+                    ctx.reset = true;
+                    session.as_downstream_mut().shutdown().await;
+                    return Err(reset_error());
+                }
+            }
+        };
+        if stream.data().response_trailers.is_modified() {
+            apply_trailers(&stream.data().response_trailers, upstream_trailers);
+            stream.data_mut().response_trailers.mark_clean();
+        }
+        if held.is_empty() {
+            return Ok(None);
+        }
+        // A plugin held body bytes back waiting for an end of stream that trailers replace
+        // (Pingora never sets it on the body when an HTTP/2 upstream sends trailers). They
+        // must reach the client before the trailers.
+        stream.data_mut().info.response_body_bytes += held.len() as u64;
+        if !session.is_http2() {
+            // An HTTP/1.1 client never gets trailers from Pingora 0.9: the held bytes end
+            // the body instead.
+            return Ok(Some(held));
+        }
+        if session.body_bytes_sent() != ctx.response_body_forwarded {
+            // Pingora filters the tasks it read together before writing any, so body bytes
+            // let through earlier may still be queued: writing the held ones now would
+            // reorder the body. Send them in place of the trailers instead.
+            tracing::warn!(
+                "response body bytes a plugin held until the trailers are sent in place of the trailers: earlier body bytes are still queued"
+            );
+            return Ok(Some(held));
+        }
+        if session.response_written().is_none()
+            && let Some(header) = ctx.response_header.take()
+        {
+            // The header is still queued behind this hook; write it first (Pingora then
+            // skips its queued copy, with a warning).
+            session
+                .write_response_header(Box::new(header), false)
+                .await?;
+        }
+        session.write_response_body(Some(held), false).await?;
+        ctx.response_body_forwarded = session.body_bytes_sent();
+        Ok(None)
     }
 
     async fn fail_to_proxy(

@@ -420,7 +420,6 @@ const METRICS_LATER: &str = "the metrics registry comes with the metrics work";
 const ROOTS_NOT_SHUT_DOWN: &str =
     "called for HTTP stream contexts; root contexts are not shut down yet, so never for a root";
 const TCP_NOT_SUPPORTED: &str = "HTTP filters only: TCP stream contexts are not supported";
-const TRAILERS_LATER: &str = "the host has no trailer phase yet; see the adapter's limits";
 const NO_METADATA: &str = "HTTP/2 METADATA frames are not delivered to filters";
 
 /// Every hostcall: each `env.proxy_*` import of ABI 0.1.0, 0.2.0 and 0.2.1, the non-proxy
@@ -1522,9 +1521,11 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32],
         &[I32],
         ALL,
-        Support::Unimplemented(TRAILERS_LATER),
+        FULL,
         O,
-        "proxy_on_request_trailers(context_id, num_trailers) -> action.",
+        "proxy_on_request_trailers(context_id, num_trailers) -> action: after the last \
+         request body chunk (whose end_of_stream was false); the request trailers are \
+         readable and writable; PAUSE stops until proxy_continue_stream(HTTP_REQUEST).",
     ),
     cb(
         "proxy_on_request_metadata",
@@ -1560,9 +1561,12 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32],
         &[I32],
         ALL,
-        Support::Unimplemented(TRAILERS_LATER),
+        FULL,
         O,
-        "proxy_on_response_trailers(context_id, num_trailers) -> action.",
+        "proxy_on_response_trailers(context_id, num_trailers) -> action: after the last \
+         response body chunk (whose end_of_stream was false); the response trailers are \
+         readable and writable; PAUSE stops until proxy_continue_stream(HTTP_RESPONSE); a \
+         local reply resets the stream (the response has started).",
     ),
     cb(
         "proxy_on_response_metadata",

@@ -354,8 +354,8 @@ pub static PROPERTIES: &[PropertySpec] = &[
     p(
         "response.trailers",
         Map,
-        Support::Unimplemented("the Pingora adapter does not pass response trailers yet"),
-        "All response trailers.",
+        FULL,
+        "All response trailers (NOT_FOUND before they arrived or when there are none).",
     ),
     p("response.size", Int64, FULL, "The response body size."),
     p(

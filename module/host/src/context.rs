@@ -47,6 +47,10 @@ pub(crate) enum Phase {
     RequestBody,
     ResponseHeaders,
     ResponseBody,
+    /// `proxy_on_request_trailers`: the request trailers are readable and writable.
+    RequestTrailers,
+    /// `proxy_on_response_trailers`: the response trailers are readable and writable.
+    ResponseTrailers,
     /// `proxy_on_log`: request and response maps are read-only.
     Log,
     /// `proxy_on_done` / `proxy_on_delete`.

@@ -42,5 +42,7 @@ pub use hostcalls::Registration;
 pub use metrics::HostMetrics;
 pub use plugin::{FailurePolicy, NodeInfo, Plugin, PluginSpec};
 pub use runtime::{CompiledModule, EngineError, EntryStyle, ModuleInfo, Runtime};
-pub use stream::{BodyOutcome, FilterChain, HeadersOutcome, HttpStream, LocalResponse, Waiter};
+pub use stream::{
+    BodyOutcome, FilterChain, HeadersOutcome, HttpStream, LocalResponse, TrailersOutcome, Waiter,
+};
 pub use wasmbridge_abi::AbiVersion;

@@ -16,6 +16,8 @@ const CALLBACKS: &[&str] = &[
     "proxy_on_request_body",
     "proxy_on_response_headers",
     "proxy_on_response_body",
+    "proxy_on_request_trailers",
+    "proxy_on_response_trailers",
     "proxy_on_log",
     "proxy_on_done",
     "proxy_on_delete",

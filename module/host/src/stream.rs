@@ -3,14 +3,17 @@
 //! Request callbacks run in chain order, response callbacks in reverse. A PAUSE from a
 //! header callback stops the chain there ("stop all": no body callbacks) until the stream
 //! is resumed; a PAUSE from a body callback makes the host buffer that plugin's input and
-//! call it again with everything buffered. Flow changes a callback recorded (local reply,
+//! call it again with everything buffered. Trailers end a body that never had
+//! `end_of_stream`: a plugin still buffering gets its trailer callback, and what it held
+//! goes on, through the next plugins' body callbacks, once it continued from there.
+//! Flow changes a callback recorded (local reply,
 //! continue, close) are applied after it returns. Adapters drive a stream with the
 //! `on_*` methods and write back whatever the plugins changed in [`StreamData`].
 
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use wasmbridge_abi::{BodyAction, HeadersAction, StreamType};
+use wasmbridge_abi::{BodyAction, HeadersAction, StreamType, TrailersAction};
 use wasmtime::Store;
 
 use crate::context::{Action, HostState, LocalReply, Phase, StreamData, StreamSignal};
@@ -48,6 +51,21 @@ pub enum BodyOutcome {
     /// [`HttpStream::resume_body`].
     Held,
     /// Reply with this instead.
+    LocalReply(LocalReply),
+    /// Reset the stream.
+    Reset,
+}
+
+/// What the adapter does after a trailer callback round.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TrailersOutcome {
+    /// Go on: send these body bytes first (what plugins held back until the trailers came;
+    /// often empty), then the trailers as [`StreamData`] holds them now.
+    Continue(Bytes),
+    /// A plugin paused: await [`Waiter::wait`], then call [`HttpStream::resume_trailers`].
+    Paused,
+    /// Reply with this instead (request trailers only: once the response has started, a
+    /// local reply resets the stream, as in Envoy).
     LocalReply(LocalReply),
     /// Reset the stream.
     Reset,
@@ -109,12 +127,30 @@ struct Member {
     bufs: [BytesMut; 2],
 }
 
+/// Which callback a pause came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Headers,
+    Body,
+    Trailers,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Paused {
     dir: Dir,
-    body: bool,
+    stage: Stage,
     pos: usize,
     eos: bool,
+}
+
+/// What one plugin's body callback did with its input.
+enum Step {
+    /// Passed this on to the next plugin.
+    Next(BytesMut),
+    /// Buffers it (the stream is paused at this plugin).
+    Held,
+    /// Ends the round with this outcome.
+    End(BodyOutcome),
 }
 
 /// How a plugin failure affects the stream.
@@ -147,6 +183,8 @@ pub struct HttpStream {
     members: Vec<Member>,
     signal: Arc<StreamSignal>,
     paused: Option<Paused>,
+    /// Body bytes on their way to the plugins after the one paused in a trailer callback.
+    trailer_carry: BytesMut,
     replied: bool,
     in_local_reply: bool,
     /// Making a direct response (not a plugin's reply): a plugin may still replace it.
@@ -202,6 +240,7 @@ impl FilterChain {
                 .collect(),
             signal: Arc::default(),
             paused: None,
+            trailer_carry: BytesMut::new(),
             replied: false,
             in_local_reply: false,
             direct: false,
@@ -267,10 +306,45 @@ impl HttpStream {
         self.run_body(Dir::Response, 0, BytesMut::from(chunk), end_of_stream)
     }
 
+    /// Runs `proxy_on_request_trailers` through the chain, after the last request body
+    /// chunk (whose `end_of_stream` was false, since trailers followed).
+    pub fn on_request_trailers(&mut self) -> TrailersOutcome {
+        self.paused = None;
+        self.run_trailers(Dir::Request, 0, BytesMut::new())
+    }
+
+    /// Runs `proxy_on_response_trailers` through the chain in reverse order, after the last
+    /// response body chunk (whose `end_of_stream` was false, since trailers followed). The
+    /// trailers are [`StreamData::response_trailers`]; write them back from there.
+    pub fn on_response_trailers(&mut self) -> TrailersOutcome {
+        self.paused = None;
+        self.run_trailers(Dir::Response, 0, BytesMut::new())
+    }
+
+    /// After the waiter fired while paused in a trailer callback: applies the actions that
+    /// arrived and, when resumed, runs the rest of the chain.
+    pub fn resume_trailers(&mut self) -> TrailersOutcome {
+        let Some(p) = self.paused.filter(|p| p.stage == Stage::Trailers) else {
+            return TrailersOutcome::Continue(Bytes::new());
+        };
+        match self.take_signal(p) {
+            Some(Ok(Effect::Skip)) => {
+                self.paused = None;
+                let i = p.pos_index(self.members.len());
+                let mut carry = std::mem::take(&mut self.trailer_carry);
+                carry.extend_from_slice(&std::mem::take(&mut self.members[i].bufs[p.dir.index()]));
+                self.run_trailers(p.dir, p.pos + 1, carry)
+            }
+            Some(Ok(Effect::Reply(r))) => self.trailers_reply(p.dir, r),
+            Some(Err(())) => TrailersOutcome::Reset,
+            None => TrailersOutcome::Paused,
+        }
+    }
+
     /// After the waiter fired while paused in a header callback: applies the actions that
     /// arrived and, when resumed, runs the rest of the chain.
     pub fn resume_headers(&mut self) -> HeadersOutcome {
-        let Some(p) = self.paused.filter(|p| !p.body) else {
+        let Some(p) = self.paused.filter(|p| p.stage == Stage::Headers) else {
             return HeadersOutcome::Continue;
         };
         match self.take_signal(p) {
@@ -287,7 +361,7 @@ impl HttpStream {
     /// After the waiter fired while a body callback paused at end of stream: applies the
     /// actions that arrived and, when resumed, sends the buffered body on.
     pub fn resume_body(&mut self) -> BodyOutcome {
-        let Some(p) = self.paused.filter(|p| p.body) else {
+        let Some(p) = self.paused.filter(|p| p.stage == Stage::Body) else {
             return BodyOutcome::Held;
         };
         match self.take_signal(p) {
@@ -301,7 +375,7 @@ impl HttpStream {
     /// Sends on a body a plugin still holds at end of stream without waiting, for
     /// adapters whose body phase cannot wait (Pingora's response body filter).
     pub fn release_held_body(&mut self) -> BodyOutcome {
-        match self.paused.filter(|p| p.body) {
+        match self.paused.filter(|p| p.stage == Stage::Body) {
             Some(p) => {
                 tracing::warn!(
                     plugin = %self.members[p.pos_index(self.members.len())].plugin.name(),
@@ -704,7 +778,7 @@ impl HttpStream {
                     if !go_on && !self.in_local_reply {
                         self.paused = Some(Paused {
                             dir,
-                            body: false,
+                            stage: Stage::Headers,
                             pos,
                             eos,
                         });
@@ -717,75 +791,182 @@ impl HttpStream {
     }
 
     fn run_body(&mut self, dir: Dir, start: usize, mut data: BytesMut, eos: bool) -> BodyOutcome {
+        for pos in start..self.members.len() {
+            match self.body_at(dir, pos, data, eos) {
+                Step::Next(out) => data = out,
+                Step::Held => return BodyOutcome::Held,
+                Step::End(outcome) => return outcome,
+            }
+        }
+        BodyOutcome::Forward(data.freeze())
+    }
+
+    /// Runs the body callback of the plugin at chain position `pos` on `data` (added to
+    /// what it buffers).
+    fn body_at(&mut self, dir: Dir, pos: usize, data: BytesMut, eos: bool) -> Step {
+        let n = self.members.len();
+        let d = dir.index();
+        let i = index(dir, pos, n);
+        let handles = match dir {
+            Dir::Request => self.members[i].plugin.handles_request_body(),
+            Dir::Response => self.members[i].plugin.handles_response_body(),
+        };
+        if !handles || !matches!(self.members[i].slot, Slot::Active { .. }) {
+            return Step::Next(data);
+        }
+        let buf = &mut self.members[i].bufs[d];
+        if buf.is_empty() {
+            *buf = data;
+        } else {
+            buf.extend_from_slice(&data);
+        }
+        self.data.body = std::mem::take(buf);
+        let size = self.data.body.len() as i32;
+        let (phase, name) = match dir {
+            Dir::Request => (Phase::RequestBody, "proxy_on_request_body"),
+            Dir::Response => (Phase::ResponseBody, "proxy_on_response_body"),
+        };
+        let invoked = self.invoke(
+            i,
+            name,
+            phase,
+            |cb| match dir {
+                Dir::Request => cb.request_body.clone(),
+                Dir::Response => cb.response_body.clone(),
+            },
+            |f, s, ctx| f.call(s, (ctx, size, i32::from(eos))),
+        );
+        let body = std::mem::take(&mut self.data.body);
+        match invoked {
+            Invoked::NotExported => Step::Next(body),
+            Invoked::Failed(reason) => match self.fail(i, reason) {
+                Effect::Skip => Step::Next(body),
+                Effect::Reply(r) => Step::End(BodyOutcome::LocalReply(r)),
+            },
+            Invoked::Ran(raw, actions) => {
+                let mut go_on = BodyAction::from_result(raw as u32).is_continue();
+                for action in actions {
+                    match action {
+                        Action::LocalReply(r) if !self.replied && !self.in_local_reply => {
+                            self.replied = true;
+                            return Step::End(BodyOutcome::LocalReply(r));
+                        }
+                        Action::Close(_) if !self.in_local_reply => {
+                            return Step::End(BodyOutcome::Reset);
+                        }
+                        Action::Continue(t) if t == dir.stream_type() => go_on = true,
+                        _ => {}
+                    }
+                }
+                if go_on || self.in_local_reply {
+                    Step::Next(body)
+                } else {
+                    self.members[i].bufs[d] = body;
+                    self.paused = Some(Paused {
+                        dir,
+                        stage: Stage::Body,
+                        pos,
+                        eos,
+                    });
+                    Step::Held
+                }
+            }
+        }
+    }
+
+    /// The trailer round from chain position `start`. `carry` is body data released by the
+    /// plugins before `start`: each later plugin first gets it in its body callback
+    /// (`end_of_stream` false: trailers follow), then its trailer callback; whatever it
+    /// buffered goes on once that callback continued (Envoy's order).
+    fn run_trailers(&mut self, dir: Dir, start: usize, mut carry: BytesMut) -> TrailersOutcome {
         let n = self.members.len();
         let d = dir.index();
         for pos in start..n {
             let i = index(dir, pos, n);
-            let handles = match dir {
-                Dir::Request => self.members[i].plugin.handles_request_body(),
-                Dir::Response => self.members[i].plugin.handles_response_body(),
-            };
-            if !handles || !matches!(self.members[i].slot, Slot::Active { .. }) {
-                continue;
+            if !carry.is_empty() {
+                match self.body_at(dir, pos, carry, false) {
+                    Step::Next(out) => carry = out,
+                    // Buffering on: the trailers come to this plugin next.
+                    Step::Held => {
+                        self.paused = None;
+                        carry = BytesMut::new();
+                    }
+                    Step::End(BodyOutcome::LocalReply(r)) => return self.trailers_reply(dir, r),
+                    Step::End(_) => return TrailersOutcome::Reset,
+                }
             }
-            let buf = &mut self.members[i].bufs[d];
-            if buf.is_empty() {
-                *buf = data;
-            } else {
-                buf.extend_from_slice(&data);
-            }
-            self.data.body = std::mem::take(buf);
-            let size = self.data.body.len() as i32;
-            let (phase, name) = match dir {
-                Dir::Request => (Phase::RequestBody, "proxy_on_request_body"),
-                Dir::Response => (Phase::ResponseBody, "proxy_on_response_body"),
+            let (phase, name, count) = match dir {
+                Dir::Request => (
+                    Phase::RequestTrailers,
+                    "proxy_on_request_trailers",
+                    self.data.request_trailers.len(),
+                ),
+                Dir::Response => (
+                    Phase::ResponseTrailers,
+                    "proxy_on_response_trailers",
+                    self.data.response_trailers.len(),
+                ),
             };
             let invoked = self.invoke(
                 i,
                 name,
                 phase,
                 |cb| match dir {
-                    Dir::Request => cb.request_body.clone(),
-                    Dir::Response => cb.response_body.clone(),
+                    Dir::Request => cb.request_trailers.clone(),
+                    Dir::Response => cb.response_trailers.clone(),
                 },
-                |f, s, ctx| f.call(s, (ctx, size, i32::from(eos))),
+                |f, s, ctx| f.call(s, (ctx, count as i32)),
             );
-            let body = std::mem::take(&mut self.data.body);
             match invoked {
-                Invoked::NotExported => data = body,
+                Invoked::NotExported => {}
                 Invoked::Failed(reason) => match self.fail(i, reason) {
-                    Effect::Skip => data = body,
-                    Effect::Reply(r) => return BodyOutcome::LocalReply(r),
+                    Effect::Skip => {}
+                    Effect::Reply(r) => return self.trailers_reply(dir, r),
                 },
                 Invoked::Ran(raw, actions) => {
-                    let mut go_on = BodyAction::from_result(raw as u32).is_continue();
+                    let mut go_on = TrailersAction::from_result(raw as u32).is_continue();
                     for action in actions {
                         match action {
                             Action::LocalReply(r) if !self.replied && !self.in_local_reply => {
                                 self.replied = true;
-                                return BodyOutcome::LocalReply(r);
+                                return self.trailers_reply(dir, r);
                             }
-                            Action::Close(_) if !self.in_local_reply => return BodyOutcome::Reset,
+                            Action::Close(_) => return TrailersOutcome::Reset,
                             Action::Continue(t) if t == dir.stream_type() => go_on = true,
                             _ => {}
                         }
                     }
-                    if go_on || self.in_local_reply {
-                        data = body;
-                    } else {
-                        self.members[i].bufs[d] = body;
+                    if !go_on {
+                        self.trailer_carry = carry;
                         self.paused = Some(Paused {
                             dir,
-                            body: true,
+                            stage: Stage::Trailers,
                             pos,
-                            eos,
+                            eos: false,
                         });
-                        return BodyOutcome::Held;
+                        return TrailersOutcome::Paused;
                     }
                 }
             }
+            // What this plugin held back goes on after the data it let through.
+            let held = std::mem::take(&mut self.members[i].bufs[d]);
+            carry.extend_from_slice(&held);
         }
-        BodyOutcome::Forward(data.freeze())
+        TrailersOutcome::Continue(carry.freeze())
+    }
+
+    /// A local reply decided in a trailer round: possible while the response has not
+    /// started (request trailers); afterwards the stream can only be reset, as in Envoy.
+    fn trailers_reply(&mut self, dir: Dir, reply: LocalReply) -> TrailersOutcome {
+        match dir {
+            Dir::Request => TrailersOutcome::LocalReply(reply),
+            Dir::Response => {
+                tracing::warn!(
+                    "a plugin sent a local reply from a response trailer callback after the response headers were sent; the stream is reset"
+                );
+                TrailersOutcome::Reset
+            }
+        }
     }
 }
 

@@ -7,7 +7,9 @@
 //! upstream once the request-header callbacks are done, bodies flow chunk by chunk, a
 //! pause waits for the plugin to resume (a pause nobody can resume is reported as
 //! [`End::Stalled`], where a real proxy would let the client time out), local replies run
-//! the response callbacks, and the stream always ends with `on_log`, `on_done`, `on_delete`.
+//! the response callbacks, trailers (request and response) run the trailer callbacks after
+//! a body whose last chunk had `end_of_stream` false, and the stream always ends with
+//! `on_log`, `on_done`, `on_delete`.
 //!
 //! ```no_run
 //! use wasmbridge_testkit::{Emulator, Request};
@@ -28,7 +30,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use wasmbridge_host::{
     BodyOutcome, FailurePolicy, FilterChain, HeaderList, HeadersOutcome, HttpStream, LoadError,
-    LocalReply, NodeInfo, Plugin, PluginSpec, Runtime, StreamData,
+    LocalReply, NodeInfo, Plugin, PluginSpec, Runtime, StreamData, TrailersOutcome,
 };
 
 pub use logs::{LogLine, capture_logs};
@@ -40,6 +42,7 @@ pub struct Request {
     path: String,
     headers: Vec<(String, String)>,
     chunks: Vec<Bytes>,
+    trailers: Vec<(String, String)>,
 }
 
 impl Request {
@@ -79,6 +82,12 @@ impl Request {
         self.chunks = chunks.into_iter().filter(|c| !c.is_empty()).collect();
         self
     }
+
+    /// Adds a request trailer, sent after the body.
+    pub fn trailer(mut self, name: &str, value: &str) -> Self {
+        self.trailers.push((name.into(), value.into()));
+        self
+    }
 }
 
 /// What the upstream answers.
@@ -90,6 +99,8 @@ pub struct UpstreamReply {
     pub headers: Vec<(String, String)>,
     /// The body, in chunks.
     pub chunks: Vec<Bytes>,
+    /// Trailers after the body (none: the last chunk ends the response).
+    pub trailers: Vec<(String, String)>,
 }
 
 impl Default for UpstreamReply {
@@ -98,6 +109,7 @@ impl Default for UpstreamReply {
             status: 200,
             headers: vec![("content-type".into(), "text/plain".into())],
             chunks: vec![Bytes::from_static(b"upstream body")],
+            trailers: Vec::new(),
         }
     }
 }
@@ -109,6 +121,8 @@ pub struct UpstreamRequest {
     pub headers: HeaderList,
     /// The body.
     pub body: Bytes,
+    /// The request trailers (empty when the request had none).
+    pub trailers: HeaderList,
 }
 
 /// How the exchange ended.
@@ -141,12 +155,21 @@ pub struct Exchange {
     pub response_headers: HeaderList,
     /// The response body the client received.
     pub response_body: Bytes,
+    /// The response trailers the client received (empty when there were none).
+    pub response_trailers: HeaderList,
 }
 
 impl Exchange {
     /// A response header as text.
     pub fn response_header(&self, name: &str) -> Option<&str> {
         self.response_headers
+            .get(name.as_bytes())
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// A response trailer as text.
+    pub fn response_trailer(&self, name: &str) -> Option<&str> {
+        self.response_trailers
             .get(name.as_bytes())
             .and_then(|v| std::str::from_utf8(v).ok())
     }
@@ -305,6 +328,7 @@ impl Emulator {
             status: 0,
             response_headers: HeaderList::new(),
             response_body: Bytes::new(),
+            response_trailers: HeaderList::new(),
         };
         ex.drive(&mut stream, request, routing, router);
         stream.finish();
@@ -378,6 +402,15 @@ fn stream_data(request: &Request) -> StreamData {
     data
 }
 
+/// A header list from pairs, names lower-cased.
+fn list(pairs: &[(String, String)]) -> HeaderList {
+    let mut out = HeaderList::new();
+    for (k, v) in pairs {
+        out.push(k.to_ascii_lowercase(), Bytes::from(v.clone()));
+    }
+    out
+}
+
 fn has(headers: &HeaderList, name: &str) -> bool {
     headers.get(name.as_bytes()).is_some()
 }
@@ -393,7 +426,9 @@ impl Exchange {
         router: &dyn Fn(&HeaderList) -> Routing,
     ) {
         // Request headers.
-        let outcome = stream.on_request_headers(request.chunks.is_empty());
+        let request_trailers = list(&request.trailers);
+        let outcome =
+            stream.on_request_headers(request.chunks.is_empty() && request_trailers.is_empty());
         self.request_outcome = outcome.clone();
         if !self.headers(stream, outcome) {
             return;
@@ -416,17 +451,28 @@ impl Exchange {
         up.attempts = 1;
         up.address = UPSTREAM_ADDRESS.parse().ok();
         up.request_sent = Some(std::time::Instant::now());
-        // Request body.
+        // Request body, then trailers.
         let had_body = !request.chunks.is_empty();
-        let Some(body) = self.body(stream, request.chunks, true) else {
+        let ends = request_trailers.is_empty();
+        let Some(mut body) = self.body(stream, request.chunks, true, ends) else {
             return;
         };
+        let mut trailers = HeaderList::new();
+        if !ends {
+            stream.data_mut().request_trailers = request_trailers;
+            let Some(held) = self.trailers(stream, true) else {
+                return;
+            };
+            body = [body, held].concat().into();
+            trailers = stream.data().request_trailers.clone();
+        }
         if had_body {
             self.request_body = Some(body.clone());
         }
         self.upstream = Some(UpstreamRequest {
             headers: self.request_headers.clone(),
             body,
+            trailers,
         });
         // Response headers.
         let mut headers = HeaderList::new();
@@ -440,14 +486,24 @@ impl Exchange {
         }
         stream.data_mut().response_headers = headers;
         stream.data_mut().info.response_details = Some("via_upstream".into());
-        let outcome = stream.on_response_headers(reply.chunks.is_empty());
+        let response_trailers = list(&reply.trailers);
+        let ends = response_trailers.is_empty();
+        let outcome = stream.on_response_headers(reply.chunks.is_empty() && ends);
         if !self.headers(stream, outcome) {
             return;
         }
-        // Response body.
-        let Some(body) = self.body(stream, reply.chunks, false) else {
+        // Response body, then trailers.
+        let Some(mut body) = self.body(stream, reply.chunks, false, ends) else {
             return;
         };
+        if !ends {
+            stream.data_mut().response_trailers = response_trailers;
+            let Some(held) = self.trailers(stream, false) else {
+                return;
+            };
+            body = [body, held].concat().into();
+            self.response_trailers = stream.data().response_trailers.clone();
+        }
         let mut headers = stream.data().response_headers.clone();
         if has(&headers, "content-length") {
             headers.replace(b"content-length", body.len().to_string().as_bytes());
@@ -489,18 +545,50 @@ impl Exchange {
         }
     }
 
+    /// Runs the trailer callbacks, waiting out a pause; returns the body bytes plugins
+    /// held until then, or `None` when the exchange ended here.
+    fn trailers(&mut self, stream: &mut HttpStream, request: bool) -> Option<Bytes> {
+        let mut outcome = if request {
+            stream.on_request_trailers()
+        } else {
+            stream.on_response_trailers()
+        };
+        loop {
+            match outcome {
+                TrailersOutcome::Continue(held) => return Some(held),
+                TrailersOutcome::Paused => {
+                    outcome = stream.resume_trailers();
+                    if matches!(outcome, TrailersOutcome::Paused) {
+                        self.end = End::Stalled;
+                        return None;
+                    }
+                }
+                TrailersOutcome::LocalReply(reply) => {
+                    self.local(stream, reply);
+                    return None;
+                }
+                TrailersOutcome::Reset => {
+                    self.end = End::Reset;
+                    return None;
+                }
+            }
+        }
+    }
+
     /// Sends chunks through the body callbacks and returns what is forwarded; `None`
-    /// when the exchange ended here.
+    /// when the exchange ended here. `ends`: the last chunk ends the stream (no trailers
+    /// follow).
     fn body(
         &mut self,
         stream: &mut HttpStream,
         chunks: Vec<Bytes>,
         request: bool,
+        ends: bool,
     ) -> Option<Bytes> {
         let mut out = BytesMut::new();
         let n = chunks.len();
         for (i, chunk) in chunks.into_iter().enumerate() {
-            let eos = i + 1 == n;
+            let eos = ends && i + 1 == n;
             if request {
                 stream.data_mut().info.request_body_bytes += chunk.len() as u64;
             }

@@ -234,6 +234,8 @@ pub struct RequestSpec {
     pub body: Option<String>,
     /// The body in chunks (sent with chunked framing on HTTP/1.1).
     pub chunks: Option<Vec<String>>,
+    /// Trailers after the body (the pingora target then speaks HTTP/2 to the proxy).
+    pub trailers: Pairs,
     /// Speak HTTP/2 (h2c) to the proxy.
     pub http2: bool,
 }
@@ -246,6 +248,7 @@ impl Default for RequestSpec {
             headers: Pairs::default(),
             body: None,
             chunks: None,
+            trailers: Pairs::default(),
             http2: false,
         }
     }
@@ -272,6 +275,9 @@ pub struct ReplySpec {
     pub headers: Pairs,
     /// Body.
     pub body: String,
+    /// Trailers after the body. A case with trailers needs HTTP/2 end to end on a real
+    /// proxy: the pingora target then uses an h2c cluster and an HTTP/2 client.
+    pub trailers: Pairs,
 }
 
 impl Default for ReplySpec {
@@ -280,6 +286,7 @@ impl Default for ReplySpec {
             status: 200,
             headers: Pairs(vec![("content-type".into(), "text/plain".into())]),
             body: "upstream body".into(),
+            trailers: Pairs::default(),
         }
     }
 }
@@ -299,6 +306,11 @@ pub struct Expect {
     pub headers_absent: Vec<String>,
     /// Response body.
     pub body: Option<String>,
+    /// Response trailers that must be present with exactly these values.
+    #[serde(deserialize_with = "expected_headers")]
+    pub trailers: Vec<(String, Values)>,
+    /// Response trailers that must be absent.
+    pub trailers_absent: Vec<String>,
     /// What the upstream received.
     pub upstream: Option<UpstreamExpect>,
     /// Guest log lines that must appear in this order (`*` matches any run of characters).
@@ -326,6 +338,9 @@ pub struct UpstreamExpect {
     pub headers_absent: Vec<String>,
     /// Body.
     pub body: Option<String>,
+    /// Request trailers present with exactly these values.
+    #[serde(deserialize_with = "expected_headers")]
+    pub trailers: Vec<(String, Values)>,
 }
 
 /// Loads every case under `dir` (sorted by path).
@@ -572,6 +587,12 @@ fn merge(base: Value, over: Value) -> Value {
 }
 
 impl Case {
+    /// True when the exchange carries trailers in either direction, which on a real proxy
+    /// needs HTTP/2 (Pingora 0.9 passes trailers only between HTTP/2 peers).
+    pub fn has_trailers(&self) -> bool {
+        !self.upstream.trailers.0.is_empty() || !self.request.trailers.0.is_empty()
+    }
+
     /// The gateway's `routes` for this case: its own routes, then `case` (prefix `/`) to
     /// the upstream cluster `upstream`; every route runs the plugins named `plugins`.
     pub fn gateway_routes(&self, plugins: &[String]) -> Result<Vec<Value>> {

@@ -68,6 +68,7 @@ impl Target for Emulator {
                 path: get(":path"),
                 headers,
                 body: up.body.to_vec(),
+                trailers: plain(&up.trailers),
             }
         });
         Ok(Observation {
@@ -75,6 +76,7 @@ impl Target for Emulator {
             status: ex.status,
             headers: plain(&ex.response_headers),
             body: ex.response_body.to_vec(),
+            trailers: plain(&ex.response_trailers),
             upstream,
             logs: logs.into_iter().map(|l| l.message).collect(),
         })
@@ -147,6 +149,9 @@ fn request(case: &Case) -> Request {
     for (k, v) in &r.headers.0 {
         req = req.header(k, v);
     }
+    for (k, v) in &r.trailers.0 {
+        req = req.trailer(k, v);
+    }
     let chunks = r.body_chunks();
     if r.chunks.is_some() {
         // Sent without a length, as a client streaming a body would.
@@ -165,6 +170,7 @@ fn reply(case: &Case) -> UpstreamReply {
         } else {
             vec![Bytes::from(u.body.clone())]
         },
+        trailers: u.trailers.0.clone(),
     }
 }
 

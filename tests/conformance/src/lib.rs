@@ -52,6 +52,8 @@ pub struct Seen {
     pub headers: Vec<(String, String)>,
     /// Body bytes.
     pub body: Vec<u8>,
+    /// Trailers, lower-case names, in order.
+    pub trailers: Vec<(String, String)>,
 }
 
 /// What one target observed for one case.
@@ -65,6 +67,8 @@ pub struct Observation {
     pub headers: Vec<(String, String)>,
     /// Response body.
     pub body: Vec<u8>,
+    /// Response trailers, lower-case names, in order.
+    pub trailers: Vec<(String, String)>,
     /// What the upstream received, if it was reached.
     pub upstream: Option<Seen>,
     /// Guest log messages, in order.
@@ -112,6 +116,13 @@ pub fn check(case: &Case, seen: &Observation) -> Vec<String> {
         &mut bad,
     );
     check_body("body", want.body.as_deref(), &seen.body, &mut bad);
+    check_headers(
+        "response trailer",
+        &want.trailers,
+        &want.trailers_absent,
+        &seen.trailers,
+        &mut bad,
+    );
     if let Some(up) = &want.upstream {
         match (&seen.upstream, up.reached.unwrap_or(true)) {
             (None, true) => bad.push("upstream: want reached, was not".into()),
@@ -136,6 +147,7 @@ pub fn check(case: &Case, seen: &Observation) -> Vec<String> {
                     &mut bad,
                 );
                 check_body("upstream body", up.body.as_deref(), &s.body, &mut bad);
+                check_headers("upstream trailer", &up.trailers, &[], &s.trailers, &mut bad);
             }
         }
     }

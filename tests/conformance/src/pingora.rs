@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use serde_yaml::{Mapping, Value};
-use wasmbridge_e2e::{Gateway, Proto, chunked, free_port, full, header_pairs, scratch, send};
+use wasmbridge_e2e::{
+    Gateway, Proto, chunked, free_port, full, header_pairs, scratch, send, with_trailers,
+};
 
 use crate::upstream::Recording;
 use crate::{Case, Observation, Outcome, Target};
@@ -42,7 +44,8 @@ async fn run(case: &Case) -> Result<Observation> {
     std::fs::write(&file, serde_yaml::to_string(&config)?)?;
     let gateway = Gateway::spawn(&file, listen, admin, &dir).await?;
 
-    let proto = if case.request.http2 {
+    // Pingora 0.9 passes trailers only between HTTP/2 peers.
+    let proto = if case.request.http2 || case.has_trailers() {
         Proto::H2c
     } else {
         Proto::H1
@@ -63,22 +66,28 @@ async fn run(case: &Case) -> Result<Observation> {
         wait_for_stream_end(&gateway).await;
     }
     let logs = guest_logs(&gateway.log_text());
-    let (status, headers, body) = match reply {
-        Some(r) => (r.status.as_u16(), header_pairs(&r.headers), r.body.to_vec()),
-        None => (0, Vec::new(), Vec::new()),
+    let (status, headers, body, trailers) = match reply {
+        Some(r) => (
+            r.status.as_u16(),
+            header_pairs(&r.headers),
+            r.body.to_vec(),
+            r.trailers.as_ref().map(header_pairs).unwrap_or_default(),
+        ),
+        None => (0, Vec::new(), Vec::new(), Vec::new()),
     };
     Ok(Observation {
         outcome,
         status,
         headers,
         body,
+        trailers,
         upstream: upstream.first(),
         logs,
     })
 }
 
 /// The gateway configuration for a case: one route to the recording upstream with the
-/// case's plugin chain.
+/// case's plugin chain; an h2c cluster when the case has trailers.
 fn config(
     case: &Case,
     dir: &std::path::Path,
@@ -120,7 +129,8 @@ fn config(
         "server: {{threads: 1, grace_period_seconds: 0}}\n\
          listeners: [{{address: \"{listen}\", http2: true}}]\n\
          admin: {{address: \"{admin}\"}}\n\
-         clusters: [{{name: upstream, endpoints: [\"{upstream}\"]}}]\n"
+         clusters: [{{name: upstream, endpoints: [\"{upstream}\"], http2: {http2}}}]\n",
+        http2 = case.has_trailers(),
     );
     let mut config: Value = serde_yaml::from_str(&yaml)?;
     config["plugins"] = Value::Sequence(plugins);
@@ -160,6 +170,10 @@ fn request(
         b = b.header(k.as_str(), v.as_str());
     }
     let body = match (&r.chunks, r.body_chunks()) {
+        (_, chunks) if !r.trailers.0.is_empty() => {
+            let parts: Vec<&[u8]> = chunks.iter().map(|c| c.as_bytes()).collect();
+            with_trailers(&parts, &r.trailers.0)?
+        }
         (Some(_), chunks) => {
             let parts: Vec<&[u8]> = chunks.iter().map(|c| c.as_bytes()).collect();
             chunked(&parts)

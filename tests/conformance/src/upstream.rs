@@ -1,10 +1,12 @@
-//! A loopback upstream that answers a case's reply and records each complete request.
+//! A loopback upstream that answers a case's reply (with its trailers, if any) and records
+//! each complete request.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -51,14 +53,16 @@ async fn answer(
     req: Request<Incoming>,
     reply: Arc<ReplySpec>,
     log: Arc<Mutex<Vec<Seen>>>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
     let (parts, body) = req.into_parts();
     // A request whose body never completed (the proxy aborted it) was not received.
-    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
-        let mut r = Response::new(Full::new(Bytes::from_static(b"incomplete request")));
+    let Ok(collected) = body.collect().await else {
+        let mut r = Response::new(Full::new(Bytes::from_static(b"incomplete request")).boxed());
         *r.status_mut() = hyper::StatusCode::BAD_REQUEST;
         return Ok(r);
     };
+    let trailers = collected.trailers().map(header_pairs).unwrap_or_default();
+    let body = collected.to_bytes();
     let mut headers = header_pairs(&parts.headers);
     if parts.version == hyper::Version::HTTP_2
         && let Some(host) = parts.uri.authority()
@@ -77,17 +81,39 @@ async fn answer(
                 .unwrap_or_else(|| "/".into()),
             headers,
             body: body.to_vec(),
+            trailers,
         });
     let mut builder = Response::builder().status(reply.status);
     for (k, v) in &reply.headers.0 {
         builder = builder.header(k.as_str(), v.as_str());
     }
-    let response = builder
-        .body(Full::new(Bytes::from(reply.body.clone())))
-        .unwrap_or_else(|_| {
-            let mut r = Response::new(Full::new(Bytes::from_static(b"bad reply in case")));
+    let body = Full::new(Bytes::from(reply.body.clone()));
+    let body = if reply.trailers.0.is_empty() {
+        Some(body.boxed())
+    } else {
+        trailer_map(&reply.trailers.0).map(|map| {
+            body.with_trailers(std::future::ready(Some(Ok(map))))
+                .boxed()
+        })
+    };
+    let response = body
+        .and_then(|body| builder.body(body).ok())
+        .unwrap_or_else(|| {
+            let mut r = Response::new(Full::new(Bytes::from_static(b"bad reply in case")).boxed());
             *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
             r
         });
     Ok(response)
+}
+
+/// A case's trailers as a header map; `None` when one is not valid HTTP.
+fn trailer_map(pairs: &[(String, String)]) -> Option<http::HeaderMap> {
+    let mut map = http::HeaderMap::new();
+    for (k, v) in pairs {
+        map.append(
+            http::HeaderName::from_bytes(k.as_bytes()).ok()?,
+            http::HeaderValue::from_str(v).ok()?,
+        );
+    }
+    Some(map)
 }

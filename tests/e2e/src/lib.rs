@@ -113,7 +113,8 @@ impl Drop for Upstream {
     }
 }
 
-struct Chunks(VecDeque<Bytes>);
+/// Data frames, then optionally one trailers frame.
+struct Chunks(VecDeque<Bytes>, Option<HeaderMap>);
 
 impl Body for Chunks {
     type Data = Bytes;
@@ -123,13 +124,41 @@ impl Body for Chunks {
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+        let frame = match self.0.pop_front() {
+            Some(b) => Some(Frame::data(b)),
+            None => self.1.take().map(Frame::trailers),
+        };
+        Poll::Ready(frame.map(Ok))
     }
 }
 
 /// A request body sent in pieces with no declared length (chunked on HTTP/1.1).
 pub fn chunked(parts: &[&[u8]]) -> http_body_util::combinators::BoxBody<Bytes, Infallible> {
-    Chunks(parts.iter().map(|p| Bytes::copy_from_slice(p)).collect()).boxed()
+    Chunks(
+        parts.iter().map(|p| Bytes::copy_from_slice(p)).collect(),
+        None,
+    )
+    .boxed()
+}
+
+/// A body sent in pieces with no declared length, followed by `trailers` (HTTP/2, or
+/// chunked HTTP/1.1 where the peer accepts trailers).
+pub fn with_trailers(
+    parts: &[&[u8]],
+    trailers: &[(String, String)],
+) -> Result<http_body_util::combinators::BoxBody<Bytes, Infallible>> {
+    let mut map = HeaderMap::new();
+    for (k, v) in trailers {
+        map.append(
+            http::HeaderName::from_bytes(k.as_bytes())?,
+            http::HeaderValue::from_str(v)?,
+        );
+    }
+    Ok(Chunks(
+        parts.iter().map(|p| Bytes::copy_from_slice(p)).collect(),
+        Some(map),
+    )
+    .boxed())
 }
 
 /// A request body with a known length.
@@ -175,7 +204,11 @@ async fn echo(
     let chunked_reply = parts.headers.get("x-reply-chunked").is_some();
     let body = if chunked_reply {
         let half = reply.len() / 2;
-        Chunks(VecDeque::from([reply.slice(..half), reply.slice(half..)])).boxed()
+        Chunks(
+            VecDeque::from([reply.slice(..half), reply.slice(half..)]),
+            None,
+        )
+        .boxed()
     } else {
         Full::new(reply).boxed()
     };
@@ -377,6 +410,8 @@ pub struct Reply {
     pub headers: HeaderMap,
     /// Body.
     pub body: Bytes,
+    /// Trailers, when the response had any.
+    pub trailers: Option<HeaderMap>,
 }
 
 impl Reply {
@@ -454,15 +489,16 @@ where
         }
     };
     let (parts, body) = resp.into_parts();
-    let body = body
+    let collected = body
         .collect()
         .await
-        .map_err(|e| anyhow!("reading the response body: {e}"))?
-        .to_bytes();
+        .map_err(|e| anyhow!("reading the response body: {e}"))?;
+    let trailers = collected.trailers().cloned();
     Ok(Reply {
         status: parts.status,
         headers: parts.headers,
-        body,
+        body: collected.to_bytes(),
+        trailers,
     })
 }
 

@@ -395,14 +395,14 @@ fn callback_support() {
         "proxy_on_request_body",
         "proxy_on_response_headers",
         "proxy_on_response_body",
+        "proxy_on_request_trailers",
+        "proxy_on_response_trailers",
         "proxy_on_log",
     ] {
         assert_eq!(called(name), Support::Full, "{name}");
     }
     for name in [
         "proxy_on_tick",
-        "proxy_on_request_trailers",
-        "proxy_on_response_trailers",
         "proxy_on_http_call_response",
         "proxy_validate_configuration",
     ] {

@@ -112,6 +112,7 @@ fn full_support_is_exactly_what_the_host_serves() {
         "response.grpc_status",
         "response.headers",
         "response.headers_bytes",
+        "response.trailers",
         "response.size",
         "response.total_size",
         "connection.id",

@@ -1,7 +1,8 @@
 //! Header maps: the seven `proxy_*_header_map_*` hostcalls.
 //!
 //! Availability follows Envoy: request headers exist in `proxy_on_request_headers` (and are
-//! gone once it continued), response headers in `proxy_on_response_headers`, and both are
+//! gone once it continued), response headers in `proxy_on_response_headers`, the trailers
+//! in `proxy_on_request_trailers` / `proxy_on_response_trailers`, and all four are
 //! read-only in `proxy_on_log`. An unavailable map gives BAD_ARGUMENT to `get_value` and to
 //! writes (NOT_FOUND in `proxy_on_log`), and OK with an empty map to `get_pairs`.
 
@@ -35,7 +36,9 @@ fn access(state: &HostState, ty: MapType) -> Option<Access> {
     let phase = state.call.phase;
     match (ty, phase) {
         (MapType::HttpRequestHeaders, Phase::RequestHeaders)
-        | (MapType::HttpResponseHeaders, Phase::ResponseHeaders) => Some(Access::ReadWrite),
+        | (MapType::HttpResponseHeaders, Phase::ResponseHeaders)
+        | (MapType::HttpRequestTrailers, Phase::RequestTrailers)
+        | (MapType::HttpResponseTrailers, Phase::ResponseTrailers) => Some(Access::ReadWrite),
         (
             MapType::HttpRequestHeaders
             | MapType::HttpResponseHeaders
