@@ -1,6 +1,7 @@
 //! The wasmbridge gateway: a Pingora server built from one YAML [`Config`] — listeners,
 //! routes with plugin chains, clusters, and the admin listener.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -74,42 +75,47 @@ struct Routes {
 impl Routes {
     /// The first route that takes the request, as its headers are now.
     fn find(&self, req: &RequestHeader) -> Option<&Route> {
+        self.position(req).map(|i| &self.routes[i])
+    }
+
+    /// The index of [`Routes::find`]'s route.
+    fn position(&self, req: &RequestHeader) -> Option<usize> {
         let path = req.uri.path();
         let header = |name: &str| request_header(req, name);
-        self.routes.iter().find(|r| r.config.matches(path, &header))
+        self.routes
+            .iter()
+            .position(|r| r.config.matches(path, &header))
     }
 }
 
 /// A request header's value for route matching: pseudo-headers from the request line,
-/// repeated headers joined with `,`.
-fn request_header(req: &RequestHeader, name: &str) -> Option<Vec<u8>> {
+/// repeated headers joined with `,` (borrowed unless they repeat).
+fn request_header<'r>(req: &'r RequestHeader, name: &str) -> Option<Cow<'r, [u8]>> {
+    let bytes = |s: &'r str| Some(Cow::Borrowed(s.as_bytes()));
     match name {
-        ":method" => Some(req.method.as_str().as_bytes().to_vec()),
-        ":path" => Some(
-            req.uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .as_bytes()
-                .to_vec(),
-        ),
-        ":scheme" => Some(req.uri.scheme_str().unwrap_or("http").as_bytes().to_vec()),
-        ":authority" => req
-            .uri
-            .authority()
-            .map(|a| a.as_str().as_bytes().to_vec())
-            .or_else(|| {
-                req.headers
-                    .get(http::header::HOST)
-                    .map(|h| h.as_bytes().to_vec())
-            }),
+        ":method" => bytes(req.method.as_str()),
+        ":path" => bytes(req.uri.path_and_query().map_or("/", |p| p.as_str())),
+        ":scheme" => bytes(req.uri.scheme_str().unwrap_or("http")),
+        ":authority" => match req.uri.authority() {
+            Some(a) => bytes(a.as_str()),
+            None => req
+                .headers
+                .get(http::header::HOST)
+                .map(|h| Cow::Borrowed(h.as_bytes())),
+        },
         _ => {
             let mut values = req.headers.get_all(name).iter();
-            let mut out = values.next()?.as_bytes().to_vec();
-            for v in values {
+            let first = values.next()?.as_bytes();
+            let mut rest = values.peekable();
+            if rest.peek().is_none() {
+                return Some(Cow::Borrowed(first));
+            }
+            let mut out = first.to_vec();
+            for v in rest {
                 out.push(b',');
                 out.extend_from_slice(v.as_bytes());
             }
-            Some(out)
+            Some(Cow::Owned(out))
         }
     }
 }
@@ -148,19 +154,23 @@ impl RequestObserver for RequestMetrics {
     }
 }
 
-/// The inner proxy: routes by path (as the plugins left it) to a cluster, or answers 404.
+/// The inner proxy: routes by the request as the plugins left it to a cluster, or answers
+/// 404. Its context is the index of the route `request_filter` chose.
 pub struct Router {
     routes: Arc<Routes>,
 }
 
 #[async_trait]
 impl ProxyHttp for Router {
-    type CTX = ();
+    type CTX = Option<usize>;
 
-    fn new_ctx(&self) -> Self::CTX {}
+    fn new_ctx(&self) -> Self::CTX {
+        None
+    }
 
-    async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<bool> {
-        if self.routes.find(session.req_header()).is_some() {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        *ctx = self.routes.position(session.req_header());
+        if ctx.is_some() {
             return Ok(false);
         }
         let body = Bytes::from_static(b"no route\n");
@@ -172,10 +182,13 @@ impl ProxyHttp for Router {
         Ok(true)
     }
 
-    async fn upstream_peer(&self, session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
-        let route = self
-            .routes
-            .find(session.req_header())
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
+        let route = ctx
+            .and_then(|i| self.routes.routes.get(i))
             .ok_or_else(|| pingora::Error::explain(ErrorType::HTTPStatus(404), "no route"))?;
         let Target::Cluster(cluster) = &route.target else {
             return Err(pingora::Error::explain(

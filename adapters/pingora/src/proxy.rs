@@ -91,10 +91,6 @@ pub struct WasmCtx<C> {
     pending_reply: Option<LocalResponse>,
     /// The body that replaces the upstream's after a local reply from response headers.
     replacement_body: Option<Bytes>,
-    /// The response header as the plugins left it, kept while a plugin may hold body
-    /// bytes back: if trailers release them before Pingora wrote the header, the adapter
-    /// writes it first (see `response_trailer_filter`).
-    response_header: Option<ResponseHeader>,
     /// Response body bytes handed to Pingora so far.
     response_body_forwarded: usize,
     reset: bool,
@@ -119,10 +115,12 @@ fn plugin_error(what: &'static str) -> Box<pingora::Error> {
     pingora::Error::explain(ErrorType::InternalError, what)
 }
 
+/// A Pingora socket address as an IP socket address (`None` for a Unix socket).
+fn inet(a: Option<&pingora::protocols::l4::socket::SocketAddr>) -> Option<std::net::SocketAddr> {
+    a?.as_inet().copied()
+}
+
 fn stream_info(session: &Session, selection: &Selection) -> StreamInfo {
-    let addr = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| {
-        a.and_then(|a| a.as_inet()).copied()
-    };
     let protocol = if session.is_http2() {
         "HTTP/2"
     } else if session.req_header().version == http::Version::HTTP_10 {
@@ -131,8 +129,8 @@ fn stream_info(session: &Session, selection: &Selection) -> StreamInfo {
         "HTTP/1.1"
     };
     let mut info = StreamInfo {
-        source: addr(session.client_addr()),
-        destination: addr(session.server_addr()),
+        source: inet(session.client_addr()),
+        destination: inet(session.server_addr()),
         protocol,
         request_id: session
             .req_header()
@@ -170,8 +168,8 @@ fn connection_id(session: &Session) -> Option<u64> {
         .map(|t| t.established_ts)?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     accepted.hash(&mut h);
-    session.client_addr().map(ToString::to_string).hash(&mut h);
-    session.server_addr().map(ToString::to_string).hash(&mut h);
+    inet(session.client_addr()).hash(&mut h);
+    inet(session.server_addr()).hash(&mut h);
     // Envoy's ids are small counters; keep ours positive as an int64 too.
     Some(h.finish() >> 1)
 }
@@ -224,7 +222,6 @@ where
             peer_picked: None,
             pending_reply: None,
             replacement_body: None,
-            response_header: None,
             response_body_forwarded: 0,
             reset: false,
         }
@@ -256,11 +253,10 @@ where
         let outcome = stream.on_request_headers(eos);
         let result = match settle(&mut stream, outcome).await {
             HeadersOutcome::Continue | HeadersOutcome::Paused => {
-                let mut reroute = stream.data_mut().take_route_cache_cleared();
+                let reroute = stream.data_mut().take_reroute();
                 if stream.data().request_headers.is_modified() {
                     apply_request(&stream.data().request_headers, session.req_header_mut());
                     stream.data_mut().request_headers.mark_clean();
-                    reroute = true;
                 }
                 let mut direct = selection.direct;
                 if reroute {
@@ -306,7 +302,7 @@ where
         if let Some(stream) = ctx.stream.as_mut() {
             let up = &mut stream.data_mut().info.upstream;
             up.attempts += 1;
-            up.address = peer._address.as_inet().copied();
+            up.address = inet(Some(&peer._address));
             ctx.peer_picked = Some(Instant::now());
         }
         Ok(peer)
@@ -324,11 +320,11 @@ where
     ) -> Result<()> {
         if let Some(stream) = ctx.stream.as_mut() {
             let up = &mut stream.data_mut().info.upstream;
-            up.local_address = digest
-                .and_then(|d| d.socket_digest.as_ref())
-                .and_then(|s| s.local_addr())
-                .and_then(|a| a.as_inet())
-                .copied();
+            up.local_address = inet(
+                digest
+                    .and_then(|d| d.socket_digest.as_ref())
+                    .and_then(|s| s.local_addr()),
+            );
             up.pool_ready = ctx.peer_picked.map(|t| t.elapsed());
         }
         self.inner
@@ -456,12 +452,6 @@ where
                     // The body may change size: send it chunked.
                     upstream_response.remove_header(&http::header::CONTENT_LENGTH);
                     upstream_response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
-                    if session.is_http2() {
-                        let mut header = upstream_response.clone();
-                        // As Pingora does before writing a response header downstream.
-                        header.set_version(http::Version::HTTP_11);
-                        ctx.response_header = Some(header);
-                    }
                 }
             }
             HeadersOutcome::LocalReply(reply) => {
@@ -595,11 +585,15 @@ where
             );
             return Ok(Some(held));
         }
-        if session.response_written().is_none()
-            && let Some(header) = ctx.response_header.take()
-        {
-            // The header is still queued behind this hook; write it first (Pingora then
-            // skips its queued copy, with a warning).
+        if session.response_written().is_none() {
+            // The header is still queued behind this hook; write it first, as the plugins
+            // left it (Pingora then skips its queued copy, with a warning). The body changed
+            // size, so it has no Content-Length; the version is the one Pingora sets before
+            // writing any response header downstream.
+            let headers = &stream.data().response_headers;
+            let mut header = build_response(headers.status().unwrap_or(200), headers)?;
+            header.remove_header(&http::header::CONTENT_LENGTH);
+            header.set_version(http::Version::HTTP_11);
             session
                 .write_response_header(Box::new(header), false)
                 .await?;

@@ -319,6 +319,16 @@ pub fn callback(name: &str) -> Option<&'static CallbackSpec> {
     CALLBACKS.iter().find(|c| c.name == name)
 }
 
+/// The context callbacks the host calls (fully or partly): every `proxy_on_*` export of
+/// [`CALLBACKS`] but the allocator. The host resolves per-callback metric handles for these.
+pub fn called_callbacks() -> impl Iterator<Item = &'static CallbackSpec> {
+    CALLBACKS.iter().filter(|c| {
+        c.support.is_implemented()
+            && c.name.starts_with("proxy_on_")
+            && c.name != "proxy_on_memory_allocate"
+    })
+}
+
 /// The parameters the host passes to callback `name` under ABI `version`, or `None` if the
 /// callback is unknown or not called in that version.
 ///

@@ -42,7 +42,7 @@ pub mod version;
 
 pub use catalogue::{
     CALLBACKS, CallbackSpec, HOSTCALLS, HostcallSpec, Namespace, Support, Usage, ValType, Versions,
-    callback, callback_params, hostcall,
+    callback, callback_params, called_callbacks, hostcall,
 };
 pub use map::{
     MAX_MAP_BYTES, MAX_MAP_PAIRS, MapError, MapPart, Pair, deserialize_pairs, serialize_pairs,

@@ -227,7 +227,11 @@ impl RouteConfig {
     /// Whether a request is taken by this route: `path` (the query is ignored) matches and
     /// every header condition holds. `header` gives a header's value by lower-case name
     /// (pseudo-headers included), repeated headers joined with `,`, or `None` when absent.
-    pub fn matches(&self, path: &str, header: &dyn Fn(&str) -> Option<Vec<u8>>) -> bool {
+    pub fn matches<'r>(
+        &self,
+        path: &str,
+        header: &dyn Fn(&str) -> Option<std::borrow::Cow<'r, [u8]>>,
+    ) -> bool {
         self.matcher.matches(path)
             && self
                 .headers

@@ -208,10 +208,10 @@ pub struct StreamData {
 }
 
 impl StreamData {
-    /// Whether a plugin asked for the route to be selected again since the last call;
-    /// resets the request.
-    pub fn take_route_cache_cleared(&mut self) -> bool {
-        std::mem::take(&mut self.route_cache_cleared)
+    /// Whether the route must be chosen again: a plugin changed the request headers or
+    /// called `clear_route_cache` since the last call (which this resets).
+    pub fn take_reroute(&mut self) -> bool {
+        std::mem::take(&mut self.route_cache_cleared) | self.request_headers.is_modified()
     }
 }
 

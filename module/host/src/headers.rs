@@ -3,6 +3,8 @@
 //! first. Adapters convert their framework's headers into a [`HeaderList`] once per phase and
 //! write it back only when a plugin changed it.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 /// One header map of a stream (request or response headers, or trailers).
@@ -37,6 +39,27 @@ impl HeaderList {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
+    }
+
+    /// Every value of `name` (case-insensitive) joined with `,`, as Envoy reads a repeated
+    /// header (`request.headers.<name>`, route header matching); borrowed when it occurs
+    /// once.
+    pub fn joined(&self, name: &[u8]) -> Option<Cow<'_, [u8]>> {
+        let mut values = self
+            .entries
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| &v[..]);
+        let first = values.next()?;
+        let Some(second) = values.next() else {
+            return Some(Cow::Borrowed(first));
+        };
+        let mut out = [first, second].join(&b","[..]);
+        for v in values {
+            out.push(b',');
+            out.extend_from_slice(v);
+        }
+        Some(Cow::Owned(out))
     }
 
     /// Every entry in order, one per occurrence.

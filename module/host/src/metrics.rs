@@ -7,22 +7,6 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
 };
 
-/// The callbacks the host runs, whose metric handles are resolved once per plugin.
-const CALLBACKS: &[&str] = &[
-    "proxy_on_context_create",
-    "proxy_on_vm_start",
-    "proxy_on_configure",
-    "proxy_on_request_headers",
-    "proxy_on_request_body",
-    "proxy_on_response_headers",
-    "proxy_on_response_body",
-    "proxy_on_request_trailers",
-    "proxy_on_response_trailers",
-    "proxy_on_log",
-    "proxy_on_done",
-    "proxy_on_delete",
-];
-
 /// Callback counters and durations per plugin and callback.
 #[derive(Debug, Clone)]
 pub struct HostMetrics {
@@ -73,9 +57,8 @@ impl HostMetrics {
     /// without hashing labels or taking the metric families' locks.
     pub(crate) fn for_plugin(&self, plugin: &str) -> PluginMetrics {
         PluginMetrics {
-            callbacks: CALLBACKS
-                .iter()
-                .map(|&callback| self.handles(plugin, callback))
+            callbacks: wasmbridge_abi::called_callbacks()
+                .map(|c| self.handles(plugin, c.name))
                 .collect(),
             plugin: plugin.to_string(),
             host: self.clone(),

@@ -359,6 +359,10 @@ pub enum Destination {
 
 /// The address the emulator pretends its upstream has (`upstream.address`).
 pub const UPSTREAM_ADDRESS: &str = "127.0.0.1:9000";
+/// The local address the emulator pretends its upstream connection has
+/// (`upstream.local_address`); the connection is ready at once
+/// (`upstream.cx_pool_ready_duration` 0).
+pub const UPSTREAM_LOCAL_ADDRESS: &str = "127.0.0.1:40001";
 
 impl Routing {
     fn record(&self, info: &mut wasmbridge_host::StreamInfo) {
@@ -435,8 +439,7 @@ impl Exchange {
         }
         self.request_headers = stream.data().request_headers.clone();
         // Routing, again if the plugins changed what it depends on.
-        let cleared = stream.data_mut().take_route_cache_cleared();
-        if cleared || stream.data().request_headers.is_modified() {
+        if stream.data_mut().take_reroute() {
             routing = router(&stream.data().request_headers);
             routing.record(&mut stream.data_mut().info);
         }
@@ -450,6 +453,8 @@ impl Exchange {
         let up = &mut stream.data_mut().info.upstream;
         up.attempts = 1;
         up.address = UPSTREAM_ADDRESS.parse().ok();
+        up.local_address = UPSTREAM_LOCAL_ADDRESS.parse().ok();
+        up.pool_ready = Some(std::time::Duration::ZERO);
         up.request_sent = Some(std::time::Instant::now());
         // Request body, then trailers.
         let had_body = !request.chunks.is_empty();

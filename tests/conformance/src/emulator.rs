@@ -90,18 +90,7 @@ fn route(config: &Config, headers: &HeaderList, reply: &UpstreamReply) -> Routin
         .get(b":path")
         .map(|p| String::from_utf8_lossy(p).into_owned())
         .unwrap_or_default();
-    let lookup = |name: &str| {
-        let mut values = headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()));
-        let (_, first) = values.next()?;
-        let mut out = first.to_vec();
-        for (_, v) in values {
-            out.push(b',');
-            out.extend_from_slice(v);
-        }
-        Some(out)
-    };
+    let lookup = |name: &str| headers.joined(name.as_bytes());
     let Some(route) = config.routes.iter().find(|r| r.matches(&path, &lookup)) else {
         return Routing {
             route: None,

@@ -1,7 +1,7 @@
 //! The `pingora` target: the `wasmbridge` gateway binary between a real HTTP client and a
 //! recording upstream, all on loopback.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -63,7 +63,7 @@ async fn run(case: &Case) -> Result<Observation> {
         Ok(Ok(reply)) => (Outcome::Response, Some(reply)),
     };
     if outcome != Outcome::Stalled {
-        wait_for_stream_end(&gateway).await;
+        gateway.wait_for_stream_end().await;
     }
     let logs = guest_logs(&gateway.log_text());
     let (status, headers, body, trailers) = match reply {
@@ -181,19 +181,6 @@ fn request(
         (None, chunks) => full(Bytes::from(chunks.concat())),
     };
     b.body(body).context("building the request")
-}
-
-/// Waits until the gateway logged the end of the stream (every `on_log`, `on_done` and
-/// `on_delete` ran), or gives up after a while.
-async fn wait_for_stream_end(gateway: &Gateway) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if gateway.log_text().contains("stream finished") {
-            return;
-        }
-        // Polling a log file for a line: a readiness check, not a timed wait for a result.
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// The guest log messages in a gateway log: the text of every `wasm` event.

@@ -384,6 +384,19 @@ impl Gateway {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until the gateway logged the end of a stream (every `on_log`, `on_done` and
+    /// `on_delete` ran; they run after the reply was written), or gives up after 10 s.
+    pub async fn wait_for_stream_end(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.log_text().contains("stream finished") {
+                return;
+            }
+            // Polling a log file for a line: a readiness check, not a timed wait for a result.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Base URL of the proxy listener.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)

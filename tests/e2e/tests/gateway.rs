@@ -469,3 +469,34 @@ async fn request_callbacks_run_in_route_order_and_response_callbacks_in_reverse(
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_upstream_connection_is_readable_in_on_log() -> anyhow::Result<()> {
+    // Nobody listens on this port: connecting to it is refused.
+    let dead: std::net::SocketAddr =
+        format!("127.0.0.1:{}", wasmbridge_e2e::free_port()).parse()?;
+    let config = r#"{"on_log": [{"call": "get_property", "path": "upstream.transport_failure_reason"}, {"call": "get_property", "path": "upstream.address"}]}"#;
+    let gw = Gateway::start(
+        "refused",
+        &proxied(&plugin("probe", "hostcalls", config), "probe"),
+        Some(dead),
+    )
+    .await?;
+    let reply = send(gw.addr, Proto::H1, get(&gw.url("/"), &[])).await?;
+    assert_eq!(reply.status, 502, "{}", gw.log_text());
+    gw.wait_for_stream_end().await;
+    let log = gw.log_text();
+    let reason = log
+        .lines()
+        .find(|l| l.contains("probe on_log get_property -> Ok") && l.contains("refused"))
+        .map(str::to_string);
+    assert!(
+        reason.is_some(),
+        "the connect error's text is the reason:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("probe on_log get_property -> Ok \"{dead}\"")),
+        "the upstream picked is known though the connection failed:\n{log}"
+    );
+    Ok(())
+}

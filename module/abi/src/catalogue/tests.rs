@@ -415,3 +415,25 @@ fn callback_support() {
         }
     }
 }
+
+#[test]
+fn called_callbacks_are_the_context_callbacks_the_host_runs() {
+    let names: Vec<&str> = called_callbacks().map(|c| c.name).collect();
+    assert_eq!(
+        names,
+        [
+            "proxy_on_context_create",
+            "proxy_on_vm_start",
+            "proxy_on_configure",
+            "proxy_on_done",
+            "proxy_on_log",
+            "proxy_on_delete",
+            "proxy_on_request_headers",
+            "proxy_on_request_body",
+            "proxy_on_request_trailers",
+            "proxy_on_response_headers",
+            "proxy_on_response_body",
+            "proxy_on_response_trailers",
+        ]
+    );
+}

@@ -90,6 +90,11 @@ pub(crate) fn lookup(state: &HostState, path: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// One header of a map, repeated values comma-joined.
+fn joined(list: &HeaderList, name: &[u8]) -> Option<Vec<u8>> {
+    list.joined(name).map(std::borrow::Cow::into_owned)
+}
+
 /// A property with no sub-paths: `value` when nothing follows its name.
 fn exact(rest: &[&[u8]], value: &[u8]) -> Option<Vec<u8>> {
     rest.is_empty().then(|| value.to_vec())
@@ -236,23 +241,6 @@ fn stream_property(stream: &StreamData, name: &str) -> Option<Vec<u8>> {
         }
         _ => None,
     }
-}
-
-/// Every value of a header, comma-joined (Envoy's `request.headers.<name>`).
-fn joined(list: &HeaderList, name: &[u8]) -> Option<Vec<u8>> {
-    let mut out: Option<Vec<u8>> = None;
-    for (k, v) in list.iter() {
-        if k.eq_ignore_ascii_case(name) {
-            match out.as_mut() {
-                Some(o) => {
-                    o.push(b',');
-                    o.extend_from_slice(v);
-                }
-                None => out = Some(v.to_vec()),
-            }
-        }
-    }
-    out
 }
 
 /// `proxy_get_property(path_ptr, path_size, ret_ptr_ptr, ret_size_ptr)` — all versions.
