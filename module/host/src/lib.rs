@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod callout;
 mod context;
 mod error;
 mod headers;
@@ -35,6 +36,10 @@ mod shared;
 mod stream;
 mod vm;
 
+pub use callout::{
+    BoxFuture, GrpcChannel, GrpcInbound, GrpcOutbound, GrpcRequest, HttpCallFailure,
+    HttpCallRequest, HttpCallResponse, NoUpstreams, Pairs, UnknownUpstream, Upstreams,
+};
 pub use context::{LocalReply, StreamData, StreamInfo, UpstreamInfo};
 pub use error::{LoadError, LoadErrorKind};
 pub use headers::HeaderList;
