@@ -16,10 +16,12 @@ use pingora::server::configuration::ServerConf;
 use prometheus::{IntCounterVec, Opts, Registry};
 use wasmbridge_config::{Config, RouteAction, RouteConfig};
 use wasmbridge_host::{
-    FilterChain, HostMetrics, LocalReply, NodeInfo, Plugin, PluginSpec, Runtime,
+    Callouts, FilterChain, ForeignFunctions, HostMetrics, LocalReply, NodeInfo, Plugin, PluginSpec,
+    Runtime,
 };
 
 use crate::admin::admin_service;
+use crate::drivers::WithRootDrivers;
 use crate::proxy::{ChainSelector, RequestObserver, Selection, WasmFilters};
 
 /// Why the gateway could not be built.
@@ -258,6 +260,8 @@ impl Gateway {
                 },
                 replicas: config.server.threads,
                 node: node.clone(),
+                callouts: Callouts::default(),
+                foreign: ForeignFunctions::default(),
             };
             let plugin = Plugin::load(&runtime, &module, spec, Some(host_metrics.clone()))?;
             for unknown in &plugin.module_info().unknown_imports {
@@ -368,7 +372,16 @@ impl Gateway {
                 .server_options(options)
                 .build();
             service.add_tcp(&listener.address.to_string());
-            services.push(Box::new(service));
+            if i == 0 {
+                // The first listener's worker threads run the plugins' root services.
+                services.push(Box::new(WithRootDrivers::new(
+                    service,
+                    self.plugins.clone(),
+                    self.config.server.threads,
+                )));
+            } else {
+                services.push(Box::new(service));
+            }
         }
         if let Some(admin) = &self.config.admin {
             services.push(Box::new(admin_service(

@@ -16,10 +16,12 @@
 
 mod admin;
 mod convert;
+mod drivers;
 mod gateway;
 pub mod limits;
 mod proxy;
 
+pub use drivers::{WithRootDrivers, start_root_drivers};
 pub use gateway::{Gateway, GatewayError, Router};
 pub use proxy::{ChainSelector, RequestObserver, Selection, WasmCtx, WasmFilters};
 

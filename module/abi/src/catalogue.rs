@@ -324,6 +324,7 @@ pub fn callback(name: &str) -> Option<&'static CallbackSpec> {
 pub fn called_callbacks() -> impl Iterator<Item = &'static CallbackSpec> {
     CALLBACKS.iter().filter(|c| {
         c.support.is_implemented()
+            && c.alias_of.is_none()
             && c.name.starts_with("proxy_on_")
             && c.name != "proxy_on_memory_allocate"
     })
@@ -422,10 +423,6 @@ const O: Usage = Usage::Occasional;
 const R: Usage = Usage::Rare;
 const NO_VALUES: &[ValType] = &[];
 
-const TIMERS_LATER: &str = "root-context tick timers (on_tick) come with the timer work";
-const CALLOUTS_LATER: &str = "callouts (HTTP to named upstreams) come with the callout work";
-const GRPC_LATER: &str = "gRPC callouts come after HTTP callouts";
-const QUEUES_LATER: &str = "shared queues and on_queue_ready come with the shared-state work";
 const METRICS_LATER: &str = "the metrics registry comes with the metrics work";
 const ROOTS_NOT_SHUT_DOWN: &str =
     "called for HTTP stream contexts; root contexts are not shut down yet, so never for a root";
@@ -471,7 +468,7 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_set_tick_period_milliseconds",
         &[I32],
         ALL,
-        Support::Unimplemented(TIMERS_LATER),
+        FULL,
         sections::LOGGING,
         C,
         "proxy_set_tick_period_milliseconds(period_ms): sets the tick period of the caller's \
@@ -724,7 +721,7 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_http_call",
         &[I32, I32, I32, I32, I32, I32, I32, I32, I32, I32],
         ALL,
-        Support::Unimplemented(CALLOUTS_LATER),
+        FULL,
         sections::CALLOUTS,
         C,
         "proxy_http_call(upstream_ptr, upstream_size, headers_ptr, headers_size, body_ptr, \
@@ -737,7 +734,7 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_grpc_call",
         &[I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, I32],
         ALL,
-        Support::Unimplemented(GRPC_LATER),
+        FULL,
         sections::CALLOUTS,
         O,
         "proxy_grpc_call(upstream_ptr, upstream_size, service_ptr, service_size, method_ptr, \
@@ -749,7 +746,7 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_grpc_stream",
         &[I32, I32, I32, I32, I32, I32, I32, I32, I32],
         ALL,
-        Support::Unimplemented(GRPC_LATER),
+        FULL,
         sections::CALLOUTS,
         O,
         "proxy_grpc_stream(upstream_ptr, upstream_size, service_ptr, service_size, method_ptr, \
@@ -760,7 +757,7 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_grpc_send",
         &[I32, I32, I32, I32],
         ALL,
-        Support::Unimplemented(GRPC_LATER),
+        FULL,
         sections::CALLOUTS,
         O,
         "proxy_grpc_send(token, message_ptr, message_size, end_stream): sends a message on a \
@@ -770,7 +767,7 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_grpc_cancel",
         &[I32],
         ALL,
-        Support::Unimplemented(GRPC_LATER),
+        FULL,
         sections::CALLOUTS,
         O,
         "proxy_grpc_cancel(token): cancels a gRPC call or resets a stream; no more callbacks. \
@@ -780,7 +777,7 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_grpc_close",
         &[I32],
         ALL,
-        Support::Unimplemented(GRPC_LATER),
+        FULL,
         sections::CALLOUTS,
         O,
         "proxy_grpc_close(token): half-closes a gRPC stream (cancels a call). OK; NOT_FOUND; \
@@ -790,7 +787,7 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_get_status",
         &[I32, I32, I32],
         ALL,
-        Support::Unimplemented(CALLOUTS_LATER),
+        FULL,
         sections::CALLOUTS,
         O,
         "proxy_get_status(ret_code_ptr, ret_message_ptr_ptr, ret_message_size_ptr): the gRPC \
@@ -822,7 +819,7 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_register_shared_queue",
         &[I32, I32, I32],
         ALL,
-        Support::Unimplemented(QUEUES_LATER),
+        FULL,
         sections::SHARED,
         O,
         "proxy_register_shared_queue(name_ptr, name_size, ret_queue_id_ptr): creates or opens \
@@ -832,7 +829,7 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_resolve_shared_queue",
         &[I32, I32, I32, I32, I32],
         ALL,
-        Support::Unimplemented(QUEUES_LATER),
+        FULL,
         sections::SHARED,
         O,
         "proxy_resolve_shared_queue(vm_id_ptr, vm_id_size, name_ptr, name_size, \
@@ -842,7 +839,7 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_enqueue_shared_queue",
         &[I32, I32, I32],
         ALL,
-        Support::Unimplemented(QUEUES_LATER),
+        FULL,
         sections::SHARED,
         O,
         "proxy_enqueue_shared_queue(queue_id, value_ptr, value_size): appends and notifies the \
@@ -852,7 +849,7 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_dequeue_shared_queue",
         &[I32, I32, I32],
         ALL,
-        Support::Unimplemented(QUEUES_LATER),
+        FULL,
         sections::SHARED,
         O,
         "proxy_dequeue_shared_queue(queue_id, ret_ptr_ptr, ret_size_ptr): pops the front. OK; \
@@ -1415,7 +1412,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32],
         &[],
         ALL,
-        Support::Unimplemented(TIMERS_LATER),
+        FULL,
         C,
         "proxy_on_tick(root_context_id): the root's tick timer fired.",
     ),
@@ -1424,7 +1421,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32],
         &[],
         ALL,
-        Support::Unimplemented(QUEUES_LATER),
+        FULL,
         O,
         "proxy_on_queue_ready(root_context_id, queue_id): one call per enqueue, on the \
          owning root.",
@@ -1594,7 +1591,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32, I32, I32, I32],
         &[],
         ALL,
-        Support::Unimplemented(CALLOUTS_LATER),
+        FULL,
         C,
         "proxy_on_http_call_response(root_context_id, token, num_headers, body_size, \
          num_trailers): the answer to proxy_http_call, on the calling root; 0/0/0 after a \
@@ -1605,7 +1602,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32, I32],
         &[],
         ALL,
-        Support::Unimplemented(GRPC_LATER),
+        FULL,
         O,
         "proxy_on_grpc_receive_initial_metadata(root_context_id, token, num_elements): gRPC \
          streams only.",
@@ -1615,7 +1612,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32, I32],
         &[],
         ALL,
-        Support::Unimplemented(GRPC_LATER),
+        FULL,
         O,
         "proxy_on_grpc_receive(root_context_id, token, message_size): GRPC_RECEIVE_BUFFER is \
          readable.",
@@ -1625,7 +1622,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32, I32],
         &[],
         ALL,
-        Support::Unimplemented(GRPC_LATER),
+        FULL,
         O,
         "proxy_on_grpc_receive_trailing_metadata(root_context_id, token, num_elements): gRPC \
          streams only.",
@@ -1635,7 +1632,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         params: &[I32, I32, I32],
         results: NO_VALUES,
         versions: ALL,
-        support: Support::Unimplemented(GRPC_LATER),
+        support: FULL,
         usage: R,
         alias_of: Some("proxy_on_grpc_receive_trailing_metadata"),
         doc: "AssemblyScript runtimes export this name for \
@@ -1646,7 +1643,7 @@ pub static CALLBACKS: &[CallbackSpec] = &[
         &[I32, I32, I32],
         &[],
         ALL,
-        Support::Unimplemented(GRPC_LATER),
+        FULL,
         O,
         "proxy_on_grpc_close(root_context_id, token, grpc_status): the call or stream ended.",
     ),

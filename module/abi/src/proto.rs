@@ -141,3 +141,41 @@ pub fn node_proto(id: &str, cluster: &str, metadata: &[(String, StructValue)]) -
 
 #[cfg(test)]
 mod tests;
+
+/// The first length-delimited field `number` of a protobuf message in wire format (a
+/// string, bytes or embedded message); `None` when absent or when the bytes do not parse.
+pub fn field(mut bytes: &[u8], number: u64) -> Option<&[u8]> {
+    fn read_varint(bytes: &mut &[u8]) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = bytes.split_first()?;
+            *bytes = rest;
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let mut found = None;
+    while !bytes.is_empty() {
+        let key = read_varint(&mut bytes)?;
+        match (key & 7) as u8 {
+            VARINT => {
+                read_varint(&mut bytes)?;
+            }
+            FIXED64 => bytes = bytes.get(8..)?,
+            LEN => {
+                let len = usize::try_from(read_varint(&mut bytes)?).ok()?;
+                let value = bytes.get(..len)?;
+                bytes = &bytes[len..];
+                if key >> 3 == number && found.is_none() {
+                    found = Some(value);
+                }
+            }
+            5 => bytes = bytes.get(4..)?,
+            _ => return None,
+        }
+    }
+    found
+}

@@ -166,3 +166,31 @@ impl Upstreams for NoUpstreams {
         Err(UnknownUpstream(upstream.to_string()))
     }
 }
+
+/// The upstreams a plugin's callouts go to; by default none (every name is unknown).
+#[derive(Clone)]
+pub struct Callouts(pub(crate) std::sync::Arc<dyn Upstreams>);
+
+impl Callouts {
+    /// Callouts through `upstreams`.
+    pub fn new(upstreams: impl Upstreams) -> Self {
+        Callouts(std::sync::Arc::new(upstreams))
+    }
+
+    /// Callouts through shared `upstreams`.
+    pub fn shared(upstreams: std::sync::Arc<dyn Upstreams>) -> Self {
+        Callouts(upstreams)
+    }
+}
+
+impl Default for Callouts {
+    fn default() -> Self {
+        Callouts::new(NoUpstreams)
+    }
+}
+
+impl std::fmt::Debug for Callouts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Callouts")
+    }
+}

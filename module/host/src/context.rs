@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use wasmbridge_abi::{AbiVersion, StreamType};
@@ -18,7 +18,6 @@ use crate::headers::HeaderList;
 use crate::plugin::FailurePolicy;
 
 /// The plugin facts every hostcall may need; shared by all replicas of a plugin.
-#[derive(Debug)]
 pub(crate) struct PluginInfo {
     pub name: String,
     pub root_id: String,
@@ -32,6 +31,12 @@ pub(crate) struct PluginInfo {
     pub static_properties: HashMap<String, Vec<u8>>,
     /// The runtime's shared-data store.
     pub shared: Arc<crate::shared::SharedData>,
+    /// The runtime's shared queues.
+    pub queues: Arc<crate::root::Queues>,
+    /// Where callouts go.
+    pub upstreams: Arc<dyn crate::callout::Upstreams>,
+    /// The proxy's foreign functions.
+    pub foreign: crate::foreign::ForeignFunctions,
 }
 
 /// What the host is doing with a VM right now; decides which maps and buffers exist.
@@ -55,6 +60,14 @@ pub(crate) enum Phase {
     Log,
     /// `proxy_on_done` / `proxy_on_delete`.
     Done,
+    /// `proxy_on_tick` (root).
+    Tick,
+    /// `proxy_on_queue_ready` (root).
+    QueueReady,
+    /// `proxy_on_http_call_response` (root): the callout's maps and body are readable.
+    HttpCallResponse,
+    /// The four `proxy_on_grpc_*` callbacks (root): the message or metadata is readable.
+    Grpc,
 }
 
 /// A local reply recorded by `proxy_send_local_response`.
@@ -98,15 +111,78 @@ pub(crate) enum Action {
     VmFailed,
 }
 
-/// Where another context (or, later, a timer or callout) leaves actions for a stream that
-/// is waiting, and wakes it.
+/// Where another context (a root callback of a callout, a queue or a timer) leaves
+/// actions for a stream that is waiting, and wakes it. While the stream is paused its data
+/// waits here too, so that such a callback can reach it through
+/// `proxy_set_effective_context`.
 #[derive(Debug, Default)]
 pub(crate) struct StreamSignal {
     pending: Mutex<Vec<Action>>,
     notify: tokio::sync::Notify,
+    parked: Mutex<Parking>,
+    returned: Condvar,
+}
+
+/// Where a stream's data is.
+#[derive(Debug, Default)]
+enum Parking {
+    /// With the stream.
+    #[default]
+    Home,
+    /// Waiting here while the stream is paused in `phase`.
+    Parked(Phase, Box<StreamData>),
+    /// Lent to a callback of another context.
+    Lent,
 }
 
 impl StreamSignal {
+    /// Leaves the paused stream's data here.
+    pub fn park(&self, phase: Phase, data: Box<StreamData>) {
+        let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+        *parked = Parking::Parked(phase, data);
+    }
+
+    /// Takes the stream's data back, waiting while a callback has it; `None` when it was
+    /// not parked.
+    pub fn unpark(&self) -> Option<Box<StreamData>> {
+        let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match std::mem::take(&mut *parked) {
+                Parking::Home => return None,
+                Parking::Parked(_, data) => return Some(data),
+                Parking::Lent => {
+                    *parked = Parking::Lent;
+                    parked = self
+                        .returned
+                        .wait(parked)
+                        .unwrap_or_else(|p| p.into_inner());
+                }
+            }
+        }
+    }
+
+    /// Lends the parked data to a callback of another context.
+    pub fn lend(&self) -> Option<(Phase, Box<StreamData>)> {
+        let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+        match std::mem::take(&mut *parked) {
+            Parking::Parked(phase, data) => {
+                *parked = Parking::Lent;
+                Some((phase, data))
+            }
+            other => {
+                *parked = other;
+                None
+            }
+        }
+    }
+
+    /// Gives lent data back.
+    pub fn give_back(&self, phase: Phase, data: Box<StreamData>) {
+        let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+        *parked = Parking::Parked(phase, data);
+        self.returned.notify_all();
+    }
+
     pub fn push(&self, action: Action) {
         if let Ok(mut pending) = self.pending.lock() {
             pending.push(action);
@@ -205,6 +281,8 @@ pub struct StreamData {
     pub(crate) properties: HashMap<Vec<u8>, Bytes>,
     /// A plugin called `clear_route_cache`.
     pub(crate) route_cache_cleared: bool,
+    /// Objects stored with the `set_envoy_filter_state` foreign function, by path.
+    pub(crate) filter_state: HashMap<Bytes, Bytes>,
 }
 
 impl StreamData {
@@ -225,6 +303,32 @@ pub(crate) struct CallState {
     pub stream: Option<Box<StreamData>>,
     pub actions: Vec<(u32, Action)>,
     pub exit_code: Option<i32>,
+    /// Another stream's data, lent while that stream is the effective context.
+    pub borrowed: Option<Borrowed>,
+    /// The callout result this root callback delivers.
+    pub delivery: Option<Box<Delivery>>,
+    /// What `proxy_get_status` answers in this callback.
+    pub status: Option<(u32, Bytes)>,
+}
+
+/// A paused stream's data, lent to a callback of another context.
+#[derive(Debug)]
+pub(crate) struct Borrowed {
+    pub id: u32,
+    pub phase: Phase,
+    pub data: Box<StreamData>,
+    pub signal: Arc<StreamSignal>,
+}
+
+/// What a callout callback can read: for HTTP the response headers (map 6), body
+/// (buffer 4) and trailers (map 7); for gRPC the initial metadata (map 4), the message
+/// (buffer 5) and the trailing metadata (map 5).
+#[derive(Debug, Default)]
+pub(crate) struct Delivery {
+    pub grpc: bool,
+    pub headers: HeaderList,
+    pub body: Bytes,
+    pub trailers: HeaderList,
 }
 
 impl CallState {
@@ -237,6 +341,16 @@ impl CallState {
             stream: None,
             actions: Vec::new(),
             exit_code: None,
+            borrowed: None,
+            delivery: None,
+            status: None,
+        }
+    }
+
+    /// Returns lent stream data to its owner.
+    pub fn give_back(&mut self) {
+        if let Some(b) = self.borrowed.take() {
+            b.signal.give_back(b.phase, b.data);
         }
     }
 }
@@ -256,11 +370,23 @@ pub(crate) struct HostState {
     /// An empty box swapped with the caller's stream data during a call, so moving the data
     /// into the store never allocates.
     pub spare: Option<Box<StreamData>>,
+    /// Ticks, callouts and queue notifications of this VM's replica.
+    pub root: Arc<crate::root::RootLink>,
+    /// Callouts in flight, by token.
+    pub callouts: HashMap<u32, crate::root::Outstanding>,
+    /// The next callout token (steps by 4; the low 2 bits give the kind, as in Envoy).
+    pub next_token: u32,
+    /// The VM's generation in its replica (callout results carry it).
+    pub generation: u64,
 }
 
 impl HostState {
-    pub fn new(plugin: Arc<PluginInfo>) -> Self {
+    pub fn new(plugin: Arc<PluginInfo>, root: Arc<crate::root::RootLink>, generation: u64) -> Self {
         HostState {
+            root,
+            callouts: HashMap::new(),
+            next_token: 4,
+            generation,
             plugin,
             memory: None,
             allocator: None,
@@ -278,21 +404,41 @@ impl HostState {
         id == self.root_context_id || self.streams.contains_key(&id)
     }
 
-    /// The stream data, when the effective context is the stream being run.
+    /// The stream data of the effective context: the stream being run, or a paused
+    /// stream another context made effective.
     pub fn stream(&self) -> Option<&StreamData> {
-        if self.call.effective_context_id == self.call.context_id {
-            self.call.stream.as_deref()
+        let call = &self.call;
+        if call.effective_context_id == call.context_id {
+            call.stream.as_deref()
         } else {
-            None
+            call.borrowed
+                .as_ref()
+                .filter(|b| b.id == call.effective_context_id)
+                .map(|b| &*b.data)
         }
     }
 
     /// Mutable access to the stream data, as [`HostState::stream`].
     pub fn stream_mut(&mut self) -> Option<&mut StreamData> {
-        if self.call.effective_context_id == self.call.context_id {
-            self.call.stream.as_deref_mut()
+        let call = &mut self.call;
+        if call.effective_context_id == call.context_id {
+            call.stream.as_deref_mut()
         } else {
-            None
+            let id = call.effective_context_id;
+            call.borrowed
+                .as_mut()
+                .filter(|b| b.id == id)
+                .map(|b| &mut *b.data)
+        }
+    }
+
+    /// The phase the effective stream is in: the running callback's, or the one a lent
+    /// stream paused in.
+    pub fn stream_phase(&self) -> Phase {
+        let call = &self.call;
+        match &call.borrowed {
+            Some(b) if call.effective_context_id != call.context_id => b.phase,
+            _ => call.phase,
         }
     }
 

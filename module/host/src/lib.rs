@@ -27,21 +27,24 @@
 mod callout;
 mod context;
 mod error;
+mod foreign;
 mod headers;
 mod hostcalls;
 mod metrics;
 mod plugin;
+mod root;
 mod runtime;
 mod shared;
 mod stream;
 mod vm;
 
 pub use callout::{
-    BoxFuture, GrpcChannel, GrpcInbound, GrpcOutbound, GrpcRequest, HttpCallFailure,
+    BoxFuture, Callouts, GrpcChannel, GrpcInbound, GrpcOutbound, GrpcRequest, HttpCallFailure,
     HttpCallRequest, HttpCallResponse, NoUpstreams, Pairs, UnknownUpstream, Upstreams,
 };
 pub use context::{LocalReply, StreamData, StreamInfo, UpstreamInfo};
 pub use error::{LoadError, LoadErrorKind};
+pub use foreign::{ForeignFunction, ForeignFunctions};
 pub use headers::HeaderList;
 pub use hostcalls::Registration;
 pub use metrics::HostMetrics;
@@ -50,4 +53,4 @@ pub use runtime::{CompiledModule, EngineError, EntryStyle, ModuleInfo, Runtime};
 pub use stream::{
     BodyOutcome, FilterChain, HeadersOutcome, HttpStream, LocalResponse, TrailersOutcome, Waiter,
 };
-pub use wasmbridge_abi::AbiVersion;
+pub use wasmbridge_abi::{AbiVersion, Status};

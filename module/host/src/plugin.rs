@@ -14,10 +14,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use wasmtime::{ExternType, InstancePre, Val};
 
-use crate::context::{Action, HostState, PluginInfo};
+use crate::callout::Callouts;
+use crate::context::{Action, HostState, Phase, PluginInfo};
 use crate::error::{LoadError, LoadErrorKind};
 use crate::hostcalls::unimplemented_called;
 use crate::metrics::{HostMetrics, PluginMetrics};
+use crate::root::{RootEvent, RootLink};
 use crate::runtime::{CompiledModule, ModuleInfo, Runtime};
 use crate::vm::Vm;
 
@@ -62,6 +64,10 @@ pub struct PluginSpec {
     pub replicas: usize,
     /// The proxy's identity, served as `xds.node` in every context.
     pub node: Arc<NodeInfo>,
+    /// Where `proxy_http_call` and the gRPC calls go.
+    pub callouts: Callouts,
+    /// The proxy's foreign functions (`proxy_call_foreign_function`).
+    pub foreign: crate::foreign::ForeignFunctions,
 }
 
 /// The proxy's identity (Envoy's bootstrap `node`): filters read it as the `xds.node`
@@ -89,6 +95,9 @@ pub struct Plugin {
 
 struct Replica {
     slot: Mutex<Slot>,
+    link: Arc<RootLink>,
+    /// Taken by the replica's root driver.
+    events: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<RootEvent>>>,
 }
 
 struct Slot {
@@ -185,12 +194,18 @@ impl Plugin {
             failure_policy: spec.failure_policy,
             static_properties: crate::hostcalls::static_properties(&spec.node),
             shared: runtime.shared(),
+            queues: runtime.queues(),
+            upstreams: spec.callouts.0.clone(),
+            foreign: spec.foreign.clone(),
         });
         let mut replicas = Vec::new();
         for _ in 0..spec.replicas.max(1) {
+            let (link, events) = RootLink::new();
             let vm = Vm::start(
                 &pre,
                 info.clone(),
+                link.clone(),
+                0,
                 module.info().entry,
                 module.info().allocator,
                 metrics.as_ref(),
@@ -201,6 +216,8 @@ impl Plugin {
                     vm: Some(vm),
                     generation: 0,
                 }),
+                link,
+                events: Mutex::new(Some(events)),
             });
         }
         Ok(Arc::new(Plugin {
@@ -282,6 +299,8 @@ impl Plugin {
             match Vm::start(
                 &self.pre,
                 self.info.clone(),
+                self.replicas[replica].link.clone(),
+                slot.generation,
                 self.module.info().entry,
                 self.module.info().allocator,
                 self.metrics.as_ref(),
@@ -310,7 +329,121 @@ impl Plugin {
                 }
             }
             slot.generation += 1;
+            // No ticks after a failure; a new VM sets its own period.
+            self.replicas[replica].link.set_tick(None);
         }
         Ok(result)
+    }
+}
+
+/// Root services: the driver, ticks and the delivery of callout and queue events.
+impl Plugin {
+    /// The task that runs `replica`'s root services — `proxy_on_tick`, callout transports
+    /// and their results, `proxy_on_queue_ready` — until the plugin is dropped. Spawn it
+    /// once per replica on the thread whose streams use that replica (see
+    /// [`Plugin::current_replica`]); `None` when it was taken already. Without it, ticks
+    /// never fire and callouts never complete.
+    pub fn root_driver(
+        self: &Arc<Self>,
+        replica: usize,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let r = self.replicas.get(replica)?;
+        let events = r.events.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        Some(crate::root::drive(
+            Arc::downgrade(self),
+            replica,
+            r.link.clone(),
+            events,
+        ))
+    }
+
+    /// Completes once the plugin's root services have nothing left to do: no event queued,
+    /// no callout running, no tick set (drivers must be running). Test harnesses use it to
+    /// tell a stream that waits for a callout from one nothing will ever resume.
+    pub async fn root_settled(&self) {
+        for replica in self.replicas.iter() {
+            replica.link.settled().await;
+        }
+    }
+
+    /// The replica the streams started on this thread use.
+    pub fn current_replica(&self) -> usize {
+        self.pick_replica()
+    }
+
+    pub(crate) fn tick_period(&self, replica: usize) -> Option<std::time::Duration> {
+        self.replicas[replica].link.tick()
+    }
+
+    /// Runs `f` on the replica's VM if it is alive and of `generation` (any when `None`);
+    /// never starts a VM.
+    fn with_live_vm(
+        &self,
+        replica: usize,
+        generation: Option<u64>,
+        f: impl FnOnce(&mut Vm) -> Option<String>,
+    ) {
+        let current = self.lock(replica).generation;
+        if generation.is_some_and(|g| g != current) {
+            return;
+        }
+        let _ = self.with_vm(replica, Some(current), |vm, _| ((), f(vm)));
+    }
+
+    /// Fires `proxy_on_tick` on the replica's root.
+    pub(crate) fn tick(&self, replica: usize) {
+        let metrics = self.metrics.as_ref();
+        self.with_live_vm(replica, None, |vm| {
+            let f = vm.cb.tick.clone()?;
+            let root = vm.store.data().root_context_id;
+            let called = vm.call("proxy_on_tick", root, Phase::Tick, None, metrics, |s| {
+                f.call(s, root as i32)
+            });
+            called.result.err().map(|e| format!("proxy_on_tick: {e:?}"))
+        });
+    }
+
+    /// Delivers a queue notification or a callout result to the replica's root.
+    pub(crate) fn deliver(&self, replica: usize, event: RootEvent) {
+        let metrics = self.metrics.as_ref();
+        match event {
+            RootEvent::QueueReady { generation, queue } => {
+                self.with_live_vm(replica, Some(generation), |vm| {
+                    let f = vm.cb.queue_ready.clone()?;
+                    let root = vm.store.data().root_context_id;
+                    let called = vm.call(
+                        "proxy_on_queue_ready",
+                        root,
+                        Phase::QueueReady,
+                        None,
+                        metrics,
+                        |s| f.call(s, (root as i32, queue as i32)),
+                    );
+                    called
+                        .result
+                        .err()
+                        .map(|e| format!("proxy_on_queue_ready: {e:?}"))
+                });
+            }
+            RootEvent::Http {
+                generation,
+                token,
+                result,
+            } => {
+                self.with_live_vm(replica, Some(generation), |vm| {
+                    crate::root::http_response(vm, token, result, metrics)
+                });
+            }
+            RootEvent::Grpc {
+                generation,
+                token,
+                event,
+            } => {
+                self.with_live_vm(replica, Some(generation), |vm| {
+                    crate::root::grpc_event(vm, token, event, metrics)
+                });
+            }
+            RootEvent::TickChanged | RootEvent::Spawn(_) => {}
+        }
     }
 }

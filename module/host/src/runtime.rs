@@ -96,6 +96,8 @@ struct RuntimeInner {
     registrations: Vec<Registration>,
     /// Shared data of every plugin built from this runtime (per `vm_id`).
     shared: Arc<crate::shared::SharedData>,
+    /// Shared queues of every plugin built from this runtime.
+    queues: Arc<crate::root::Queues>,
 }
 
 /// The engine could not be created.
@@ -118,6 +120,7 @@ impl Runtime {
                 linker,
                 registrations,
                 shared: Arc::default(),
+                queues: Arc::default(),
             }),
         })
     }
@@ -125,6 +128,11 @@ impl Runtime {
     /// The shared-data store plugins of this runtime share.
     pub(crate) fn shared(&self) -> Arc<crate::shared::SharedData> {
         self.inner.shared.clone()
+    }
+
+    /// The shared queues plugins of this runtime share.
+    pub(crate) fn queues(&self) -> Arc<crate::root::Queues> {
+        self.inner.queues.clone()
     }
 
     /// Every registration the linker received (for the catalogue check).

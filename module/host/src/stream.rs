@@ -190,6 +190,8 @@ pub struct HttpStream {
     /// Making a direct response (not a plugin's reply): a plugin may still replace it.
     direct: bool,
     finished: bool,
+    /// The data waits in the signal while paused (see [`StreamSignal::park`]).
+    parked: bool,
 }
 
 impl FilterChain {
@@ -245,6 +247,7 @@ impl FilterChain {
             in_local_reply: false,
             direct: false,
             finished: false,
+            parked: false,
         }
     }
 }
@@ -260,13 +263,17 @@ fn wasm_failure_reply() -> LocalReply {
 }
 
 impl HttpStream {
-    /// The stream's data (headers, facts) as the plugins left it.
-    pub fn data(&self) -> &StreamData {
+    /// The stream's data (headers, facts) as the plugins left it. While a plugin pauses
+    /// the stream the data waits with the plugins, where a callout's answer may change
+    /// it; this takes it back first (waiting while such a callback runs).
+    pub fn data(&mut self) -> &StreamData {
+        self.unpark();
         &self.data
     }
 
     /// Mutable access, for adapters filling in facts (e.g. the response).
     pub fn data_mut(&mut self) -> &mut StreamData {
+        self.unpark();
         &mut self.data
     }
 
@@ -283,108 +290,126 @@ impl HttpStream {
     /// Runs `proxy_on_request_headers` through the chain. `end_of_stream` is true when the
     /// request has no body.
     pub fn on_request_headers(&mut self, end_of_stream: bool) -> HeadersOutcome {
-        self.run_headers(Dir::Request, 0, end_of_stream)
+        self.around(|s| s.run_headers(Dir::Request, 0, end_of_stream))
     }
 
     /// Runs `proxy_on_response_headers` through the chain in reverse order.
     pub fn on_response_headers(&mut self, end_of_stream: bool) -> HeadersOutcome {
-        if let Some(code) = self.data.response_headers.status() {
-            self.data.info.response_code = Some(code);
-        }
-        self.run_headers(Dir::Response, 0, end_of_stream)
+        self.around(|s| {
+            if let Some(code) = s.data.response_headers.status() {
+                s.data.info.response_code = Some(code);
+            }
+            s.run_headers(Dir::Response, 0, end_of_stream)
+        })
     }
 
     /// Runs `proxy_on_request_body` for one chunk.
     pub fn on_request_body(&mut self, chunk: Bytes, end_of_stream: bool) -> BodyOutcome {
-        self.paused = None;
-        self.run_body(Dir::Request, 0, BytesMut::from(chunk), end_of_stream)
+        self.around(|s| {
+            s.paused = None;
+            s.run_body(Dir::Request, 0, BytesMut::from(chunk), end_of_stream)
+        })
     }
 
     /// Runs `proxy_on_response_body` for one chunk, in reverse chain order.
     pub fn on_response_body(&mut self, chunk: Bytes, end_of_stream: bool) -> BodyOutcome {
-        self.paused = None;
-        self.run_body(Dir::Response, 0, BytesMut::from(chunk), end_of_stream)
+        self.around(|s| {
+            s.paused = None;
+            s.run_body(Dir::Response, 0, BytesMut::from(chunk), end_of_stream)
+        })
     }
 
     /// Runs `proxy_on_request_trailers` through the chain, after the last request body
     /// chunk (whose `end_of_stream` was false, since trailers followed).
     pub fn on_request_trailers(&mut self) -> TrailersOutcome {
-        self.paused = None;
-        self.run_trailers(Dir::Request, 0, BytesMut::new())
+        self.around(|s| {
+            s.paused = None;
+            s.run_trailers(Dir::Request, 0, BytesMut::new())
+        })
     }
 
     /// Runs `proxy_on_response_trailers` through the chain in reverse order, after the last
     /// response body chunk (whose `end_of_stream` was false, since trailers followed). The
     /// trailers are [`StreamData::response_trailers`]; write them back from there.
     pub fn on_response_trailers(&mut self) -> TrailersOutcome {
-        self.paused = None;
-        self.run_trailers(Dir::Response, 0, BytesMut::new())
+        self.around(|s| {
+            s.paused = None;
+            s.run_trailers(Dir::Response, 0, BytesMut::new())
+        })
     }
 
     /// After the waiter fired while paused in a trailer callback: applies the actions that
     /// arrived and, when resumed, runs the rest of the chain.
     pub fn resume_trailers(&mut self) -> TrailersOutcome {
-        let Some(p) = self.paused.filter(|p| p.stage == Stage::Trailers) else {
-            return TrailersOutcome::Continue(Bytes::new());
-        };
-        match self.take_signal(p) {
-            Some(Ok(Effect::Skip)) => {
-                self.paused = None;
-                let i = p.pos_index(self.members.len());
-                let mut carry = std::mem::take(&mut self.trailer_carry);
-                carry.extend_from_slice(&std::mem::take(&mut self.members[i].bufs[p.dir.index()]));
-                self.run_trailers(p.dir, p.pos + 1, carry)
+        self.around(|s| {
+            let Some(p) = s.paused.filter(|p| p.stage == Stage::Trailers) else {
+                return TrailersOutcome::Continue(Bytes::new());
+            };
+            match s.take_signal(p) {
+                Some(Ok(Effect::Skip)) => {
+                    s.paused = None;
+                    let i = p.pos_index(s.members.len());
+                    let mut carry = std::mem::take(&mut s.trailer_carry);
+                    carry.extend_from_slice(&std::mem::take(&mut s.members[i].bufs[p.dir.index()]));
+                    s.run_trailers(p.dir, p.pos + 1, carry)
+                }
+                Some(Ok(Effect::Reply(r))) => s.trailers_reply(p.dir, r),
+                Some(Err(())) => TrailersOutcome::Reset,
+                None => TrailersOutcome::Paused,
             }
-            Some(Ok(Effect::Reply(r))) => self.trailers_reply(p.dir, r),
-            Some(Err(())) => TrailersOutcome::Reset,
-            None => TrailersOutcome::Paused,
-        }
+        })
     }
 
     /// After the waiter fired while paused in a header callback: applies the actions that
     /// arrived and, when resumed, runs the rest of the chain.
     pub fn resume_headers(&mut self) -> HeadersOutcome {
-        let Some(p) = self.paused.filter(|p| p.stage == Stage::Headers) else {
-            return HeadersOutcome::Continue;
-        };
-        match self.take_signal(p) {
-            Some(Ok(Effect::Skip)) => {
-                self.paused = None;
-                self.run_headers(p.dir, p.pos + 1, p.eos)
+        self.around(|s| {
+            let Some(p) = s.paused.filter(|p| p.stage == Stage::Headers) else {
+                return HeadersOutcome::Continue;
+            };
+            match s.take_signal(p) {
+                Some(Ok(Effect::Skip)) => {
+                    s.paused = None;
+                    s.run_headers(p.dir, p.pos + 1, p.eos)
+                }
+                Some(Ok(Effect::Reply(r))) => HeadersOutcome::LocalReply(r),
+                Some(Err(())) => HeadersOutcome::Reset,
+                None => HeadersOutcome::Paused,
             }
-            Some(Ok(Effect::Reply(r))) => HeadersOutcome::LocalReply(r),
-            Some(Err(())) => HeadersOutcome::Reset,
-            None => HeadersOutcome::Paused,
-        }
+        })
     }
 
     /// After the waiter fired while a body callback paused at end of stream: applies the
     /// actions that arrived and, when resumed, sends the buffered body on.
     pub fn resume_body(&mut self) -> BodyOutcome {
-        let Some(p) = self.paused.filter(|p| p.stage == Stage::Body) else {
-            return BodyOutcome::Held;
-        };
-        match self.take_signal(p) {
-            Some(Ok(Effect::Skip)) => self.release(p),
-            Some(Ok(Effect::Reply(r))) => BodyOutcome::LocalReply(r),
-            Some(Err(())) => BodyOutcome::Reset,
-            None => BodyOutcome::Held,
-        }
+        self.around(|s| {
+            let Some(p) = s.paused.filter(|p| p.stage == Stage::Body) else {
+                return BodyOutcome::Held;
+            };
+            match s.take_signal(p) {
+                Some(Ok(Effect::Skip)) => s.release(p),
+                Some(Ok(Effect::Reply(r))) => BodyOutcome::LocalReply(r),
+                Some(Err(())) => BodyOutcome::Reset,
+                None => BodyOutcome::Held,
+            }
+        })
     }
 
     /// Sends on a body a plugin still holds at end of stream without waiting, for
     /// adapters whose body phase cannot wait (Pingora's response body filter).
     pub fn release_held_body(&mut self) -> BodyOutcome {
-        match self.paused.filter(|p| p.stage == Stage::Body) {
-            Some(p) => {
-                tracing::warn!(
-                    plugin = %self.members[p.pos_index(self.members.len())].plugin.name(),
-                    "a plugin paused the response body at end of stream; this proxy cannot wait in that phase, so the buffered body is sent on"
-                );
-                self.release(p)
+        self.around(|s| {
+            match s.paused.filter(|p| p.stage == Stage::Body) {
+                Some(p) => {
+                    tracing::warn!(
+                        plugin = %s.members[p.pos_index(s.members.len())].plugin.name(),
+                        "a plugin paused the response body at end of stream; this proxy cannot wait in that phase, so the buffered body is sent on"
+                    );
+                    s.release(p)
+                }
+                None => BodyOutcome::Forward(Bytes::new()),
             }
-            None => BodyOutcome::Forward(Bytes::new()),
-        }
+        })
     }
 
     fn release(&mut self, p: Paused) -> BodyOutcome {
@@ -437,7 +462,7 @@ impl HttpStream {
     /// headers over them, then the response callbacks of every plugin that saw the request
     /// (in reverse order); a second local reply from them is ignored, as is a pause.
     pub fn local_response(&mut self, reply: LocalReply) -> LocalResponse {
-        self.respond(reply, false)
+        self.around(|s| s.respond(reply, false))
     }
 
     /// Makes the complete response for a route's direct response, which is not a plugin's
@@ -445,7 +470,7 @@ impl HttpStream {
     /// with a local reply of its own from the response callbacks (as in Envoy, where the
     /// router's direct response passes the filters like an upstream response).
     pub fn direct_response(&mut self, reply: LocalReply) -> LocalResponse {
-        self.respond(reply, true)
+        self.around(|s| s.respond(reply, true))
     }
 
     fn respond(&mut self, reply: LocalReply, direct: bool) -> LocalResponse {
@@ -524,6 +549,7 @@ impl HttpStream {
     /// plugin context (Envoy's HTTP order). A plugin the request never reached gets its
     /// context created just for this, as in Envoy. Runs once; `Drop` is the backstop.
     pub fn finish(&mut self) {
+        self.unpark();
         if self.finished {
             return;
         }
@@ -597,6 +623,42 @@ impl HttpStream {
     }
 
     // ---- internals -------------------------------------------------------------------
+
+    /// Runs a callback step with the data at home, and parks it again if a plugin paused.
+    fn around<R>(&mut self, step: impl FnOnce(&mut Self) -> R) -> R {
+        self.unpark();
+        let outcome = step(self);
+        self.park();
+        outcome
+    }
+
+    /// Leaves the data with the plugins while a plugin pauses the stream, so that another
+    /// of its contexts (a root answering a callout) can reach it.
+    fn park(&mut self) {
+        let Some(p) = self.paused else { return };
+        if self.parked {
+            return;
+        }
+        let phase = match (p.dir, p.stage) {
+            (Dir::Request, Stage::Headers) => Phase::RequestHeaders,
+            (Dir::Response, Stage::Headers) => Phase::ResponseHeaders,
+            (Dir::Request, Stage::Body) => Phase::RequestBody,
+            (Dir::Response, Stage::Body) => Phase::ResponseBody,
+            (Dir::Request, Stage::Trailers) => Phase::RequestTrailers,
+            (Dir::Response, Stage::Trailers) => Phase::ResponseTrailers,
+        };
+        self.signal.park(phase, std::mem::take(&mut self.data));
+        self.parked = true;
+    }
+
+    /// Takes the data back (waiting while another context's callback uses it).
+    fn unpark(&mut self) {
+        if std::mem::take(&mut self.parked)
+            && let Some(data) = self.signal.unpark()
+        {
+            self.data = data;
+        }
+    }
 
     fn ensure_context(&mut self, i: usize) -> Result<(), Effect> {
         if !matches!(self.members[i].slot, Slot::NotCreated) {

@@ -10,6 +10,7 @@ use wasmtime::{InstancePre, Store, TypedFunc};
 use crate::context::{Action, CallState, HostState, Phase, PluginInfo, StreamData};
 use crate::error::LoadErrorKind;
 use crate::metrics::PluginMetrics;
+use crate::root::RootLink;
 use crate::runtime::EntryStyle;
 
 /// `proxy_on_request_headers` and `proxy_on_response_headers` have one argument less in
@@ -19,6 +20,9 @@ pub(crate) enum HeadersFn {
     V1(TypedFunc<(i32, i32), i32>),
     V2(TypedFunc<(i32, i32, i32), i32>),
 }
+
+/// `proxy_on_http_call_response(root, token, headers, body_size, trailers)`.
+type HttpCallResponseFn = TypedFunc<(i32, i32, i32, i32, i32), ()>;
 
 /// The callbacks a module exports; `None` when absent.
 #[derive(Clone, Default)]
@@ -35,6 +39,13 @@ pub(crate) struct Callbacks {
     pub log: Option<TypedFunc<i32, ()>>,
     pub done: Option<TypedFunc<i32, i32>>,
     pub delete: Option<TypedFunc<i32, ()>>,
+    pub tick: Option<TypedFunc<i32, ()>>,
+    pub queue_ready: Option<TypedFunc<(i32, i32), ()>>,
+    pub http_call_response: Option<HttpCallResponseFn>,
+    pub grpc_receive_initial_metadata: Option<TypedFunc<(i32, i32, i32), ()>>,
+    pub grpc_receive: Option<TypedFunc<(i32, i32, i32), ()>>,
+    pub grpc_receive_trailing_metadata: Option<TypedFunc<(i32, i32, i32), ()>>,
+    pub grpc_close: Option<TypedFunc<(i32, i32, i32), ()>>,
 }
 
 /// The result of one guest call.
@@ -62,12 +73,19 @@ impl Vm {
     pub fn start(
         pre: &InstancePre<HostState>,
         info: Arc<PluginInfo>,
+        root: Arc<RootLink>,
+        generation: u64,
         entry: EntryStyle,
         allocator: &str,
         metrics: Option<&PluginMetrics>,
     ) -> Result<Vm, LoadErrorKind> {
         let abi = info.abi;
-        let mut store = Store::new(pre.module().engine(), HostState::new(info));
+        // A new VM starts without a tick; its root sets one if it wants.
+        root.set_tick(None);
+        let mut store = Store::new(
+            pre.module().engine(),
+            HostState::new(info, root, generation),
+        );
         let instance = pre
             .instantiate(&mut store)
             .map_err(start_err("instantiate"))?;
@@ -113,6 +131,18 @@ impl Vm {
             log: typed!("proxy_on_log"),
             done: typed!("proxy_on_done"),
             delete: typed!("proxy_on_delete"),
+            tick: typed!("proxy_on_tick"),
+            queue_ready: typed!("proxy_on_queue_ready"),
+            http_call_response: typed!("proxy_on_http_call_response"),
+            grpc_receive_initial_metadata: typed!("proxy_on_grpc_receive_initial_metadata"),
+            grpc_receive: typed!("proxy_on_grpc_receive"),
+            grpc_receive_trailing_metadata: match typed!("proxy_on_grpc_receive_trailing_metadata")
+            {
+                Some(f) => Some(f),
+                // AssemblyScript runtimes export the callback under this name.
+                None => typed!("proxy_on_grpc_trailing_metadata"),
+            },
+            grpc_close: typed!("proxy_on_grpc_close"),
         };
 
         match entry {
@@ -229,6 +259,9 @@ impl Vm {
             stream: parked,
             actions: Vec::new(),
             exit_code: None,
+            borrowed: None,
+            delivery: None,
+            status: None,
         };
         let started = Instant::now();
         let result = f(&mut self.store);
@@ -236,7 +269,8 @@ impl Vm {
             m.observe(callback, started.elapsed(), result.is_err());
         }
         let state = self.store.data_mut();
-        let call = std::mem::replace(&mut state.call, CallState::idle());
+        let mut call = std::mem::replace(&mut state.call, CallState::idle());
+        call.give_back();
         if let (Some(data), Some(mut b)) = (stream, call.stream) {
             std::mem::swap(&mut b, data);
             state.spare = Some(b);

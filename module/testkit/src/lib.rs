@@ -29,8 +29,8 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use wasmbridge_host::{
-    BodyOutcome, FailurePolicy, FilterChain, HeaderList, HeadersOutcome, HttpStream, LoadError,
-    LocalReply, NodeInfo, Plugin, PluginSpec, Runtime, StreamData, TrailersOutcome,
+    BodyOutcome, Callouts, FailurePolicy, FilterChain, HeaderList, HeadersOutcome, HttpStream,
+    LoadError, LocalReply, NodeInfo, Plugin, PluginSpec, Runtime, StreamData, TrailersOutcome,
 };
 
 pub use logs::{LogLine, capture_logs};
@@ -157,6 +157,15 @@ pub struct Exchange {
     pub response_body: Bytes,
     /// The response trailers the client received (empty when there were none).
     pub response_trailers: HeaderList,
+    /// The root services to wait on while the exchange runs.
+    services: Option<Services>,
+}
+
+/// The emulator's root-services runtime and the chain's plugins.
+#[derive(Debug, Clone)]
+struct Services {
+    runtime: Arc<tokio::runtime::Runtime>,
+    plugins: Vec<Arc<Plugin>>,
 }
 
 impl Exchange {
@@ -199,6 +208,8 @@ pub struct PluginSource {
     pub vm_configuration: Bytes,
     /// Failure policy.
     pub failure_policy: FailurePolicy,
+    /// Where the plugin's callouts go (none by default).
+    pub callouts: Callouts,
 }
 
 /// A module file or module bytes (WebAssembly binary or text).
@@ -226,13 +237,16 @@ impl PluginSource {
             configuration: Bytes::copy_from_slice(configuration.as_bytes()),
             vm_configuration: Bytes::new(),
             failure_policy: FailurePolicy::default(),
+            callouts: Callouts::default(),
         }
     }
 }
 
-/// A plugin chain loaded in-process.
+/// A plugin chain loaded in-process, with a runtime thread for the plugins' root
+/// services (ticks, callouts, queues).
 pub struct Emulator {
     chain: FilterChain,
+    services: Arc<tokio::runtime::Runtime>,
 }
 
 impl Emulator {
@@ -277,11 +291,39 @@ impl Emulator {
                 failure_policy: source.failure_policy,
                 replicas: 1,
                 node: node.clone(),
+                callouts: source.callouts,
+                foreign: Default::default(),
             };
             plugins.push(Plugin::load(&runtime, &compiled, spec, None)?);
         }
+        // Root callbacks run on the runtime's thread: their logs go where the caller's do.
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        let services = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("emulator-root")
+            .on_thread_start(move || {
+                // Kept for the thread's whole life.
+                std::mem::forget(tracing::dispatcher::set_default(&dispatch));
+            })
+            .enable_all()
+            .build()
+            .map_err(|e| LoadError {
+                plugin: String::new(),
+                module: PathBuf::new(),
+                kind: wasmbridge_host::LoadErrorKind::Engine(format!(
+                    "cannot start the root-services runtime: {e}"
+                )),
+            })?;
+        for plugin in &plugins {
+            for replica in 0..plugin.replica_count() {
+                if let Some(driver) = plugin.root_driver(replica) {
+                    services.spawn(driver);
+                }
+            }
+        }
         Ok(Emulator {
             chain: FilterChain::new(plugins),
+            services: Arc::new(services),
         })
     }
 
@@ -320,6 +362,10 @@ impl Emulator {
         routing.record(&mut data.info);
         let mut stream = self.chain.start(data);
         let mut ex = Exchange {
+            services: Some(Services {
+                runtime: self.services.clone(),
+                plugins: self.chain.plugins().to_vec(),
+            }),
             request_outcome: HeadersOutcome::Continue,
             request_headers: HeaderList::new(),
             request_body: None,
@@ -332,6 +378,7 @@ impl Emulator {
         };
         ex.drive(&mut stream, request, routing, router);
         stream.finish();
+        ex.services = None;
         ex
     }
 }
@@ -530,12 +577,13 @@ impl Exchange {
             match outcome {
                 HeadersOutcome::Continue => return true,
                 HeadersOutcome::Paused => {
-                    // Every resume this emulator can see has already been signalled; if
-                    // the signal holds nothing that resumes, nothing ever will.
                     outcome = stream.resume_headers();
                     if matches!(outcome, HeadersOutcome::Paused) {
-                        self.end = End::Stalled;
-                        return false;
+                        if !self.await_signal(stream) {
+                            self.end = End::Stalled;
+                            return false;
+                        }
+                        outcome = stream.resume_headers();
                     }
                 }
                 HeadersOutcome::LocalReply(reply) => {
@@ -564,8 +612,11 @@ impl Exchange {
                 TrailersOutcome::Paused => {
                     outcome = stream.resume_trailers();
                     if matches!(outcome, TrailersOutcome::Paused) {
-                        self.end = End::Stalled;
-                        return None;
+                        if !self.await_signal(stream) {
+                            self.end = End::Stalled;
+                            return None;
+                        }
+                        outcome = stream.resume_trailers();
                     }
                 }
                 TrailersOutcome::LocalReply(reply) => {
@@ -612,8 +663,11 @@ impl Exchange {
                     BodyOutcome::Held => {
                         outcome = stream.resume_body();
                         if matches!(outcome, BodyOutcome::Held) {
-                            self.end = End::Stalled;
-                            return None;
+                            if !self.await_signal(stream) {
+                                self.end = End::Stalled;
+                                return None;
+                            }
+                            outcome = stream.resume_body();
                         }
                     }
                     BodyOutcome::LocalReply(reply) => {
@@ -633,6 +687,32 @@ impl Exchange {
             }
         }
         Some(out.freeze())
+    }
+
+    /// Waits while the stream is paused until something signals it (a root callback
+    /// answering a callout, a tick, a queue) — true — or until the plugins' root services
+    /// have nothing left that could (false: the stream is stalled for good).
+    fn await_signal(&self, stream: &HttpStream) -> bool {
+        let Some(services) = &self.services else {
+            return false;
+        };
+        let waiter = stream.waiter();
+        let plugins = services.plugins.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        services.runtime.spawn(async move {
+            let settled = async {
+                for plugin in &plugins {
+                    plugin.root_settled().await;
+                }
+            };
+            let signalled = tokio::select! {
+                biased;
+                () = waiter.wait() => true,
+                () = settled => false,
+            };
+            let _ = tx.send(signalled);
+        });
+        rx.recv().unwrap_or(false)
     }
 
     fn local(&mut self, stream: &mut HttpStream, reply: LocalReply) {

@@ -5,7 +5,10 @@ use bytes::Bytes;
 use std::sync::Arc;
 
 use wasmbridge_config::{Config, RouteAction};
-use wasmbridge_host::{FailurePolicy, HeaderList, LocalReply, NodeInfo};
+use wasmbridge_host::{
+    BoxFuture, Callouts, FailurePolicy, GrpcChannel, GrpcRequest, HeaderList, HttpCallFailure,
+    HttpCallRequest, HttpCallResponse, LocalReply, NodeInfo, UnknownUpstream, Upstreams,
+};
 use wasmbridge_testkit::{
     Destination, Emulator as Testkit, End, Module, PluginSource, Request, Routing, UpstreamReply,
     capture_logs,
@@ -23,6 +26,7 @@ impl Target for Emulator {
 
     fn run(&self, case: &Case) -> Result<Observation> {
         let mut sources = Vec::new();
+        let callouts = Callouts::new(CaseCluster(reply(case)));
         for (i, p) in case.plugins.iter().enumerate() {
             let (label, bytes) = p.module_bytes()?;
             sources.push(PluginSource {
@@ -33,6 +37,7 @@ impl Target for Emulator {
                 configuration: Bytes::from(p.configuration()),
                 vm_configuration: Bytes::from(p.vm_configuration()),
                 failure_policy: policy(p.failure_policy.as_deref())?,
+                callouts: callouts.clone(),
             });
         }
         let config = case.routing_config()?;
@@ -119,6 +124,47 @@ fn route(config: &Config, headers: &HeaderList, reply: &UpstreamReply) -> Routin
         route: Some(route.name.clone()),
         cluster,
         destination,
+    }
+}
+
+/// The emulator's one cluster, `upstream`, for callouts: it answers every HTTP call with
+/// the case's upstream reply, as the pingora target's recording upstream does. Other names
+/// are unknown; gRPC is not emulated (the pingora target and the adapter's tests run it
+/// against real servers).
+struct CaseCluster(UpstreamReply);
+
+impl Upstreams for CaseCluster {
+    fn http_call(
+        &self,
+        upstream: &str,
+        _request: HttpCallRequest,
+    ) -> Result<BoxFuture<Result<HttpCallResponse, HttpCallFailure>>, UnknownUpstream> {
+        if upstream != "upstream" {
+            return Err(UnknownUpstream(upstream.to_string()));
+        }
+        let reply = &self.0;
+        let mut headers = vec![(
+            Bytes::from_static(b":status"),
+            Bytes::from(reply.status.to_string()),
+        )];
+        let pair = |(k, v): &(String, String)| {
+            (Bytes::from(k.to_ascii_lowercase()), Bytes::from(v.clone()))
+        };
+        headers.extend(reply.headers.iter().map(pair));
+        let response = HttpCallResponse {
+            headers,
+            body: reply.chunks.concat().into(),
+            trailers: reply.trailers.iter().map(pair).collect(),
+        };
+        Ok(Box::pin(async move { Ok(response) }))
+    }
+
+    fn grpc_stream(
+        &self,
+        upstream: &str,
+        _request: GrpcRequest,
+    ) -> Result<GrpcChannel, UnknownUpstream> {
+        Err(UnknownUpstream(upstream.to_string()))
     }
 }
 

@@ -39,12 +39,14 @@ impl Recording {
         Ok(Recording { addr, seen, task })
     }
 
-    /// The first request received, if any.
+    /// The first request received, if any, that is not a plugin's callout (cases send
+    /// callouts to paths under `/callout`).
     pub fn first(&self) -> Option<Seen> {
         self.seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .first()
+            .iter()
+            .find(|seen| !seen.path.starts_with("/callout"))
             .cloned()
     }
 }

@@ -239,6 +239,18 @@ fn support_levels_match_what_the_host_implements() {
         "proxy_clear_route_cache",
         "proxy_get_shared_data",
         "proxy_set_shared_data",
+        "proxy_set_tick_period_milliseconds",
+        "proxy_register_shared_queue",
+        "proxy_resolve_shared_queue",
+        "proxy_enqueue_shared_queue",
+        "proxy_dequeue_shared_queue",
+        "proxy_http_call",
+        "proxy_grpc_call",
+        "proxy_grpc_stream",
+        "proxy_grpc_send",
+        "proxy_grpc_cancel",
+        "proxy_grpc_close",
+        "proxy_get_status",
         "emscripten_notify_memory_growth",
         "pthread_equal",
         "abort",
@@ -269,7 +281,7 @@ fn support_levels_match_what_the_host_implements() {
     }
     assert_eq!(
         hostcall("env", "proxy_http_call").unwrap().support.label(),
-        "unimplemented"
+        "full"
     );
 }
 
@@ -398,14 +410,17 @@ fn callback_support() {
         "proxy_on_request_trailers",
         "proxy_on_response_trailers",
         "proxy_on_log",
+        "proxy_on_tick",
+        "proxy_on_queue_ready",
+        "proxy_on_http_call_response",
+        "proxy_on_grpc_receive_initial_metadata",
+        "proxy_on_grpc_receive",
+        "proxy_on_grpc_receive_trailing_metadata",
+        "proxy_on_grpc_close",
     ] {
         assert_eq!(called(name), Support::Full, "{name}");
     }
-    for name in [
-        "proxy_on_tick",
-        "proxy_on_http_call_response",
-        "proxy_validate_configuration",
-    ] {
+    for name in ["proxy_validate_configuration", "proxy_on_foreign_function"] {
         assert!(!called(name).is_implemented(), "{name}");
     }
     // An alias is called exactly when the callback it stands for is.
@@ -425,6 +440,8 @@ fn called_callbacks_are_the_context_callbacks_the_host_runs() {
             "proxy_on_context_create",
             "proxy_on_vm_start",
             "proxy_on_configure",
+            "proxy_on_tick",
+            "proxy_on_queue_ready",
             "proxy_on_done",
             "proxy_on_log",
             "proxy_on_delete",
@@ -434,6 +451,11 @@ fn called_callbacks_are_the_context_callbacks_the_host_runs() {
             "proxy_on_response_headers",
             "proxy_on_response_body",
             "proxy_on_response_trailers",
+            "proxy_on_http_call_response",
+            "proxy_on_grpc_receive_initial_metadata",
+            "proxy_on_grpc_receive",
+            "proxy_on_grpc_receive_trailing_metadata",
+            "proxy_on_grpc_close",
         ]
     );
 }

@@ -21,7 +21,7 @@ pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
 /// A readable view of a buffer that exists now.
 enum Readable {
     Body,
-    Config(Bytes),
+    Fixed(Bytes),
 }
 
 fn readable(state: &HostState, ty: BufferType) -> HResult<Readable> {
@@ -36,10 +36,18 @@ fn readable(state: &HostState, ty: BufferType) -> HResult<Readable> {
             Ok(Readable::Body)
         }
         BufferType::VmConfiguration if phase == Phase::VmStart => {
-            Ok(Readable::Config(state.plugin.vm_configuration.clone()))
+            Ok(Readable::Fixed(state.plugin.vm_configuration.clone()))
         }
         BufferType::PluginConfiguration if phase == Phase::Configure => {
-            Ok(Readable::Config(state.plugin.configuration.clone()))
+            Ok(Readable::Fixed(state.plugin.configuration.clone()))
+        }
+        BufferType::HttpCallResponseBody | BufferType::GrpcReceiveBuffer => {
+            match &state.call.delivery {
+                Some(d) if d.grpc == (ty == BufferType::GrpcReceiveBuffer) => {
+                    Ok(Readable::Fixed(d.body.clone()))
+                }
+                _ => Err(Status::NotFound.into()),
+            }
         }
         _ => Err(Status::NotFound.into()),
     }
@@ -72,7 +80,7 @@ fn get_buffer_bytes(
                 let body = &caller.data().stream().ok_or(Status::NotFound)?.body;
                 Bytes::copy_from_slice(clamp(body, start as u32, max_size as u32))
             }
-            Readable::Config(config) => {
+            Readable::Fixed(config) => {
                 config.slice_ref(clamp(&config, start as u32, max_size as u32))
             }
         };
@@ -124,7 +132,7 @@ fn set_buffer_bytes(
         let ty = BufferType::try_from(ty as u32)?;
         match readable(caller.data(), ty) {
             Ok(Readable::Body) => {}
-            Ok(Readable::Config(_)) => return Err(Status::BadArgument.into()),
+            Ok(Readable::Fixed(_)) => return Err(Status::BadArgument.into()),
             Err(_)
                 if matches!(
                     ty,
@@ -154,7 +162,7 @@ fn get_buffer_status(
         let ty = BufferType::try_from(ty as u32)?;
         let size = match readable(caller.data(), ty)? {
             Readable::Body => caller.data().stream().map_or(0, |s| s.body.len()),
-            Readable::Config(c) => c.len(),
+            Readable::Fixed(c) => c.len(),
         };
         write_u32(&mut caller, ret_size, size as u32)?;
         write_u32(&mut caller, ret_flags, 0)

@@ -5,7 +5,7 @@ use wasmbridge_abi::Status;
 use wasmtime::Caller;
 
 use super::{HResult, Registrar, return_bytes, status};
-use crate::context::{HostState, Phase};
+use crate::context::{Borrowed, HostState, Phase};
 
 pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
     reg.env("proxy_get_configuration", get_configuration)?;
@@ -33,7 +33,8 @@ fn get_configuration(
 }
 
 /// `proxy_set_effective_context(context_id)` — all versions. Later hostcalls of this
-/// callback act on that context. OK; BAD_ARGUMENT for an unknown id.
+/// callback act on that context; a paused stream's maps are reachable this way (a callout
+/// response resuming the request it held). OK; BAD_ARGUMENT for an unknown id.
 fn set_effective_context(mut caller: Caller<'_, HostState>, id: i32) -> wasmtime::Result<i32> {
     status(|| -> HResult {
         let state = caller.data_mut();
@@ -41,7 +42,22 @@ fn set_effective_context(mut caller: Caller<'_, HostState>, id: i32) -> wasmtime
         if !state.knows_context(id) {
             return Err(Status::BadArgument.into());
         }
-        state.call.effective_context_id = id;
+        let call = &mut state.call;
+        call.effective_context_id = id;
+        let lent = call.borrowed.as_ref().map(|b| b.id);
+        if id != call.context_id && lent != Some(id) {
+            call.give_back();
+            if let Some(signal) = state.streams.get(&id)
+                && let Some((phase, data)) = signal.lend()
+            {
+                state.call.borrowed = Some(Borrowed {
+                    id,
+                    phase,
+                    data,
+                    signal: signal.clone(),
+                });
+            }
+        }
         Ok(())
     })
 }

@@ -32,9 +32,19 @@ enum Access {
 
 /// Whether map `ty` exists in the running callback, and how it may be used.
 fn access(state: &HostState, ty: MapType) -> Option<Access> {
+    if let Some(d) = &state.call.delivery {
+        // A callout's maps belong to the root callback that delivers it, whichever
+        // context is effective (Envoy reads them from the root context).
+        match (ty, d.grpc) {
+            (MapType::HttpCallResponseHeaders | MapType::HttpCallResponseTrailers, false)
+            | (MapType::GrpcReceiveInitialMetadata | MapType::GrpcReceiveTrailingMetadata, true) => {
+                return Some(Access::ReadWrite);
+            }
+            _ => {}
+        }
+    }
     state.stream()?;
-    let phase = state.call.phase;
-    match (ty, phase) {
+    match (ty, state.stream_phase()) {
         (MapType::HttpRequestHeaders, Phase::RequestHeaders)
         | (MapType::HttpResponseHeaders, Phase::ResponseHeaders)
         | (MapType::HttpRequestTrailers, Phase::RequestTrailers)
@@ -52,7 +62,7 @@ fn access(state: &HostState, ty: MapType) -> Option<Access> {
 
 /// The status for a map that does not exist now.
 fn unavailable(state: &HostState) -> Status {
-    if state.call.phase == Phase::Log {
+    if state.stream_phase() == Phase::Log {
         Status::NotFound
     } else {
         Status::BadArgument
@@ -60,6 +70,17 @@ fn unavailable(state: &HostState) -> Status {
 }
 
 fn map(state: &HostState, ty: MapType) -> Option<&HeaderList> {
+    if let Some(d) = &state.call.delivery {
+        match ty {
+            MapType::HttpCallResponseHeaders | MapType::GrpcReceiveInitialMetadata => {
+                return Some(&d.headers);
+            }
+            MapType::HttpCallResponseTrailers | MapType::GrpcReceiveTrailingMetadata => {
+                return Some(&d.trailers);
+            }
+            _ => {}
+        }
+    }
     let stream = state.stream()?;
     Some(match ty {
         MapType::HttpRequestHeaders => &stream.request_headers,
@@ -74,6 +95,26 @@ fn map(state: &HostState, ty: MapType) -> Option<&HeaderList> {
 fn writable(state: &mut HostState, ty: MapType) -> HResult<&mut HeaderList> {
     if access(state, ty) != Some(Access::ReadWrite) {
         return Err(Status::BadArgument.into());
+    }
+    let callout = matches!(
+        ty,
+        MapType::HttpCallResponseHeaders
+            | MapType::GrpcReceiveInitialMetadata
+            | MapType::HttpCallResponseTrailers
+            | MapType::GrpcReceiveTrailingMetadata
+    );
+    if callout && state.call.delivery.is_some() {
+        let d = state
+            .call
+            .delivery
+            .as_deref_mut()
+            .ok_or(Status::BadArgument)?;
+        return Ok(match ty {
+            MapType::HttpCallResponseHeaders | MapType::GrpcReceiveInitialMetadata => {
+                &mut d.headers
+            }
+            _ => &mut d.trailers,
+        });
     }
     let stream = state.stream_mut().ok_or(Status::BadArgument)?;
     Ok(match ty {

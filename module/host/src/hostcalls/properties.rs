@@ -81,9 +81,13 @@ pub(crate) fn lookup(state: &HostState, path: &[u8]) -> Option<Vec<u8>> {
         ("request.headers", [header]) => joined(&stream.request_headers, header),
         ("response.headers", [header]) => joined(&stream.response_headers, header),
         ("response.trailers", [header]) => joined(&stream.response_trailers, header),
-        ("filter_state", [key]) => {
-            let key = key.strip_prefix(b"wasm.")?;
-            stream.properties.get(key).map(|v| v.to_vec())
+        ("filter_state", [key]) if key.starts_with(b"wasm.") => {
+            stream.properties.get(&key[5..]).map(|v| v.to_vec())
+        }
+        ("filter_state", keys) if !keys.is_empty() => {
+            // An Envoy object key has dots of its own: `filter_state.envoy.x.y`.
+            let key = keys.join(&b"."[..]);
+            stream.filter_state.get(&key[..]).map(|v| v.to_vec())
         }
         (_, []) => stream_property(stream, name),
         _ => None,

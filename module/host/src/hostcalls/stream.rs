@@ -7,7 +7,7 @@ use bytes::Bytes;
 use wasmbridge_abi::{Status, StreamType, deserialize_pairs};
 use wasmtime::Caller;
 
-use super::{HResult, Registrar, read_bytes, status};
+use super::{HResult, Registrar, read_bytes, return_bytes, status};
 use crate::context::{Action, HostState, LocalReply};
 
 pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
@@ -78,27 +78,54 @@ pub(super) fn clear_route_cache_of(state: &mut HostState) {
 }
 
 /// `proxy_call_foreign_function(name_ptr, name_size, args_ptr, args_size, ret_ptr_ptr,
-/// ret_size_ptr)` — all versions. Known functions: `clear_route_cache` (no arguments, no
-/// result; OK). Any other name: NOT_FOUND, as Envoy answers for a function it does not
-/// register.
+/// ret_size_ptr)` — all versions. The host's own functions act on the effective stream:
+/// `clear_route_cache` (no arguments; OK) and `set_envoy_filter_state` (a
+/// `SetEnvoyFilterStateArguments` message: `path` 1, `value` 2; the value becomes readable
+/// as the property `filter_state.<path>`; OK, BAD_ARGUMENT for a malformed message or an
+/// empty path, NOT_FOUND outside a stream). Then the proxy's registered functions, whose
+/// result is returned when `ret_ptr_ptr` is not 0. Any other name: NOT_FOUND, as Envoy
+/// answers for a function it does not register.
 fn call_foreign_function(
     mut caller: Caller<'_, HostState>,
     name_ptr: i32,
     name_len: i32,
     args_ptr: i32,
     args_len: i32,
-    _ret_ptr: i32,
-    _ret_size: i32,
+    ret_ptr: i32,
+    ret_size: i32,
 ) -> wasmtime::Result<i32> {
     status(|| -> HResult {
         let name = read_bytes(&caller, name_ptr, name_len)?;
-        let _args = read_bytes(&caller, args_ptr, args_len)?;
+        let args = read_bytes(&caller, args_ptr, args_len)?;
         match &name[..] {
             b"clear_route_cache" => {
                 clear_route_cache_of(caller.data_mut());
                 Ok(())
             }
-            _ => Err(Status::NotFound.into()),
+            b"set_envoy_filter_state" => {
+                let path = wasmbridge_abi::proto::field(&args, 1)
+                    .filter(|p| !p.is_empty())
+                    .ok_or(Status::BadArgument)?;
+                let value = wasmbridge_abi::proto::field(&args, 2).unwrap_or_default();
+                let (path, value) = (Bytes::copy_from_slice(path), Bytes::copy_from_slice(value));
+                let stream = caller.data_mut().stream_mut().ok_or(Status::NotFound)?;
+                stream.filter_state.insert(path, value);
+                Ok(())
+            }
+            other => {
+                let function = caller
+                    .data()
+                    .plugin
+                    .foreign
+                    .get(other)
+                    .cloned()
+                    .ok_or(Status::NotFound)?;
+                let result = function(&args)?;
+                if ret_ptr != 0 {
+                    return_bytes(&mut caller, &result, ret_ptr, ret_size)?;
+                }
+                Ok(())
+            }
         }
     })
 }

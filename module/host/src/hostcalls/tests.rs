@@ -62,9 +62,13 @@ fn registered_signatures_match_the_catalogue() {
         abi: AbiVersion::V0_2_1,
         static_properties: Default::default(),
         shared: Default::default(),
+        queues: Default::default(),
+        upstreams: Arc::new(crate::callout::NoUpstreams),
+        foreign: Default::default(),
         failure_policy: FailurePolicy::FailClosed,
     });
-    let mut store = Store::new(rt.engine(), HostState::new(info));
+    let (link, _events) = crate::root::RootLink::new();
+    let mut store = Store::new(rt.engine(), HostState::new(info, link, 0));
     for spec in HOSTCALLS {
         for module in spec.namespace.module_names() {
             let Ok(Extern::Func(f)) = rt.linker().get(&mut store, module, spec.name) else {

@@ -1,0 +1,519 @@
+//! Root-context services: each VM replica has a root driver, a task the embedding proxy
+//! runs (on the replica's worker thread where it can), that fires `proxy_on_tick`, runs
+//! callout transports and delivers their results, and delivers `proxy_on_queue_ready`.
+//!
+//! Hostcalls never call back into the guest: they post a [`RootEvent`] to the replica's
+//! [`RootLink`], and the driver makes the callback later, taking the replica's VM for that
+//! one call like a stream does. Every result carries the generation of the VM that asked,
+//! so a VM replaced after a failure never sees its predecessor's tokens.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+
+use wasmbridge_abi::Status;
+
+use crate::callout::{BoxFuture, GrpcInbound, GrpcOutbound, HttpCallFailure, HttpCallResponse};
+use crate::context::{Delivery, Phase};
+use crate::metrics::PluginMetrics;
+use crate::plugin::Plugin;
+use crate::vm::Vm;
+
+/// Something for a replica's root context to do.
+pub(crate) enum RootEvent {
+    /// The tick period changed (or the VM was replaced): re-arm the timer.
+    TickChanged,
+    /// Run a callout transport.
+    Spawn(BoxFuture<()>),
+    /// An item was added to a queue this replica's root registered.
+    QueueReady { generation: u64, queue: u32 },
+    /// An HTTP call finished.
+    Http {
+        generation: u64,
+        token: u32,
+        result: Result<HttpCallResponse, HttpCallFailure>,
+    },
+    /// A gRPC call or stream delivered something.
+    Grpc {
+        generation: u64,
+        token: u32,
+        event: GrpcInbound,
+    },
+}
+
+/// How much root work is queued or running for a replica, and a wake-up for whoever
+/// waits for it to settle.
+#[derive(Default)]
+pub(crate) struct Work {
+    pending: AtomicUsize,
+    settled: Notify,
+}
+
+impl Work {
+    fn start(&self) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn finish(&self) {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.settled.notify_waiters();
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.pending.load(Ordering::Acquire) == 0
+    }
+}
+
+/// Posts events to a replica's root driver, counting them as work in flight.
+#[derive(Clone)]
+pub(crate) struct RootSender {
+    events: mpsc::UnboundedSender<RootEvent>,
+    work: Arc<Work>,
+}
+
+impl RootSender {
+    /// Posts an event; lost only when the replica is gone.
+    pub fn send(&self, event: RootEvent) {
+        self.work.start();
+        if self.events.send(event).is_err() {
+            self.work.finish();
+        }
+    }
+}
+
+/// A replica's end of its root driver: where hostcalls post events, and the tick period.
+pub(crate) struct RootLink {
+    sender: RootSender,
+    tick: Mutex<Option<Duration>>,
+}
+
+impl RootLink {
+    pub fn new() -> (Arc<RootLink>, mpsc::UnboundedReceiver<RootEvent>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        (
+            Arc::new(RootLink {
+                sender: RootSender {
+                    events,
+                    work: Arc::default(),
+                },
+                tick: Mutex::new(None),
+            }),
+            rx,
+        )
+    }
+
+    /// Posts an event; lost only when the replica is gone.
+    pub fn post(&self, event: RootEvent) {
+        self.sender.send(event);
+    }
+
+    /// A sender transports use to post their results.
+    pub fn sender(&self) -> RootSender {
+        self.sender.clone()
+    }
+
+    /// The work counter the driver settles.
+    pub fn work(&self) -> Arc<Work> {
+        self.sender.work.clone()
+    }
+
+    /// Completes once no event is queued, no transport runs and no tick is set.
+    pub async fn settled(&self) {
+        loop {
+            let work = &self.sender.work;
+            let notified = work.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if work.idle() && self.tick().is_none() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Sets the tick period (`None` stops ticking) and re-arms the driver's timer.
+    pub fn set_tick(&self, period: Option<Duration>) {
+        *self.tick.lock().unwrap_or_else(|p| p.into_inner()) = period;
+        self.post(RootEvent::TickChanged);
+    }
+
+    pub fn tick(&self) -> Option<Duration> {
+        *self.tick.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A callout in flight, by token, in the VM that made it.
+pub(crate) enum Outstanding {
+    Http,
+    Grpc {
+        outbound: mpsc::UnboundedSender<GrpcOutbound>,
+        /// A `proxy_grpc_call`: one `on_grpc_receive` on success, else `on_grpc_close`.
+        unary: bool,
+        /// A unary call's reply, delivered once the call ended with OK.
+        held: Option<Bytes>,
+    },
+}
+
+/// Runs a replica's root services until its plugin is dropped.
+pub(crate) async fn drive(
+    plugin: Weak<Plugin>,
+    replica: usize,
+    link: Arc<RootLink>,
+    mut events: mpsc::UnboundedReceiver<RootEvent>,
+) {
+    // Only the work counter is kept, so that dropping the plugin closes the channel and
+    // ends the driver.
+    let work = link.work();
+    drop(link);
+    let mut next_tick: Option<Instant> = None;
+    loop {
+        let sleep = async {
+            match next_tick {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { return };
+                let Some(p) = plugin.upgrade() else { return };
+                match event {
+                    RootEvent::TickChanged => {
+                        next_tick = p.tick_period(replica).map(|period| Instant::now() + period);
+                        work.finish();
+                    }
+                    RootEvent::Spawn(task) => {
+                        // The task counts as work until it ended (its result, posted
+                        // before that, counts on its own).
+                        let work = work.clone();
+                        tokio::spawn(async move {
+                            task.await;
+                            work.finish();
+                        });
+                    }
+                    other => {
+                        p.deliver(replica, other);
+                        work.finish();
+                    }
+                }
+                // A settled replica may have stopped ticking.
+                if work.idle() {
+                    work.settled.notify_waiters();
+                }
+            }
+            () = sleep => {
+                let Some(p) = plugin.upgrade() else { return };
+                let scheduled = next_tick.unwrap_or_else(Instant::now);
+                p.tick(replica);
+                // Keep the cadence: the next tick is one period after this one was due,
+                // or one period from now when the callback overran it.
+                next_tick = p.tick_period(replica).map(|period| {
+                    let due = scheduled + period;
+                    let now = Instant::now();
+                    if due > now { due } else { now + period }
+                });
+            }
+        }
+    }
+}
+
+/// Shared queues (reference §6.3): identity (vm_id, name), ids process-wide (per
+/// [`crate::Runtime`]); the last root context to register a queue is told of each
+/// enqueue.
+#[derive(Default)]
+pub(crate) struct Queues {
+    inner: Mutex<QueuesInner>,
+}
+
+#[derive(Default)]
+struct QueuesInner {
+    by_name: HashMap<(String, Vec<u8>), u32>,
+    queues: HashMap<u32, Queue>,
+    last_id: u32,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Bytes>,
+    owner: Option<QueueOwner>,
+}
+
+/// The root context a queue notifies.
+pub(crate) struct QueueOwner {
+    pub link: Weak<RootLink>,
+    pub generation: u64,
+}
+
+/// The queue id does not exist.
+pub(crate) struct NoSuchQueue;
+
+impl Queues {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueuesInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates or opens the queue (vm_id, name) and makes `owner` its receiver.
+    pub fn register(&self, vm_id: &str, name: &[u8], owner: QueueOwner) -> u32 {
+        let mut inner = self.lock();
+        let key = (vm_id.to_string(), name.to_vec());
+        let id = match inner.by_name.get(&key) {
+            Some(&id) => id,
+            None => {
+                inner.last_id += 1;
+                let id = inner.last_id;
+                inner.by_name.insert(key, id);
+                id
+            }
+        };
+        inner.queues.entry(id).or_default().owner = Some(owner);
+        id
+    }
+
+    /// The id of the queue (vm_id, name), if someone registered it.
+    pub fn resolve(&self, vm_id: &str, name: &[u8]) -> Option<u32> {
+        self.lock()
+            .by_name
+            .get(&(vm_id.to_string(), name.to_vec()))
+            .copied()
+    }
+
+    /// Appends `value` and tells the owner (one notification per item).
+    pub fn enqueue(&self, id: u32, value: Bytes) -> Result<(), NoSuchQueue> {
+        let mut inner = self.lock();
+        let queue = inner.queues.get_mut(&id).ok_or(NoSuchQueue)?;
+        queue.items.push_back(value);
+        if let Some(owner) = &queue.owner
+            && let Some(link) = owner.link.upgrade()
+        {
+            link.post(RootEvent::QueueReady {
+                generation: owner.generation,
+                queue: id,
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes the oldest item; `Ok(None)` when the queue is empty.
+    pub fn dequeue(&self, id: u32) -> Result<Option<Bytes>, NoSuchQueue> {
+        let mut inner = self.lock();
+        let queue = inner.queues.get_mut(&id).ok_or(NoSuchQueue)?;
+        Ok(queue.items.pop_front())
+    }
+}
+
+/// What Envoy's router answers when a callout times out.
+const TIMEOUT_BODY: &str = "upstream request timeout";
+
+fn synthesized(status: u16, body: String) -> HttpCallResponse {
+    HttpCallResponse {
+        headers: vec![
+            (
+                Bytes::from_static(b":status"),
+                Bytes::from(status.to_string()),
+            ),
+            (
+                Bytes::from_static(b"content-length"),
+                Bytes::from(body.len().to_string()),
+            ),
+            (
+                Bytes::from_static(b"content-type"),
+                Bytes::from_static(b"text/plain"),
+            ),
+        ],
+        body: Bytes::from(body),
+        trailers: Vec::new(),
+    }
+}
+
+fn list(pairs: Vec<(Bytes, Bytes)>) -> crate::headers::HeaderList {
+    let mut list = crate::headers::HeaderList::new();
+    for (k, v) in pairs {
+        list.push(k, v);
+    }
+    list
+}
+
+/// Runs `proxy_on_http_call_response` for `token`, as Envoy delivers each outcome: the
+/// response; a synthesized 504 for a timeout and 503 for a connection failure; nothing
+/// (0/0/0, status BROKEN_CONNECTION "reset") for a reset. Returns the VM's failure.
+pub(crate) fn http_response(
+    vm: &mut Vm,
+    token: u32,
+    result: Result<HttpCallResponse, HttpCallFailure>,
+    metrics: Option<&PluginMetrics>,
+) -> Option<String> {
+    let state = vm.store.data_mut();
+    if !matches!(state.callouts.remove(&token), Some(Outstanding::Http)) {
+        return None;
+    }
+    let (response, status) = match result {
+        Ok(r) => (Some(r), (Status::Ok.code(), Bytes::new())),
+        Err(HttpCallFailure::Timeout) => (
+            Some(synthesized(504, TIMEOUT_BODY.to_string())),
+            (Status::Ok.code(), Bytes::new()),
+        ),
+        Err(HttpCallFailure::ConnectFailure(reason)) => (
+            Some(synthesized(
+                503,
+                format!(
+                    "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: {reason}"
+                ),
+            )),
+            (Status::Ok.code(), Bytes::new()),
+        ),
+        Err(HttpCallFailure::Reset(reason)) => {
+            tracing::debug!(plugin = %state.plugin.name, token, "http call reset: {reason}");
+            (
+                None,
+                (
+                    Status::BrokenConnection.code(),
+                    Bytes::from_static(b"reset"),
+                ),
+            )
+        }
+    };
+    let f = vm.cb.http_call_response.clone()?;
+    let root = vm.store.data().root_context_id;
+    let delivery = response.map(|r| Delivery {
+        grpc: false,
+        headers: list(r.headers),
+        body: r.body,
+        trailers: list(r.trailers),
+    });
+    let counts = delivery.as_ref().map_or((0, 0, 0), |d| {
+        (d.headers.len(), d.body.len(), d.trailers.len())
+    });
+    let called = vm.call(
+        "proxy_on_http_call_response",
+        root,
+        Phase::HttpCallResponse,
+        None,
+        metrics,
+        |s| {
+            let call = &mut s.data_mut().call;
+            call.delivery = Some(Box::new(delivery.unwrap_or_default()));
+            call.status = Some(status);
+            f.call(
+                s,
+                (
+                    root as i32,
+                    token as i32,
+                    counts.0 as i32,
+                    counts.1 as i32,
+                    counts.2 as i32,
+                ),
+            )
+        },
+    );
+    called
+        .result
+        .err()
+        .map(|e| format!("proxy_on_http_call_response: {e:?}"))
+}
+
+/// Delivers one gRPC event for `token` with Envoy's rules: a unary call gets exactly one
+/// `proxy_on_grpc_receive` on success and otherwise one `proxy_on_grpc_close`; a stream
+/// gets initial metadata, messages, trailing metadata and the close. Returns the VM's
+/// failure.
+pub(crate) fn grpc_event(
+    vm: &mut Vm,
+    token: u32,
+    event: GrpcInbound,
+    metrics: Option<&PluginMetrics>,
+) -> Option<String> {
+    let state = vm.store.data_mut();
+    let Some(Outstanding::Grpc { unary, held, .. }) = state.callouts.get_mut(&token) else {
+        return None;
+    };
+    let unary = *unary;
+    // What to call: (callback, count argument, delivery, status).
+    let mut delivery = Delivery {
+        grpc: true,
+        ..Delivery::default()
+    };
+    let (callback, arg, status) = match event {
+        GrpcInbound::InitialMetadata(pairs) => {
+            if unary {
+                return None;
+            }
+            delivery.headers = list(pairs);
+            (Grpc::InitialMetadata, delivery.headers.len() as u32, None)
+        }
+        GrpcInbound::Message(message) => {
+            if unary {
+                // Envoy answers a unary call once it ended well.
+                *held = Some(message);
+                return None;
+            }
+            let size = message.len() as u32;
+            delivery.body = message;
+            (Grpc::Message, size, None)
+        }
+        GrpcInbound::TrailingMetadata(pairs) => {
+            if unary {
+                return None;
+            }
+            delivery.trailers = list(pairs);
+            (Grpc::TrailingMetadata, delivery.trailers.len() as u32, None)
+        }
+        GrpcInbound::Close { status, message } => {
+            let held = held.take();
+            state.callouts.remove(&token);
+            match held {
+                Some(reply) if unary && status == 0 => {
+                    let size = reply.len() as u32;
+                    delivery.body = reply;
+                    (Grpc::Message, size, Some((0, Bytes::new())))
+                }
+                _ => {
+                    let (status, message) = if unary && status == 0 {
+                        // OK without a message is no answer to a unary call.
+                        (13, "the server sent no message".to_string())
+                    } else {
+                        (status, message)
+                    };
+                    (Grpc::Close, status, Some((status, Bytes::from(message))))
+                }
+            }
+        }
+    };
+    if unary && callback == Grpc::Message {
+        vm.store.data_mut().callouts.remove(&token);
+    }
+    let cb = &vm.cb;
+    let (name, f) = match callback {
+        Grpc::InitialMetadata => (
+            "proxy_on_grpc_receive_initial_metadata",
+            cb.grpc_receive_initial_metadata.clone(),
+        ),
+        Grpc::Message => ("proxy_on_grpc_receive", cb.grpc_receive.clone()),
+        Grpc::TrailingMetadata => (
+            "proxy_on_grpc_receive_trailing_metadata",
+            cb.grpc_receive_trailing_metadata.clone(),
+        ),
+        Grpc::Close => ("proxy_on_grpc_close", cb.grpc_close.clone()),
+    };
+    let f = f?;
+    let root = vm.store.data().root_context_id;
+    let called = vm.call(name, root, Phase::Grpc, None, metrics, |s| {
+        let call = &mut s.data_mut().call;
+        call.delivery = Some(Box::new(delivery));
+        call.status = status;
+        f.call(s, (root as i32, token as i32, arg as i32))
+    });
+    called.result.err().map(|e| format!("{name}: {e:?}"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grpc {
+    InitialMetadata,
+    Message,
+    TrailingMetadata,
+    Close,
+}
