@@ -4,6 +4,11 @@
 //! clusters, plugins, admin — from a `wasmbridge-config` YAML file, and the `wasmbridge`
 //! binary runs it.
 //!
+//! Callouts (`proxy_http_call`, `proxy_grpc_call`, `proxy_grpc_stream`) go through
+//! [`GatewayUpstreams`], the host's `Upstreams` over Pingora's HTTP connector and the
+//! gateway's clusters ([`Gateway::upstreams`]); the [`upstreams`] module documents how
+//! names, HTTP calls and gRPC streams map onto Pingora.
+//!
 //! ```no_run
 //! use wasmbridge_config::Config;
 //! use wasmbridge_pingora::Gateway;
@@ -19,9 +24,11 @@ mod convert;
 mod gateway;
 pub mod limits;
 mod proxy;
+pub mod upstreams;
 
 pub use gateway::{Gateway, GatewayError, Router};
 pub use proxy::{ChainSelector, RequestObserver, Selection, WasmCtx, WasmFilters};
+pub use upstreams::{GatewayUpstreams, UpstreamCluster};
 
 /// The embedded default configuration (`conf/gateway.yaml`).
 pub const DEFAULT_CONFIG: &str = include_str!("../../../conf/gateway.yaml");
