@@ -23,6 +23,7 @@ use wasmbridge_host::{
 use crate::admin::admin_service;
 use crate::drivers::WithRootDrivers;
 use crate::proxy::{ChainSelector, RequestObserver, Selection, WasmFilters};
+use crate::upstreams::{GatewayUpstreams, UpstreamCluster};
 
 /// Why the gateway could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -222,6 +223,7 @@ pub struct Gateway {
     config: Config,
     routes: Arc<Routes>,
     plugins: Vec<Arc<Plugin>>,
+    upstreams: GatewayUpstreams,
     registry: Registry,
 }
 
@@ -291,6 +293,13 @@ impl Gateway {
                 }),
             );
         }
+        let upstreams = GatewayUpstreams::new(clusters.values().map(|c| UpstreamCluster {
+            name: c.name.to_string(),
+            lb: c.lb.clone(),
+            http2: c.http2,
+            connect_timeout: c.connect_timeout,
+            read_timeout: c.read_timeout,
+        }));
         let mut routes = Vec::new();
         for rc in &config.routes {
             let chain = FilterChain::new(
@@ -321,6 +330,7 @@ impl Gateway {
             config,
             routes: Arc::new(Routes { routes }),
             plugins: loaded,
+            upstreams,
             registry,
         })
     }
@@ -328,6 +338,13 @@ impl Gateway {
     /// The loaded plugins in configuration order.
     pub fn plugins(&self) -> &[Arc<Plugin>] {
         &self.plugins
+    }
+
+    /// The callout transports over the gateway's clusters (sharing their load balancers),
+    /// refusing `host:port` upstreams; a plugin with `callouts.allow_host_port` gets
+    /// `upstreams().allowing_addresses(true)`.
+    pub fn upstreams(&self) -> &GatewayUpstreams {
+        &self.upstreams
     }
 
     /// The admin listener address, if configured.

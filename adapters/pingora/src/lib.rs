@@ -4,6 +4,11 @@
 //! clusters, plugins, admin — from a `wasmbridge-config` YAML file, and the `wasmbridge`
 //! binary runs it.
 //!
+//! Callouts (`proxy_http_call`, `proxy_grpc_call`, `proxy_grpc_stream`) go through
+//! [`GatewayUpstreams`], the host's `Upstreams` over Pingora's HTTP connector and the
+//! gateway's clusters ([`Gateway::upstreams`]); the [`upstreams`] module documents how
+//! names, HTTP calls and gRPC streams map onto Pingora.
+//!
 //! ```no_run
 //! use wasmbridge_config::Config;
 //! use wasmbridge_pingora::Gateway;
@@ -20,10 +25,12 @@ mod drivers;
 mod gateway;
 pub mod limits;
 mod proxy;
+pub mod upstreams;
 
 pub use drivers::{WithRootDrivers, start_root_drivers};
 pub use gateway::{Gateway, GatewayError, Router};
 pub use proxy::{ChainSelector, RequestObserver, Selection, WasmCtx, WasmFilters};
+pub use upstreams::{GatewayUpstreams, UpstreamCluster};
 
 /// The embedded default configuration (`conf/gateway.yaml`).
 pub const DEFAULT_CONFIG: &str = include_str!("../../../conf/gateway.yaml");

@@ -149,8 +149,20 @@ pub struct PluginConfig {
     pub vm_configuration: Vec<u8>,
     /// What happens to requests when the plugin fails.
     pub failure_policy: FailurePolicy,
+    /// What the plugin's callouts (`proxy_http_call`, `proxy_grpc_*`) may target
+    /// (`callouts`).
+    pub callouts: CalloutConfig,
     /// Where the plugin sits in the file (`plugins[2]`), for messages.
     pub key_path: String,
+}
+
+/// A plugin's callout settings (`plugins[i].callouts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct CalloutConfig {
+    /// Besides cluster names, accept `host:port` / `ip:port` upstreams
+    /// (`allow_host_port`, default false), as Kong's ngx_wasm_module does; a name that is
+    /// a cluster always means the cluster.
+    pub allow_host_port: bool,
 }
 
 /// What a plugin's failure (a trap, a failed start) does to requests, as in Envoy's

@@ -66,7 +66,7 @@ pub(crate) struct RawCluster {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with `name`, `module` and optionally `root_id`, `vm_id`, `configuration`, `vm_configuration`, `failure_policy`"
+    expecting = "a mapping with `name`, `module` and optionally `root_id`, `vm_id`, `configuration`, `vm_configuration`, `failure_policy`, `callouts`"
 )]
 pub(crate) struct RawPlugin {
     pub name: String,
@@ -76,6 +76,16 @@ pub(crate) struct RawPlugin {
     pub configuration: Option<serde_yaml::Value>,
     pub vm_configuration: Option<serde_yaml::Value>,
     pub failure_policy: Option<RawFailurePolicy>,
+    pub callouts: Option<RawCallouts>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with optionally `allow_host_port`"
+)]
+pub(crate) struct RawCallouts {
+    pub allow_host_port: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

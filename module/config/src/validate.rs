@@ -14,8 +14,9 @@ use crate::raw::{
     RawNode, RawPlugin, RawRoute, RawServer,
 };
 use crate::{
-    AdminConfig, ClusterConfig, Config, DirectResponse, HeaderMatch, HeaderRule, ListenerConfig,
-    NodeConfig, PluginConfig, RouteAction, RouteConfig, RouteMatch, ServerConfig, StructValue,
+    AdminConfig, CalloutConfig, ClusterConfig, Config, DirectResponse, HeaderMatch, HeaderRule,
+    ListenerConfig, NodeConfig, PluginConfig, RouteAction, RouteConfig, RouteMatch, ServerConfig,
+    StructValue,
 };
 
 const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 1;
@@ -200,6 +201,12 @@ impl Validator<'_> {
                 configuration,
                 vm_configuration,
                 failure_policy: plugin.failure_policy.map(Into::into).unwrap_or_default(),
+                callouts: CalloutConfig {
+                    allow_host_port: plugin
+                        .callouts
+                        .and_then(|c| c.allow_host_port)
+                        .unwrap_or(false),
+                },
                 key_path: at,
             });
         }

@@ -57,9 +57,19 @@ fn unknown_nested_key() {
         &yaml,
         "plugins[0].limits",
         "conf/gw.yaml: plugins[0].limits: unknown field `limits`, expected one of `name`, \
-         `root_id`, `vm_id`, `module`, `configuration`, `vm_configuration`, `failure_policy`",
+         `root_id`, `vm_id`, `module`, `configuration`, `vm_configuration`, `failure_policy`, \
+         `callouts`",
     );
     assert_eq!(reject(&yaml).location(), Some((6, 5)));
+
+    assert_rejects(
+        &valid_plus(
+            "plugins:\n  - name: a\n    module: a.wasm\n    callouts: {allow_hosts: true}\n",
+        ),
+        "plugins[0].callouts.allow_hosts",
+        "conf/gw.yaml: plugins[0].callouts.allow_hosts: unknown field `allow_hosts`, expected \
+         `allow_host_port`",
+    );
 
     assert_rejects(
         "routes: [{match: {prefix: /, regex: x}}]",
@@ -92,6 +102,20 @@ fn wrong_types() {
         "listeners:\n  - address: 127.0.0.1:8080\n    http2: yes\n",
         "listeners[0].http2",
         "conf/gw.yaml: listeners[0].http2: invalid type: string \"yes\", expected a boolean",
+    );
+    assert_rejects(
+        &valid_plus(
+            "plugins:\n  - name: a\n    module: a.wasm\n    callouts: {allow_host_port: sometimes}\n",
+        ),
+        "plugins[0].callouts.allow_host_port",
+        "conf/gw.yaml: plugins[0].callouts.allow_host_port: invalid type: string \"sometimes\", \
+         expected a boolean",
+    );
+    assert_rejects(
+        &valid_plus("plugins:\n  - name: a\n    module: a.wasm\n    callouts: true\n"),
+        "plugins[0].callouts",
+        "conf/gw.yaml: plugins[0].callouts: invalid type: boolean `true`, expected a mapping with \
+         optionally `allow_host_port`",
     );
     assert_rejects(
         "listeners: {address: 127.0.0.1:8080}",

@@ -76,6 +76,7 @@ fn shipped_gateway_yaml_parses() {
     );
     assert!(plugin.vm_configuration.is_empty());
     assert_eq!(plugin.failure_policy, FailurePolicy::FailClosed);
+    assert!(!plugin.callouts.allow_host_port);
     assert_eq!(plugin.key_path, "plugins[0]");
 
     assert_eq!(config.routes.len(), 1);
@@ -131,9 +132,11 @@ plugins:
     configuration: {headers: {x-hello: wasmbridge}}
     vm_configuration: warm
     failure_policy: fail_open
+    callouts: {allow_host_port: true}
   - name: auth
     module: auth.wasm
     failure_policy: fail_reload
+    callouts: {}
 routes:
   - name: api
     match: {path: /api}
@@ -168,9 +171,11 @@ routes:
     assert_eq!(add_header.module, Path::new("/opt/filters/add_header.wasm"));
     assert_eq!(add_header.vm_configuration, b"warm");
     assert_eq!(add_header.failure_policy, FailurePolicy::FailOpen);
+    assert!(add_header.callouts.allow_host_port);
     let auth = config.plugin("auth").expect("auth");
     assert_eq!(auth.module, Path::new("/etc/wasmbridge/auth.wasm"));
     assert_eq!(auth.failure_policy, FailurePolicy::FailReload);
+    assert!(!auth.callouts.allow_host_port);
     assert_eq!(auth.key_path, "plugins[1]");
     assert!(config.plugin("nope").is_none());
 
