@@ -228,8 +228,8 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Compiles and starts every plugin (one VM replica per worker thread), resolves the
-    /// clusters and builds the routing table.
+    /// Resolves the clusters, compiles and starts every plugin (one VM replica per worker
+    /// thread; its callouts go to the clusters) and builds the routing table.
     pub fn build(config: Config) -> Result<Gateway, GatewayError> {
         let runtime = Runtime::new()?;
         let registry = Registry::new();
@@ -239,39 +239,6 @@ impl Gateway {
             cluster: config.node.cluster.clone(),
             metadata: config.node.metadata.clone(),
         });
-        let mut plugins: HashMap<String, Arc<Plugin>> = HashMap::new();
-        let mut loaded = Vec::new();
-        for pc in &config.plugins {
-            let module = runtime.compile_file(&pc.name, &pc.module)?;
-            let spec = PluginSpec {
-                name: pc.name.clone(),
-                root_id: pc.root_id.clone(),
-                vm_id: pc.vm_id.clone(),
-                configuration: Bytes::from(pc.configuration.clone()),
-                vm_configuration: Bytes::from(pc.vm_configuration.clone()),
-                failure_policy: match pc.failure_policy {
-                    wasmbridge_config::FailurePolicy::FailClosed => {
-                        wasmbridge_host::FailurePolicy::FailClosed
-                    }
-                    wasmbridge_config::FailurePolicy::FailOpen => {
-                        wasmbridge_host::FailurePolicy::FailOpen
-                    }
-                    wasmbridge_config::FailurePolicy::FailReload => {
-                        wasmbridge_host::FailurePolicy::FailReload
-                    }
-                },
-                replicas: config.server.threads,
-                node: node.clone(),
-                callouts: Callouts::default(),
-                foreign: ForeignFunctions::default(),
-            };
-            let plugin = Plugin::load(&runtime, &module, spec, Some(host_metrics.clone()))?;
-            for unknown in &plugin.module_info().unknown_imports {
-                tracing::warn!(plugin = %pc.name, "module imports `{unknown}`, which wasmbridge does not know; calls return UNIMPLEMENTED");
-            }
-            plugins.insert(pc.name.clone(), plugin.clone());
-            loaded.push(plugin);
-        }
         let mut clusters: HashMap<String, Arc<Cluster>> = HashMap::new();
         for cc in &config.clusters {
             let lb =
@@ -300,6 +267,39 @@ impl Gateway {
             connect_timeout: c.connect_timeout,
             read_timeout: c.read_timeout,
         }));
+        let mut plugins: HashMap<String, Arc<Plugin>> = HashMap::new();
+        let mut loaded = Vec::new();
+        for pc in &config.plugins {
+            let module = runtime.compile_file(&pc.name, &pc.module)?;
+            let spec = PluginSpec {
+                name: pc.name.clone(),
+                root_id: pc.root_id.clone(),
+                vm_id: pc.vm_id.clone(),
+                configuration: Bytes::from(pc.configuration.clone()),
+                vm_configuration: Bytes::from(pc.vm_configuration.clone()),
+                failure_policy: match pc.failure_policy {
+                    wasmbridge_config::FailurePolicy::FailClosed => {
+                        wasmbridge_host::FailurePolicy::FailClosed
+                    }
+                    wasmbridge_config::FailurePolicy::FailOpen => {
+                        wasmbridge_host::FailurePolicy::FailOpen
+                    }
+                    wasmbridge_config::FailurePolicy::FailReload => {
+                        wasmbridge_host::FailurePolicy::FailReload
+                    }
+                },
+                replicas: config.server.threads,
+                node: node.clone(),
+                callouts: Callouts::new(upstreams.allowing_addresses(pc.callouts.allow_host_port)),
+                foreign: ForeignFunctions::default(),
+            };
+            let plugin = Plugin::load(&runtime, &module, spec, Some(host_metrics.clone()))?;
+            for unknown in &plugin.module_info().unknown_imports {
+                tracing::warn!(plugin = %pc.name, "module imports `{unknown}`, which wasmbridge does not know; calls return UNIMPLEMENTED");
+            }
+            plugins.insert(pc.name.clone(), plugin.clone());
+            loaded.push(plugin);
+        }
         let mut routes = Vec::new();
         for rc in &config.routes {
             let chain = FilterChain::new(
