@@ -32,6 +32,8 @@ pub(crate) struct PluginInfo {
     pub static_properties: HashMap<String, Vec<u8>>,
     /// The runtime's shared-data store.
     pub shared: Arc<crate::shared::SharedData>,
+    /// The runtime's guest metrics.
+    pub metrics: crate::GuestMetrics,
 }
 
 /// What the host is doing with a VM right now; decides which maps and buffers exist.

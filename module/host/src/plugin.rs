@@ -185,6 +185,7 @@ impl Plugin {
             failure_policy: spec.failure_policy,
             static_properties: crate::hostcalls::static_properties(&spec.node),
             shared: runtime.shared(),
+            metrics: runtime.guest_metrics(),
         });
         let mut replicas = Vec::new();
         for _ in 0..spec.replicas.max(1) {

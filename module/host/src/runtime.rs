@@ -96,6 +96,8 @@ struct RuntimeInner {
     registrations: Vec<Registration>,
     /// Shared data of every plugin built from this runtime (per `vm_id`).
     shared: Arc<crate::shared::SharedData>,
+    /// Metrics the guests of every plugin built from this runtime define.
+    guest_metrics: crate::GuestMetrics,
 }
 
 /// The engine could not be created.
@@ -118,6 +120,7 @@ impl Runtime {
                 linker,
                 registrations,
                 shared: Arc::default(),
+                guest_metrics: crate::GuestMetrics::new(),
             }),
         })
     }
@@ -125,6 +128,12 @@ impl Runtime {
     /// The shared-data store plugins of this runtime share.
     pub(crate) fn shared(&self) -> Arc<crate::shared::SharedData> {
         self.inner.shared.clone()
+    }
+
+    /// The metrics guests define with `proxy_define_metric`, shared by every plugin of this
+    /// runtime; register it on a prometheus registry to export them.
+    pub fn guest_metrics(&self) -> crate::GuestMetrics {
+        self.inner.guest_metrics.clone()
     }
 
     /// Every registration the linker received (for the catalogue check).

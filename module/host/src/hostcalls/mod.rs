@@ -12,6 +12,7 @@ mod buffers;
 mod context;
 mod headers;
 mod logging;
+mod metrics;
 mod properties;
 mod shared;
 pub(crate) use properties::static_properties;
@@ -170,6 +171,7 @@ pub(crate) fn add_to_linker(
     headers::add_to_linker(&mut reg)?;
     properties::add_to_linker(&mut reg)?;
     shared::add_to_linker(&mut reg)?;
+    metrics::add_to_linker(&mut reg)?;
     stream::add_to_linker(&mut reg)?;
     wasi::add_to_linker(&mut reg)?;
     toolchain::add_to_linker(&mut reg)?;

@@ -62,6 +62,7 @@ fn registered_signatures_match_the_catalogue() {
         abi: AbiVersion::V0_2_1,
         static_properties: Default::default(),
         shared: Default::default(),
+        metrics: Default::default(),
         failure_policy: FailurePolicy::FailClosed,
     });
     let mut store = Store::new(rt.engine(), HostState::new(info));
