@@ -234,6 +234,7 @@ impl Gateway {
         let runtime = Runtime::new()?;
         let registry = Registry::new();
         let host_metrics = HostMetrics::register(&registry)?;
+        registry.register(Box::new(runtime.guest_metrics()))?;
         let node = Arc::new(NodeInfo {
             id: config.node.id.clone(),
             cluster: config.node.cluster.clone(),

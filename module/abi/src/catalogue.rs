@@ -423,7 +423,6 @@ const O: Usage = Usage::Occasional;
 const R: Usage = Usage::Rare;
 const NO_VALUES: &[ValType] = &[];
 
-const METRICS_LATER: &str = "the metrics registry comes with the metrics work";
 const ROOTS_NOT_SHUT_DOWN: &str =
     "called for HTTP stream contexts; root contexts are not shut down yet, so never for a root";
 const TCP_NOT_SUPPORTED: &str = "HTTP filters only: TCP stream contexts are not supported";
@@ -859,17 +858,18 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_define_metric",
         &[I32, I32, I32, I32],
         ALL,
-        Support::Unimplemented(METRICS_LATER),
+        FULL,
         sections::SHARED,
         C,
         "proxy_define_metric(type, name_ptr, name_size, ret_metric_id_ptr): defines or finds \
-         a process-wide metric by name. OK; BAD_ARGUMENT for a type above 2.",
+         a process-wide metric by type and name (exported as wasmcustom_<name>). OK; \
+         BAD_ARGUMENT for a type above 2.",
     ),
     env(
         "proxy_increment_metric",
         &[I32, I64],
         ALL,
-        Support::Unimplemented(METRICS_LATER),
+        FULL,
         sections::SHARED,
         C,
         "proxy_increment_metric(metric_id, delta: i64): adds delta (gauges may go down). OK; \
@@ -879,7 +879,7 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_record_metric",
         &[I32, I64],
         ALL,
-        Support::Unimplemented(METRICS_LATER),
+        FULL,
         sections::SHARED,
         C,
         "proxy_record_metric(metric_id, value: i64 read as u64): sets a gauge, records a \
@@ -889,7 +889,7 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_get_metric",
         &[I32, I32],
         ALL,
-        Support::Unimplemented(METRICS_LATER),
+        FULL,
         sections::SHARED,
         O,
         "proxy_get_metric(metric_id, ret_u64_ptr): the current value. OK; NOT_FOUND; \

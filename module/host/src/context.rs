@@ -37,6 +37,8 @@ pub(crate) struct PluginInfo {
     pub upstreams: Arc<dyn crate::callout::Upstreams>,
     /// The proxy's foreign functions.
     pub foreign: crate::foreign::ForeignFunctions,
+    /// The runtime's guest metrics.
+    pub metrics: crate::GuestMetrics,
 }
 
 /// What the host is doing with a VM right now; decides which maps and buffers exist.

@@ -28,6 +28,7 @@ mod callout;
 mod context;
 mod error;
 mod foreign;
+mod guest_metrics;
 mod headers;
 mod hostcalls;
 mod metrics;
@@ -45,6 +46,7 @@ pub use callout::{
 pub use context::{LocalReply, StreamData, StreamInfo, UpstreamInfo};
 pub use error::{LoadError, LoadErrorKind};
 pub use foreign::{ForeignFunction, ForeignFunctions};
+pub use guest_metrics::{GUEST_HISTOGRAM_BUCKETS, GuestMetrics, MAX_GUEST_METRICS};
 pub use headers::HeaderList;
 pub use hostcalls::Registration;
 pub use metrics::HostMetrics;

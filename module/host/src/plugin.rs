@@ -197,6 +197,7 @@ impl Plugin {
             queues: runtime.queues(),
             upstreams: spec.callouts.0.clone(),
             foreign: spec.foreign.clone(),
+            metrics: runtime.guest_metrics(),
         });
         let mut replicas = Vec::new();
         for _ in 0..spec.replicas.max(1) {

@@ -98,6 +98,8 @@ struct RuntimeInner {
     shared: Arc<crate::shared::SharedData>,
     /// Shared queues of every plugin built from this runtime.
     queues: Arc<crate::root::Queues>,
+    /// Metrics the guests of every plugin built from this runtime define.
+    guest_metrics: crate::GuestMetrics,
 }
 
 /// The engine could not be created.
@@ -121,6 +123,7 @@ impl Runtime {
                 registrations,
                 shared: Arc::default(),
                 queues: Arc::default(),
+                guest_metrics: crate::GuestMetrics::new(),
             }),
         })
     }
@@ -133,6 +136,12 @@ impl Runtime {
     /// The shared queues plugins of this runtime share.
     pub(crate) fn queues(&self) -> Arc<crate::root::Queues> {
         self.inner.queues.clone()
+    }
+
+    /// The metrics guests define with `proxy_define_metric`, shared by every plugin of this
+    /// runtime; register it on a prometheus registry to export them.
+    pub fn guest_metrics(&self) -> crate::GuestMetrics {
+        self.inner.guest_metrics.clone()
     }
 
     /// Every registration the linker received (for the catalogue check).

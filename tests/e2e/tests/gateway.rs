@@ -353,17 +353,24 @@ async fn admin_serves_health_and_metrics() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(health.status, 200);
-    let metrics = send(
-        gw.admin,
-        Proto::H1,
-        get(&format!("http://{}/metrics", gw.admin), &[]),
-    )
-    .await?;
-    let text = String::from_utf8_lossy(&metrics.body);
-    assert!(
-        text.contains(r#"wasmbridge_http_requests_total{route="route0",status="200"} 1"#),
-        "{text}"
-    );
+    // The request is counted in Pingora's `logging` phase, after the reply was written:
+    // poll the page until it shows up (a readiness check, not a timed wait for a result).
+    let counted = r#"wasmbridge_http_requests_total{route="route0",status="200"} 1"#;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let metrics = send(
+            gw.admin,
+            Proto::H1,
+            get(&format!("http://{}/metrics", gw.admin), &[]),
+        )
+        .await?;
+        let text = String::from_utf8_lossy(&metrics.body).into_owned();
+        if text.contains(counted) || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(text.contains(counted), "{text}");
     assert!(
         text.contains(r#"wasmbridge_plugin_callbacks_total{callback="proxy_on_request_headers",plugin="add_header"} 1"#),
         "{text}"

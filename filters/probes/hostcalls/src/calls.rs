@@ -3,12 +3,13 @@
 //! Every `unsafe` block here calls an import with pointers to live locals, slices or
 //! [`Returned`] slots of the size the ABI expects.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use proxy_wasm::hostcalls::dispatch_http_call;
 
 use crate::abi::{self, Raw, Returned, bytes, slot};
-use crate::config::{Arg, Callback, ContextName, Step};
+use crate::config::{Arg, Callback, ContextName, MetricId, Step};
 use crate::render::{self, pairs, quoted, serialize_pairs, status};
 
 /// The callback running steps, and the ids it can name.
@@ -393,9 +394,24 @@ fn shared(call: &str, step: &Step, _: &Site) -> Option<Done> {
     }
 }
 
+thread_local! {
+    /// The id the last successful `define_metric` step of this VM returned.
+    static LAST_METRIC_ID: Cell<Option<u32>> = const { Cell::new(None) };
+}
+
+/// A metric id argument: missing is 0; `"last"` is the last defined id, or -1 (0xFFFFFFFF)
+/// when no `define_metric` step succeeded yet.
+fn metric_id(id: Option<MetricId>) -> i32 {
+    match id {
+        None => 0,
+        Some(MetricId::Number(n)) => n as i32,
+        Some(MetricId::Last(_)) => LAST_METRIC_ID.with(Cell::get).map_or(-1, |id| id as i32),
+    }
+}
+
 /// `define_metric`, `increment_metric`, `record_metric`, `get_metric`.
 fn metrics(call: &str, step: &Step, _: &Site) -> Option<Done> {
-    let id = int(step.id, 0);
+    let id = metric_id(step.id);
     // SAFETY (every block): see the module docs.
     match call {
         "define_metric" => {
@@ -409,6 +425,9 @@ fn metrics(call: &str, step: &Step, _: &Site) -> Option<Done> {
                     slot(&mut ret_id),
                 )
             };
+            if code == 0 {
+                LAST_METRIC_ID.with(|last| last.set(Some(ret_id)));
+            }
             Done::with(code, || ret_id.to_string())
         }
         "increment_metric" => {

@@ -124,7 +124,7 @@ pub(crate) struct Step {
     pub(crate) queue_id: Option<i64>,
     #[serde(rename = "type")]
     pub(crate) metric_type: Option<Arg<MetricTypeName>>,
-    pub(crate) id: Option<i64>,
+    pub(crate) id: Option<MetricId>,
     pub(crate) delta: Option<i64>,
     pub(crate) upstream: Option<String>,
     pub(crate) trailers: Option<Vec<(String, String)>>,
@@ -171,6 +171,22 @@ enum RawArg {
 pub(crate) enum Scalar {
     Int(i64),
     Text(String),
+}
+
+/// `id` of the metric calls: a number, or `"last"` for the id this VM's last successful
+/// `define_metric` step returned.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum MetricId {
+    Number(i64),
+    Last(Last),
+}
+
+/// The word `last`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Last {
+    Last,
 }
 
 /// A property path: a list of segments, or a dotted string split on `.`.

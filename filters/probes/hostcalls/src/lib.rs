@@ -85,7 +85,7 @@
 //! | `enqueue_shared_queue` | `queue_id`, `value` | |
 //! | `dequeue_shared_queue` | `queue_id` | string |
 //! | `define_metric` | `type` (counter, gauge, histogram), `name` | metric id |
-//! | `increment_metric` | `id`, `delta` (i64, default 1) | |
+//! | `increment_metric` | `id` (or `"last"`, below), `delta` (i64, default 1) | |
 //! | `record_metric` | `id`, `value` (i64) | |
 //! | `get_metric` | `id` | number |
 //! | `http_call` | `upstream`, `headers`, `body`, `trailers` (pairs), `timeout` (ms, 1000), `register` (true) | `token=<n>` |
@@ -100,7 +100,9 @@
 //! `response_body` 1, `downstream_data` 2, `upstream_data` 3, `http_call_response_body` 4,
 //! `grpc_message` 5, `vm_configuration` 6, `plugin_configuration` 7,
 //! `foreign_function_arguments` 8; stream `request` 0, `response` 1, `downstream` 2,
-//! `upstream` 3. An unknown name is a configuration error. `decode` is `string` (default),
+//! `upstream` 3. An unknown name is a configuration error. The `id` of the metric calls may
+//! be `"last"`: the id the VM's last successful `define_metric` step returned (kept per VM
+//! across callbacks and contexts), or -1 when none has. `decode` is `string` (default),
 //! `u64`, `i64`, `f64` (8 bytes LE), `bool` (1 byte), `map` (serialized pairs), `hex`.
 //!
 //! `http_call` goes through the SDK's `dispatch_http_call` (same arguments, serialized the

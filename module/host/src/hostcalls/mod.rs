@@ -12,6 +12,7 @@ mod buffers;
 mod context;
 mod headers;
 mod logging;
+mod metrics;
 mod properties;
 mod services;
 mod shared;
@@ -172,6 +173,7 @@ pub(crate) fn add_to_linker(
     properties::add_to_linker(&mut reg)?;
     shared::add_to_linker(&mut reg)?;
     services::add_to_linker(&mut reg)?;
+    metrics::add_to_linker(&mut reg)?;
     stream::add_to_linker(&mut reg)?;
     wasi::add_to_linker(&mut reg)?;
     toolchain::add_to_linker(&mut reg)?;

@@ -65,6 +65,7 @@ fn registered_signatures_match_the_catalogue() {
         queues: Default::default(),
         upstreams: Arc::new(crate::callout::NoUpstreams),
         foreign: Default::default(),
+        metrics: Default::default(),
         failure_policy: FailurePolicy::FailClosed,
     });
     let (link, _events) = crate::root::RootLink::new();
