@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use wasmbridge_config::{Config, RouteAction};
 use wasmbridge_host::{
-    BoxFuture, Callouts, FailurePolicy, GrpcChannel, GrpcRequest, HeaderList, HttpCallFailure,
-    HttpCallRequest, HttpCallResponse, LocalReply, NodeInfo, UnknownUpstream, Upstreams,
+    BoxFuture, Callouts, FailurePolicy, GrpcChannel, GrpcInbound, GrpcOutbound, GrpcRequest,
+    HeaderList, HttpCallFailure, HttpCallRequest, HttpCallResponse, LocalReply, NodeInfo,
+    UnknownUpstream, Upstreams,
 };
 use wasmbridge_testkit::{
     Destination, Emulator as Testkit, End, Module, PluginSource, Request, Routing, UpstreamReply,
@@ -129,8 +130,7 @@ fn route(config: &Config, headers: &HeaderList, reply: &UpstreamReply) -> Routin
 
 /// The emulator's one cluster, `upstream`, for callouts: it answers every HTTP call with
 /// the case's upstream reply, as the pingora target's recording upstream does. Other names
-/// are unknown; gRPC is not emulated (the pingora target and the adapter's tests run it
-/// against real servers).
+/// are unknown. A gRPC call or stream gets the reply read as a gRPC server's answer.
 struct CaseCluster(UpstreamReply);
 
 impl Upstreams for CaseCluster {
@@ -164,7 +164,81 @@ impl Upstreams for CaseCluster {
         upstream: &str,
         _request: GrpcRequest,
     ) -> Result<GrpcChannel, UnknownUpstream> {
-        Err(UnknownUpstream(upstream.to_string()))
+        if upstream != "upstream" {
+            return Err(UnknownUpstream(upstream.to_string()));
+        }
+        // The reply as a gRPC server's answer: headers (without content-type), the body's
+        // 5-byte-framed messages, trailers (without grpc-status and grpc-message), then
+        // the close with the trailers' status.
+        let reply = &self.0;
+        let pair = |(k, v): &(String, String)| {
+            (Bytes::from(k.to_ascii_lowercase()), Bytes::from(v.clone()))
+        };
+        let trailer = |name: &str| {
+            reply
+                .trailers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let mut events = vec![GrpcInbound::InitialMetadata(
+            reply
+                .headers
+                .iter()
+                .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type"))
+                .map(pair)
+                .collect(),
+        )];
+        let body = reply.chunks.concat();
+        let mut rest = &body[..];
+        while rest.len() >= 5 {
+            let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+            let Some(message) = rest.get(5..5 + len) else {
+                break;
+            };
+            events.push(GrpcInbound::Message(Bytes::copy_from_slice(message)));
+            rest = &rest[5 + len..];
+        }
+        events.push(GrpcInbound::TrailingMetadata(
+            reply
+                .trailers
+                .iter()
+                .filter(|(k, _)| {
+                    !k.eq_ignore_ascii_case("grpc-status")
+                        && !k.eq_ignore_ascii_case("grpc-message")
+                })
+                .map(pair)
+                .collect(),
+        ));
+        events.push(GrpcInbound::Close {
+            status: trailer("grpc-status")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
+            message: trailer("grpc-message").unwrap_or_default(),
+        });
+        let (outbound, mut requests) = tokio::sync::mpsc::unbounded_channel();
+        let (answers, inbound) = tokio::sync::mpsc::unbounded_channel();
+        let task = Box::pin(async move {
+            // Answer once the plugin half-closed (or the call was dropped).
+            while let Some(message) = requests.recv().await {
+                match message {
+                    GrpcOutbound::Message {
+                        end_stream: true, ..
+                    }
+                    | GrpcOutbound::Close => break,
+                    GrpcOutbound::Cancel => return,
+                    GrpcOutbound::Message { .. } => {}
+                }
+            }
+            for event in events {
+                let _ = answers.send(event);
+            }
+        });
+        Ok(GrpcChannel {
+            outbound,
+            inbound,
+            task,
+        })
     }
 }
 
