@@ -18,7 +18,7 @@
 //! In `on_http_request_headers` the filter sends `GET path` to `cluster` (`:authority` is the
 //! cluster name) with the request's `forward_headers` that are present, plus
 //! `x-original-method` and `x-original-uri` naming the request being checked, and pauses the
-//! request. The authorization service's answer decides:
+//! request; its body and trailers wait too. The authorization service's answer decides:
 //!
 //! - 2xx: each of `allowed_headers` is set on the request to the answer's value, or removed
 //!   when the answer lacks it (so a client cannot supply it itself), and the request resumes;
@@ -60,6 +60,8 @@ struct ExtAuthRoot {
 
 struct ExtAuth {
     config: Rc<Config>,
+    /// True from the dispatch until the answer: body and trailers wait for the verdict.
+    checking: bool,
 }
 
 proxy_wasm::main! {{
@@ -86,11 +88,15 @@ impl Context for ExtAuthRoot {}
 impl RootContext for ExtAuthRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let raw = self.get_plugin_configuration().unwrap_or_default();
-        let mut config: Config = match serde_json::from_slice(&raw) {
-            Ok(config) => config,
-            Err(err) => {
-                log::error!("ext_auth: invalid plugin configuration: {err}");
-                return false;
+        let mut config: Config = if raw.iter().all(u8::is_ascii_whitespace) {
+            Config::default()
+        } else {
+            match serde_json::from_slice(&raw) {
+                Ok(config) => config,
+                Err(err) => {
+                    log::error!("ext_auth: invalid plugin configuration: {err}");
+                    return false;
+                }
             }
         };
         if config.cluster.is_empty() || config.timeout_ms == 0 {
@@ -114,6 +120,7 @@ impl RootContext for ExtAuthRoot {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(ExtAuth {
             config: Rc::clone(&self.config),
+            checking: false,
         }))
     }
 
@@ -123,10 +130,6 @@ impl RootContext for ExtAuthRoot {
 }
 
 impl ExtAuth {
-    fn reply(&self, status: u32, headers: Vec<(&str, &str)>, body: &[u8]) {
-        self.send_http_response(status, headers, Some(body));
-    }
-
     /// The request is allowed: copy the granted headers onto it and let it go on.
     fn allow(&self) {
         for name in &self.config.allowed_headers {
@@ -151,10 +154,10 @@ impl ExtAuth {
             .filter_map(|name| Some((*name, self.get_http_call_response_header(name)?)))
             .collect();
         log::info!("ext_auth: request denied by the authorization service ({status})");
-        self.reply(
+        self.send_http_response(
             status,
             kept.iter().map(|(k, v)| (*k, v.as_str())).collect(),
-            &body,
+            Some(&body),
         );
     }
 }
@@ -167,6 +170,7 @@ impl Context for ExtAuth {
         body_size: usize,
         _num_trailers: usize,
     ) {
+        self.checking = false;
         let status = if num_headers == 0 {
             None
         } else {
@@ -181,10 +185,10 @@ impl Context for ExtAuth {
                     self.config.cluster,
                     status.map_or_else(|| "no answer".to_owned(), |s| s.to_string())
                 );
-                self.reply(
+                self.send_http_response(
                     503,
                     vec![("content-type", "text/plain")],
-                    b"auth service unavailable\n",
+                    Some(b"auth service unavailable\n"),
                 );
             }
             Some(status) => self.deny(status, body_size),
@@ -215,19 +219,37 @@ impl HttpContext for ExtAuth {
         }
         let headers = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let timeout = Duration::from_millis(config.timeout_ms);
-        if let Err(status) =
-            self.dispatch_http_call(&config.cluster, headers, None, vec![], timeout)
-        {
-            log::error!(
-                "ext_auth: cannot call the authorization service on cluster {}: {status:?}",
-                config.cluster
-            );
-            self.reply(
-                500,
-                vec![("content-type", "text/plain")],
-                b"authorization check failed\n",
-            );
+        match self.dispatch_http_call(&config.cluster, headers, None, vec![], timeout) {
+            Ok(_token) => self.checking = true,
+            Err(status) => {
+                log::error!(
+                    "ext_auth: cannot call the authorization service on cluster {}: {status:?}",
+                    config.cluster
+                );
+                self.send_http_response(
+                    500,
+                    vec![("content-type", "text/plain")],
+                    Some(b"authorization check failed\n"),
+                );
+            }
         }
         Action::Pause
+    }
+
+    // In Envoy a body or trailer callback that continues also releases paused headers.
+    fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        if self.checking {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.checking {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
     }
 }

@@ -146,11 +146,15 @@ impl Context for RefresherRoot {
 impl RootContext for RefresherRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let raw = self.get_plugin_configuration().unwrap_or_default();
-        let config: Config = match serde_json::from_slice(&raw) {
-            Ok(config) => config,
-            Err(err) => {
-                log::error!("refresher: invalid plugin configuration: {err}");
-                return false;
+        let config: Config = if raw.iter().all(u8::is_ascii_whitespace) {
+            Config::default()
+        } else {
+            match serde_json::from_slice(&raw) {
+                Ok(config) => config,
+                Err(err) => {
+                    log::error!("refresher: invalid plugin configuration: {err}");
+                    return false;
+                }
             }
         };
         if config.cluster.is_empty()

@@ -11,7 +11,9 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
-use wasmbridge_e2e::{Gateway, Proto, Reply, Upstream, filter, free_port, full, get, send, serve};
+use wasmbridge_e2e::{
+    Gateway, Proto, Reply, Upstream, chunked, filter, free_port, full, get, send, serve,
+};
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -188,8 +190,19 @@ async fn ext_auth_forwards_an_allowed_request_with_the_granted_headers() -> anyh
     assert!(reply.upstream_header("x-auth-internal").is_none());
     assert_eq!(upstream.requests(), 1);
 
+    // A body waits for the verdict, then follows the headers whole.
+    for proto in [Proto::H1, Proto::H2c] {
+        let post = Request::post(gw.url("/api/upload"))
+            .header("authorization", "Bearer good")
+            .body(chunked(&[b"part one, ", b"part two"]))?;
+        let reply = send(gw.addr, proto, post).await?;
+        assert_eq!(reply.status, 200, "{proto:?}: {}", gw.log_text());
+        assert_eq!(reply.json()["body"], "part one, part two", "{proto:?}");
+    }
+    assert_eq!(upstream.requests(), 3);
+
     let checks = checks.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    assert_eq!(checks.len(), 1, "{checks:?}");
+    assert_eq!(checks.len(), 3, "{checks:?}");
     let check = &checks[0];
     assert_eq!(check.path, "/check");
     assert_eq!(check.headers["authorization"], "Bearer good");
@@ -224,12 +237,21 @@ async fn ext_auth_passes_a_denial_to_the_client_and_spares_the_upstream() -> any
         "Bearer realm=\"test\""
     );
 
+    // A request body does not carry the request past a pending check.
+    for proto in [Proto::H1, Proto::H2c] {
+        let post =
+            Request::post(gw.url("/api/upload")).body(chunked(&[b"part one, ", b"part two"]))?;
+        let denied = send(gw.addr, proto, post).await?;
+        assert_eq!(denied.status, 403, "{proto:?}: {}", gw.log_text());
+        assert_eq!(&denied.body[..], b"forbidden by the auth service\n");
+    }
+
     assert_eq!(
         upstream.requests(),
         0,
         "a denied request reached the upstream"
     );
-    assert_eq!(checks.lock().unwrap_or_else(|e| e.into_inner()).len(), 2);
+    assert_eq!(checks.lock().unwrap_or_else(|e| e.into_inner()).len(), 4);
     Ok(())
 }
 
