@@ -395,7 +395,9 @@ where
             loop {
                 match outcome {
                     BodyOutcome::Forward(bytes) => {
-                        *body = Some(bytes);
+                        // Nothing left at the end: `None`, or Pingora writes an empty chunk
+                        // (a chunked terminator) before the one it writes when finishing.
+                        *body = (!bytes.is_empty() || !end_of_stream).then_some(bytes);
                         break;
                     }
                     BodyOutcome::Held if end_of_stream => {

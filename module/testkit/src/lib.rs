@@ -242,6 +242,9 @@ impl PluginSource {
     }
 }
 
+/// How long a paused exchange waits for a root callback that may still resume it.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A plugin chain loaded in-process, with a runtime thread for the plugins' root
 /// services (ticks, callouts, queues).
 pub struct Emulator {
@@ -705,11 +708,16 @@ impl Exchange {
                     plugin.root_settled().await;
                 }
             };
-            let signalled = tokio::select! {
-                biased;
-                () = waiter.wait() => true,
-                () = settled => false,
-            };
+            // A root that ticks forever never settles: give up after a while.
+            let signalled = tokio::time::timeout(PATIENCE, async {
+                tokio::select! {
+                    biased;
+                    () = waiter.wait() => true,
+                    () = settled => false,
+                }
+            })
+            .await
+            .unwrap_or(false);
             let _ = tx.send(signalled);
         });
         rx.recv().unwrap_or(false)

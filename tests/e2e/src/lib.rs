@@ -8,6 +8,8 @@ use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -114,6 +116,7 @@ pub fn scratch(name: &str) -> PathBuf {
 pub struct Upstream {
     /// Its address.
     pub addr: SocketAddr,
+    requests: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -233,8 +236,24 @@ async fn echo(
 impl Upstream {
     /// Starts the echo upstream on an ephemeral loopback port (HTTP/1.1 and h2c).
     pub async fn start() -> Upstream {
-        let (addr, task) = serve(echo).await.expect("bind upstream");
-        Upstream { addr, task }
+        let requests = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&requests);
+        let (addr, task) = serve(move |req| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            echo(req)
+        })
+        .await
+        .expect("bind upstream");
+        Upstream {
+            addr,
+            requests,
+            task,
+        }
+    }
+
+    /// How many requests reached it so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
     }
 }
 
