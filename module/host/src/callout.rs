@@ -176,11 +176,6 @@ impl Callouts {
     pub fn new(upstreams: impl Upstreams) -> Self {
         Callouts(std::sync::Arc::new(upstreams))
     }
-
-    /// Callouts through shared `upstreams`.
-    pub fn shared(upstreams: std::sync::Arc<dyn Upstreams>) -> Self {
-        Callouts(upstreams)
-    }
 }
 
 impl Default for Callouts {

@@ -157,6 +157,17 @@ impl HeaderList {
     }
 }
 
+impl FromIterator<(Bytes, Bytes)> for HeaderList {
+    /// A map of these pairs in order, names lower-cased.
+    fn from_iter<I: IntoIterator<Item = (Bytes, Bytes)>>(pairs: I) -> Self {
+        let mut list = HeaderList::new();
+        for (name, value) in pairs {
+            list.push(name, value);
+        }
+        list
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -269,8 +269,8 @@ impl Plugin {
         self.body_callbacks[1]
     }
 
-    /// The replica for a new stream on this thread.
-    pub(crate) fn pick_replica(&self) -> usize {
+    /// The replica the streams started on this thread use.
+    pub fn current_replica(&self) -> usize {
         worker_slot() % self.replicas.len()
     }
 
@@ -362,14 +362,15 @@ impl Plugin {
     /// no callout running, no tick set (drivers must be running). Test harnesses use it to
     /// tell a stream that waits for a callout from one nothing will ever resume.
     pub async fn root_settled(&self) {
-        for replica in self.replicas.iter() {
-            replica.link.settled().await;
+        // Settled means all replicas at once: one may get work while another is awaited.
+        loop {
+            for replica in self.replicas.iter() {
+                replica.link.settled().await;
+            }
+            if self.replicas.iter().all(|r| r.link.is_settled()) {
+                return;
+            }
         }
-    }
-
-    /// The replica the streams started on this thread use.
-    pub fn current_replica(&self) -> usize {
-        self.pick_replica()
     }
 
     pub(crate) fn tick_period(&self, replica: usize) -> Option<std::time::Duration> {

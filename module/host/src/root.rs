@@ -123,14 +123,18 @@ impl RootLink {
         self.sender.work.clone()
     }
 
-    /// Completes once no event is queued, no transport runs and no tick is set.
+    /// True when no event is queued, no transport runs and no tick is set.
+    pub fn is_settled(&self) -> bool {
+        self.sender.work.idle() && self.tick().is_none()
+    }
+
+    /// Completes once [`RootLink::is_settled`] holds.
     pub async fn settled(&self) {
         loop {
-            let work = &self.sender.work;
-            let notified = work.settled.notified();
+            let notified = self.sender.work.settled.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if work.idle() && self.tick().is_none() {
+            if self.is_settled() {
                 return;
             }
             notified.await;
@@ -201,10 +205,6 @@ pub(crate) async fn drive(
                         p.deliver(replica, other);
                         work.finish();
                     }
-                }
-                // A settled replica may have stopped ticking.
-                if work.idle() {
-                    work.settled.notify_waiters();
                 }
             }
             () = sleep => {
@@ -331,14 +331,6 @@ fn synthesized(status: u16, body: String) -> HttpCallResponse {
     }
 }
 
-fn list(pairs: Vec<(Bytes, Bytes)>) -> crate::headers::HeaderList {
-    let mut list = crate::headers::HeaderList::new();
-    for (k, v) in pairs {
-        list.push(k, v);
-    }
-    list
-}
-
 /// Runs `proxy_on_http_call_response` for `token`, as Envoy delivers each outcome: the
 /// response; a synthesized 504 for a timeout and 503 for a connection failure; nothing
 /// (0/0/0, status BROKEN_CONNECTION "reset") for a reset. Returns the VM's failure.
@@ -352,39 +344,33 @@ pub(crate) fn http_response(
     if !matches!(state.callouts.remove(&token), Some(Outstanding::Http)) {
         return None;
     }
-    let (response, status) = match result {
-        Ok(r) => (Some(r), (Status::Ok.code(), Bytes::new())),
-        Err(HttpCallFailure::Timeout) => (
-            Some(synthesized(504, TIMEOUT_BODY.to_string())),
-            (Status::Ok.code(), Bytes::new()),
-        ),
-        Err(HttpCallFailure::ConnectFailure(reason)) => (
-            Some(synthesized(
-                503,
-                format!(
-                    "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: {reason}"
-                ),
-            )),
-            (Status::Ok.code(), Bytes::new()),
-        ),
+    // Only a reset has a status of its own; a synthesized answer is an answer.
+    let mut status = None;
+    let response = match result {
+        Ok(r) => Some(r),
+        Err(HttpCallFailure::Timeout) => Some(synthesized(504, TIMEOUT_BODY.to_string())),
+        Err(HttpCallFailure::ConnectFailure(reason)) => Some(synthesized(
+            503,
+            format!(
+                "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: {reason}"
+            ),
+        )),
         Err(HttpCallFailure::Reset(reason)) => {
             tracing::debug!(plugin = %state.plugin.name, token, "http call reset: {reason}");
-            (
-                None,
-                (
-                    Status::BrokenConnection.code(),
-                    Bytes::from_static(b"reset"),
-                ),
-            )
+            status = Some((
+                Status::BrokenConnection.code(),
+                Bytes::from_static(b"reset"),
+            ));
+            None
         }
     };
     let f = vm.cb.http_call_response.clone()?;
     let root = vm.store.data().root_context_id;
     let delivery = response.map(|r| Delivery {
         grpc: false,
-        headers: list(r.headers),
+        headers: r.headers.into_iter().collect(),
         body: r.body,
-        trailers: list(r.trailers),
+        trailers: r.trailers.into_iter().collect(),
     });
     let counts = delivery.as_ref().map_or((0, 0, 0), |d| {
         (d.headers.len(), d.body.len(), d.trailers.len())
@@ -398,7 +384,7 @@ pub(crate) fn http_response(
         |s| {
             let call = &mut s.data_mut().call;
             call.delivery = Some(Box::new(delivery.unwrap_or_default()));
-            call.status = Some(status);
+            call.status = status;
             f.call(
                 s,
                 (
@@ -418,86 +404,74 @@ pub(crate) fn http_response(
 }
 
 /// Delivers one gRPC event for `token` with Envoy's rules: a unary call gets exactly one
-/// `proxy_on_grpc_receive` on success and otherwise one `proxy_on_grpc_close`; a stream
-/// gets initial metadata, messages, trailing metadata and the close. Returns the VM's
-/// failure.
+/// `proxy_on_grpc_receive` once it ended with OK and otherwise one `proxy_on_grpc_close`;
+/// a stream gets initial metadata, messages, trailing metadata and the close. Returns the
+/// VM's failure.
 pub(crate) fn grpc_event(
     vm: &mut Vm,
     token: u32,
     event: GrpcInbound,
     metrics: Option<&PluginMetrics>,
 ) -> Option<String> {
-    let state = vm.store.data_mut();
-    let Some(Outstanding::Grpc { unary, held, .. }) = state.callouts.get_mut(&token) else {
+    let callouts = &mut vm.store.data_mut().callouts;
+    let Some(Outstanding::Grpc { unary, held, .. }) = callouts.get_mut(&token) else {
         return None;
     };
-    let unary = *unary;
-    // What to call: (callback, count argument, delivery, status).
     let mut delivery = Delivery {
         grpc: true,
         ..Delivery::default()
     };
-    let (callback, arg, status) = match event {
-        GrpcInbound::InitialMetadata(pairs) => {
-            if unary {
-                return None;
-            }
-            delivery.headers = list(pairs);
-            (Grpc::InitialMetadata, delivery.headers.len() as u32, None)
+    let cb = &vm.cb;
+    // (callback name, export, its count argument, the status proxy_get_status answers)
+    let (name, f, arg, status) = match (*unary, event) {
+        (true, GrpcInbound::Message(message)) => {
+            *held = Some(message);
+            return None;
         }
-        GrpcInbound::Message(message) => {
-            if unary {
-                // Envoy answers a unary call once it ended well.
-                *held = Some(message);
-                return None;
-            }
-            let size = message.len() as u32;
-            delivery.body = message;
-            (Grpc::Message, size, None)
+        (true, GrpcInbound::InitialMetadata(_) | GrpcInbound::TrailingMetadata(_)) => {
+            return None;
         }
-        GrpcInbound::TrailingMetadata(pairs) => {
-            if unary {
-                return None;
-            }
-            delivery.trailers = list(pairs);
-            (Grpc::TrailingMetadata, delivery.trailers.len() as u32, None)
-        }
-        GrpcInbound::Close { status, message } => {
-            let held = held.take();
-            state.callouts.remove(&token);
-            match held {
-                Some(reply) if unary && status == 0 => {
+        (true, GrpcInbound::Close { status, message }) => {
+            let reply = held.take();
+            callouts.remove(&token);
+            match reply {
+                Some(reply) if status == 0 => {
                     let size = reply.len() as u32;
                     delivery.body = reply;
-                    (Grpc::Message, size, Some((0, Bytes::new())))
+                    ("proxy_on_grpc_receive", cb.grpc_receive.clone(), size, None)
                 }
-                _ => {
-                    let (status, message) = if unary && status == 0 {
-                        // OK without a message is no answer to a unary call.
-                        (13, "the server sent no message".to_string())
-                    } else {
-                        (status, message)
-                    };
-                    (Grpc::Close, status, Some((status, Bytes::from(message))))
-                }
+                // OK without a message is no answer to a unary call.
+                None if status == 0 => close(cb, 13, "the server sent no message".into()),
+                _ => close(cb, status, message),
             }
         }
-    };
-    if unary && callback == Grpc::Message {
-        vm.store.data_mut().callouts.remove(&token);
-    }
-    let cb = &vm.cb;
-    let (name, f) = match callback {
-        Grpc::InitialMetadata => (
-            "proxy_on_grpc_receive_initial_metadata",
-            cb.grpc_receive_initial_metadata.clone(),
-        ),
-        Grpc::Message => ("proxy_on_grpc_receive", cb.grpc_receive.clone()),
-        Grpc::TrailingMetadata => (
-            "proxy_on_grpc_receive_trailing_metadata",
-            cb.grpc_receive_trailing_metadata.clone(),
-        ),
-        Grpc::Close => ("proxy_on_grpc_close", cb.grpc_close.clone()),
+        (false, GrpcInbound::InitialMetadata(pairs)) => {
+            delivery.headers = pairs.into_iter().collect();
+            (
+                "proxy_on_grpc_receive_initial_metadata",
+                cb.grpc_receive_initial_metadata.clone(),
+                delivery.headers.len() as u32,
+                None,
+            )
+        }
+        (false, GrpcInbound::Message(message)) => {
+            let size = message.len() as u32;
+            delivery.body = message;
+            ("proxy_on_grpc_receive", cb.grpc_receive.clone(), size, None)
+        }
+        (false, GrpcInbound::TrailingMetadata(pairs)) => {
+            delivery.trailers = pairs.into_iter().collect();
+            (
+                "proxy_on_grpc_receive_trailing_metadata",
+                cb.grpc_receive_trailing_metadata.clone(),
+                delivery.trailers.len() as u32,
+                None,
+            )
+        }
+        (false, GrpcInbound::Close { status, message }) => {
+            callouts.remove(&token);
+            close(cb, status, message)
+        }
     };
     let f = f?;
     let root = vm.store.data().root_context_id;
@@ -510,10 +484,18 @@ pub(crate) fn grpc_event(
     called.result.err().map(|e| format!("{name}: {e:?}"))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Grpc {
-    InitialMetadata,
-    Message,
-    TrailingMetadata,
-    Close,
+type GrpcFn = Option<wasmtime::TypedFunc<(i32, i32, i32), ()>>;
+
+/// `proxy_on_grpc_close` with `status`, whose message `proxy_get_status` answers.
+fn close(
+    cb: &crate::vm::Callbacks,
+    status: u32,
+    message: String,
+) -> (&'static str, GrpcFn, u32, Option<(u32, Bytes)>) {
+    (
+        "proxy_on_grpc_close",
+        cb.grpc_close.clone(),
+        status,
+        Some((status, Bytes::from(message))),
+    )
 }

@@ -665,7 +665,7 @@ impl HttpStream {
             return Ok(());
         }
         let plugin = self.members[i].plugin.clone();
-        let replica = plugin.pick_replica();
+        let replica = plugin.current_replica();
         let signal = self.signal.clone();
         let created = plugin.with_vm(replica, None, |vm, generation| {
             let state = vm.store.data_mut();

@@ -580,14 +580,10 @@ impl Exchange {
             match outcome {
                 HeadersOutcome::Continue => return true,
                 HeadersOutcome::Paused => {
-                    outcome = stream.resume_headers();
-                    if matches!(outcome, HeadersOutcome::Paused) {
-                        if !self.await_signal(stream) {
-                            self.end = End::Stalled;
-                            return false;
-                        }
-                        outcome = stream.resume_headers();
+                    if !self.await_signal(stream) {
+                        return false;
                     }
+                    outcome = stream.resume_headers();
                 }
                 HeadersOutcome::LocalReply(reply) => {
                     self.local(stream, reply);
@@ -613,14 +609,10 @@ impl Exchange {
             match outcome {
                 TrailersOutcome::Continue(held) => return Some(held),
                 TrailersOutcome::Paused => {
-                    outcome = stream.resume_trailers();
-                    if matches!(outcome, TrailersOutcome::Paused) {
-                        if !self.await_signal(stream) {
-                            self.end = End::Stalled;
-                            return None;
-                        }
-                        outcome = stream.resume_trailers();
+                    if !self.await_signal(stream) {
+                        return None;
                     }
+                    outcome = stream.resume_trailers();
                 }
                 TrailersOutcome::LocalReply(reply) => {
                     self.local(stream, reply);
@@ -664,14 +656,10 @@ impl Exchange {
                     }
                     BodyOutcome::Held if !eos => break,
                     BodyOutcome::Held => {
-                        outcome = stream.resume_body();
-                        if matches!(outcome, BodyOutcome::Held) {
-                            if !self.await_signal(stream) {
-                                self.end = End::Stalled;
-                                return None;
-                            }
-                            outcome = stream.resume_body();
+                        if !self.await_signal(stream) {
+                            return None;
                         }
+                        outcome = stream.resume_body();
                     }
                     BodyOutcome::LocalReply(reply) => {
                         if request {
@@ -692,11 +680,12 @@ impl Exchange {
         Some(out.freeze())
     }
 
-    /// Waits while the stream is paused until something signals it (a root callback
-    /// answering a callout, a tick, a queue) — true — or until the plugins' root services
-    /// have nothing left that could (false: the stream is stalled for good).
-    fn await_signal(&self, stream: &HttpStream) -> bool {
+    /// Waits while the stream is paused until something signals it (its own callback, a
+    /// root callback answering a callout, a tick, a queue) — true — or until the plugins'
+    /// root services have nothing left that could: false, and the exchange is stalled.
+    fn await_signal(&mut self, stream: &HttpStream) -> bool {
         let Some(services) = &self.services else {
+            self.end = End::Stalled;
             return false;
         };
         let waiter = stream.waiter();
@@ -720,7 +709,11 @@ impl Exchange {
             .unwrap_or(false);
             let _ = tx.send(signalled);
         });
-        rx.recv().unwrap_or(false)
+        let signalled = rx.recv().unwrap_or(false);
+        if !signalled {
+            self.end = End::Stalled;
+        }
+        signalled
     }
 
     fn local(&mut self, stream: &mut HttpStream, reply: LocalReply) {

@@ -128,6 +128,15 @@ fn route(config: &Config, headers: &HeaderList, reply: &UpstreamReply) -> Routin
     }
 }
 
+/// Case header pairs as a peer sends them: names lower-cased, those in `skip` left out.
+fn wire_pairs(pairs: &[(String, String)], skip: &[&str]) -> Vec<(Bytes, Bytes)> {
+    pairs
+        .iter()
+        .filter(|(k, _)| !skip.iter().any(|s| k.eq_ignore_ascii_case(s)))
+        .map(|(k, v)| (Bytes::from(k.to_ascii_lowercase()), Bytes::from(v.clone())))
+        .collect()
+}
+
 /// The emulator's one cluster, `upstream`, for callouts: it answers every HTTP call with
 /// the case's upstream reply, as the pingora target's recording upstream does. Other names
 /// are unknown. A gRPC call or stream gets the reply read as a gRPC server's answer.
@@ -147,14 +156,11 @@ impl Upstreams for CaseCluster {
             Bytes::from_static(b":status"),
             Bytes::from(reply.status.to_string()),
         )];
-        let pair = |(k, v): &(String, String)| {
-            (Bytes::from(k.to_ascii_lowercase()), Bytes::from(v.clone()))
-        };
-        headers.extend(reply.headers.iter().map(pair));
+        headers.extend(wire_pairs(&reply.headers, &[]));
         let response = HttpCallResponse {
             headers,
             body: reply.chunks.concat().into(),
-            trailers: reply.trailers.iter().map(pair).collect(),
+            trailers: wire_pairs(&reply.trailers, &[]),
         };
         Ok(Box::pin(async move { Ok(response) }))
     }
@@ -171,9 +177,6 @@ impl Upstreams for CaseCluster {
         // 5-byte-framed messages, trailers (without grpc-status and grpc-message), then
         // the close with the trailers' status.
         let reply = &self.0;
-        let pair = |(k, v): &(String, String)| {
-            (Bytes::from(k.to_ascii_lowercase()), Bytes::from(v.clone()))
-        };
         let trailer = |name: &str| {
             reply
                 .trailers
@@ -181,14 +184,10 @@ impl Upstreams for CaseCluster {
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.clone())
         };
-        let mut events = vec![GrpcInbound::InitialMetadata(
-            reply
-                .headers
-                .iter()
-                .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type"))
-                .map(pair)
-                .collect(),
-        )];
+        let mut events = vec![GrpcInbound::InitialMetadata(wire_pairs(
+            &reply.headers,
+            &["content-type"],
+        ))];
         let body = reply.chunks.concat();
         let mut rest = &body[..];
         while rest.len() >= 5 {
@@ -199,17 +198,10 @@ impl Upstreams for CaseCluster {
             events.push(GrpcInbound::Message(Bytes::copy_from_slice(message)));
             rest = &rest[5 + len..];
         }
-        events.push(GrpcInbound::TrailingMetadata(
-            reply
-                .trailers
-                .iter()
-                .filter(|(k, _)| {
-                    !k.eq_ignore_ascii_case("grpc-status")
-                        && !k.eq_ignore_ascii_case("grpc-message")
-                })
-                .map(pair)
-                .collect(),
-        ));
+        events.push(GrpcInbound::TrailingMetadata(wire_pairs(
+            &reply.trailers,
+            &["grpc-status", "grpc-message"],
+        )));
         events.push(GrpcInbound::Close {
             status: trailer("grpc-status")
                 .and_then(|s| s.parse().ok())

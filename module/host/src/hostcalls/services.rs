@@ -308,6 +308,24 @@ fn open_grpc(
     Ok(token)
 }
 
+/// Reads the arguments `proxy_grpc_call` and `proxy_grpc_stream` share: the upstream, the
+/// service and method names and the initial metadata, each a (pointer, size) pair.
+fn grpc_target(
+    caller: &Caller<'_, HostState>,
+    [upstream, service, method, metadata]: [(i32, i32); 4],
+) -> HResult<(Vec<u8>, GrpcRequest)> {
+    let text = |(ptr, len)| -> HResult<String> {
+        Ok(String::from_utf8_lossy(&read_bytes(caller, ptr, len)?).into_owned())
+    };
+    let request = GrpcRequest {
+        service: text(service)?,
+        method: text(method)?,
+        initial_metadata: pairs(caller, metadata.0, metadata.1)?,
+        timeout: None,
+    };
+    Ok((read_bytes(caller, upstream.0, upstream.1)?, request))
+}
+
 /// `proxy_grpc_call(upstream_ptr, upstream_size, service_ptr, service_size, method_ptr,
 /// method_size, metadata_ptr, metadata_size, message_ptr, message_size, timeout_ms,
 /// ret_token_ptr)` — all versions. A unary call: exactly one `proxy_on_grpc_receive` on
@@ -331,18 +349,18 @@ fn grpc_call(
     ret_token: i32,
 ) -> wasmtime::Result<i32> {
     status(|| -> HResult {
-        let upstream = read_bytes(&caller, upstream_ptr, upstream_len)?;
-        let service = read_bytes(&caller, service_ptr, service_len)?;
-        let method = read_bytes(&caller, method_ptr, method_len)?;
-        let initial_metadata = pairs(&caller, metadata_ptr, metadata_len)?;
-        let message = read_bytes(&caller, message_ptr, message_len)?;
-        let request = GrpcRequest {
-            service: String::from_utf8_lossy(&service).into_owned(),
-            method: String::from_utf8_lossy(&method).into_owned(),
-            initial_metadata,
-            timeout: timeout(timeout_ms)?,
-        };
-        let token = open_grpc(&mut caller, &upstream, request, Some(Bytes::from(message)))?;
+        let (upstream, mut request) = grpc_target(
+            &caller,
+            [
+                (upstream_ptr, upstream_len),
+                (service_ptr, service_len),
+                (method_ptr, method_len),
+                (metadata_ptr, metadata_len),
+            ],
+        )?;
+        request.timeout = timeout(timeout_ms)?;
+        let message = Bytes::from(read_bytes(&caller, message_ptr, message_len)?);
+        let token = open_grpc(&mut caller, &upstream, request, Some(message))?;
         write_u32(&mut caller, ret_token, token)
     })
 }
@@ -365,16 +383,15 @@ fn grpc_stream(
     ret_token: i32,
 ) -> wasmtime::Result<i32> {
     status(|| -> HResult {
-        let upstream = read_bytes(&caller, upstream_ptr, upstream_len)?;
-        let service = read_bytes(&caller, service_ptr, service_len)?;
-        let method = read_bytes(&caller, method_ptr, method_len)?;
-        let initial_metadata = pairs(&caller, metadata_ptr, metadata_len)?;
-        let request = GrpcRequest {
-            service: String::from_utf8_lossy(&service).into_owned(),
-            method: String::from_utf8_lossy(&method).into_owned(),
-            initial_metadata,
-            timeout: None,
-        };
+        let (upstream, request) = grpc_target(
+            &caller,
+            [
+                (upstream_ptr, upstream_len),
+                (service_ptr, service_len),
+                (method_ptr, method_len),
+                (metadata_ptr, metadata_len),
+            ],
+        )?;
         let token = open_grpc(&mut caller, &upstream, request, None)?;
         write_u32(&mut caller, ret_token, token)
     })
@@ -410,47 +427,39 @@ fn grpc_send(
     })
 }
 
+/// Ends a gRPC call or stream from the plugin's side: a half-close of a stream (`cancel`
+/// false) keeps the token for what is still to come; anything else resets and forgets it.
+fn end_grpc(state: &mut HostState, token: i32, cancel: bool) -> HResult {
+    let token = token as u32;
+    let Some(Outstanding::Grpc {
+        outbound, unary, ..
+    }) = state.callouts.get(&token)
+    else {
+        return Err(match state.callouts.get(&token) {
+            Some(Outstanding::Http) => Status::BadArgument.into(),
+            _ => Status::NotFound.into(),
+        });
+    };
+    if cancel || *unary {
+        let _ = outbound.send(GrpcOutbound::Cancel);
+        state.callouts.remove(&token);
+    } else {
+        let _ = outbound.send(GrpcOutbound::Close);
+    }
+    Ok(())
+}
+
 /// `proxy_grpc_cancel(token)` — all versions. Resets the call or stream; no callback
 /// follows. OK; NOT_FOUND for an unknown token; BAD_ARGUMENT for an HTTP call's.
 fn grpc_cancel(mut caller: Caller<'_, HostState>, token: i32) -> wasmtime::Result<i32> {
-    status(|| -> HResult {
-        let callouts = &mut caller.data_mut().callouts;
-        match callouts.get(&(token as u32)) {
-            Some(Outstanding::Grpc { outbound, .. }) => {
-                let _ = outbound.send(GrpcOutbound::Cancel);
-                callouts.remove(&(token as u32));
-                Ok(())
-            }
-            Some(Outstanding::Http) => Err(Status::BadArgument.into()),
-            None => Err(Status::NotFound.into()),
-        }
-    })
+    status(|| end_grpc(caller.data_mut(), token, true))
 }
 
 /// `proxy_grpc_close(token)` — all versions. Half-closes a stream (its remaining
 /// messages and the close still come); cancels a unary call. OK; NOT_FOUND for an
 /// unknown token; BAD_ARGUMENT for an HTTP call's.
 fn grpc_close(mut caller: Caller<'_, HostState>, token: i32) -> wasmtime::Result<i32> {
-    status(|| -> HResult {
-        let callouts = &mut caller.data_mut().callouts;
-        match callouts.get(&(token as u32)) {
-            Some(Outstanding::Grpc {
-                outbound,
-                unary: false,
-                ..
-            }) => {
-                let _ = outbound.send(GrpcOutbound::Close);
-                Ok(())
-            }
-            Some(Outstanding::Grpc { outbound, .. }) => {
-                let _ = outbound.send(GrpcOutbound::Cancel);
-                callouts.remove(&(token as u32));
-                Ok(())
-            }
-            Some(Outstanding::Http) => Err(Status::BadArgument.into()),
-            None => Err(Status::NotFound.into()),
-        }
-    })
+    status(|| end_grpc(caller.data_mut(), token, false))
 }
 
 /// `proxy_get_status(ret_code_ptr, ret_message_ptr_ptr, ret_message_size_ptr)` — all
