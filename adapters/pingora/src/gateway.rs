@@ -235,6 +235,7 @@ impl Gateway {
         let registry = Registry::new();
         let host_metrics = HostMetrics::register(&registry)?;
         registry.register(Box::new(runtime.guest_metrics()))?;
+        registry.register(Box::new(runtime.queue_metrics()))?;
         let node = Arc::new(NodeInfo {
             id: config.node.id.clone(),
             cluster: config.node.cluster.clone(),

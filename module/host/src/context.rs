@@ -39,6 +39,8 @@ pub(crate) struct PluginInfo {
     pub foreign: crate::foreign::ForeignFunctions,
     /// The runtime's guest metrics.
     pub metrics: crate::GuestMetrics,
+    /// The plugin's host metric handles (callouts are counted by the hostcalls).
+    pub host_metrics: Option<crate::metrics::PluginMetrics>,
 }
 
 /// What the host is doing with a VM right now; decides which maps and buffers exist.

@@ -51,6 +51,7 @@ pub use headers::HeaderList;
 pub use hostcalls::Registration;
 pub use metrics::HostMetrics;
 pub use plugin::{FailurePolicy, NodeInfo, Plugin, PluginSpec};
+pub use root::QueueMetrics;
 pub use runtime::{CompiledModule, EngineError, EntryStyle, ModuleInfo, Runtime};
 pub use stream::{
     BodyOutcome, FilterChain, HeadersOutcome, HttpStream, LocalResponse, TrailersOutcome, Waiter,

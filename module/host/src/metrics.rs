@@ -1,5 +1,6 @@
 //! Host metrics: how often each plugin callback ran, how long it took, and how often it
-//! failed. Registered on a registry the embedding application owns.
+//! failed; how plugins' callouts ended. Registered on a registry the embedding application
+//! owns.
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ pub struct HostMetrics {
     calls: IntCounterVec,
     failures: IntCounterVec,
     duration: HistogramVec,
+    callouts: IntCounterVec,
 }
 
 impl HostMetrics {
@@ -43,13 +45,22 @@ impl HostMetrics {
             ]),
             &["plugin", "callback"],
         )?;
+        let callouts = IntCounterVec::new(
+            Opts::new(
+                "wasmbridge_plugin_callouts_total",
+                "Plugins' HTTP and gRPC callouts, by plugin, cluster, kind and how they ended.",
+            ),
+            &["plugin", "cluster", "kind", "outcome"],
+        )?;
         registry.register(Box::new(calls.clone()))?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(callouts.clone()))?;
         Ok(HostMetrics {
             calls,
             failures,
             duration,
+            callouts,
         })
     }
 
@@ -103,6 +114,18 @@ impl CallbackMetrics {
 }
 
 impl PluginMetrics {
+    /// Counts one callout that ended (or was refused) with `outcome`.
+    pub(crate) fn callout(&self, cluster: &str, kind: CalloutKind, outcome: &str) {
+        let kind = match kind {
+            CalloutKind::Http => "http",
+            CalloutKind::Grpc => "grpc",
+        };
+        self.host
+            .callouts
+            .with_label_values(&[self.plugin.as_str(), cluster, kind, outcome])
+            .inc();
+    }
+
     pub(crate) fn observe(&self, callback: &'static str, took: Duration, failed: bool) {
         match self.callbacks.iter().find(|c| c.callback == callback) {
             Some(c) => c.record(took, failed),
@@ -112,4 +135,36 @@ impl PluginMetrics {
                 .record(took, failed),
         }
     }
+}
+
+/// The `kind` label of `wasmbridge_plugin_callouts_total`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CalloutKind {
+    Http,
+    Grpc,
+}
+
+/// The `outcome` label of a gRPC callout that closed with `status`: the code's name in
+/// lower case (`ok`, `unavailable`, ...), `other` beyond the 17 codes.
+pub(crate) fn grpc_outcome(status: u32) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "ok",
+        "cancelled",
+        "unknown",
+        "invalid_argument",
+        "deadline_exceeded",
+        "not_found",
+        "already_exists",
+        "permission_denied",
+        "resource_exhausted",
+        "failed_precondition",
+        "aborted",
+        "out_of_range",
+        "unimplemented",
+        "internal",
+        "unavailable",
+        "data_loss",
+        "unauthenticated",
+    ];
+    NAMES.get(status as usize).copied().unwrap_or("other")
 }

@@ -198,6 +198,7 @@ impl Plugin {
             upstreams: spec.callouts.0.clone(),
             foreign: spec.foreign.clone(),
             metrics: runtime.guest_metrics(),
+            host_metrics: metrics.clone(),
         });
         let mut replicas = Vec::new();
         for _ in 0..spec.replicas.max(1) {

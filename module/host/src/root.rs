@@ -307,6 +307,47 @@ impl Queues {
     }
 }
 
+/// The depth of every shared queue of a runtime, read when the registry is scraped:
+/// `wasmbridge_shared_queue_depth{vm_id, queue}` (the queue name as lossy UTF-8).
+#[derive(Clone)]
+pub struct QueueMetrics {
+    queues: Arc<Queues>,
+    depth: prometheus::IntGaugeVec,
+}
+
+impl QueueMetrics {
+    pub(crate) fn new(queues: Arc<Queues>) -> QueueMetrics {
+        let depth = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "wasmbridge_shared_queue_depth",
+                "Items waiting in each shared queue, by vm_id and queue name.",
+            ),
+            &["vm_id", "queue"],
+        )
+        .expect("a valid metric name and labels");
+        QueueMetrics { queues, depth }
+    }
+}
+
+impl prometheus::core::Collector for QueueMetrics {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        prometheus::core::Collector::desc(&self.depth)
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let inner = self.queues.lock();
+        self.depth.reset();
+        for ((vm_id, name), id) in &inner.by_name {
+            let items = inner.queues.get(id).map_or(0, |q| q.items.len());
+            self.depth
+                .with_label_values(&[vm_id.as_str(), &String::from_utf8_lossy(name)])
+                .set(items as i64);
+        }
+        drop(inner);
+        prometheus::core::Collector::collect(&self.depth)
+    }
+}
+
 /// What Envoy's router answers when a callout times out.
 const TIMEOUT_BODY: &str = "upstream request timeout";
 

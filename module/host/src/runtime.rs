@@ -144,6 +144,12 @@ impl Runtime {
         self.inner.guest_metrics.clone()
     }
 
+    /// The depth of this runtime's shared queues; register it on a prometheus registry to
+    /// export `wasmbridge_shared_queue_depth`.
+    pub fn queue_metrics(&self) -> crate::root::QueueMetrics {
+        crate::root::QueueMetrics::new(self.queues())
+    }
+
     /// Every registration the linker received (for the catalogue check).
     pub fn registrations(&self) -> &[Registration] {
         &self.inner.registrations

@@ -555,3 +555,23 @@ pub fn get(
     }
     b.body(full(Bytes::new())).expect("request")
 }
+
+/// The gateway's admin `/metrics` page.
+pub async fn scrape(gw: &Gateway) -> Result<String> {
+    let reply = send(
+        gw.admin,
+        Proto::H1,
+        get(&format!("http://{}/metrics", gw.admin), &[]),
+    )
+    .await?;
+    anyhow::ensure!(reply.status == 200, "admin /metrics: {}", reply.status);
+    Ok(String::from_utf8_lossy(&reply.body).into_owned())
+}
+
+/// The value of the sample line `name` (with its labels, in the exposition's order: sorted
+/// by label name) in a Prometheus text exposition.
+pub fn sample(text: &str, name: &str) -> Option<String> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .map(str::to_string)
+}

@@ -8,7 +8,9 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use wasmbridge_e2e::{Gateway, Proto, Upstream, filter, free_port, get, send, serve};
+use wasmbridge_e2e::{
+    Gateway, Proto, Upstream, filter, free_port, get, sample, scrape, send, serve,
+};
 
 /// The auth service: `/ok` allows, `/slow-body` streams its body in two chunks, `/stall`
 /// never answers, anything else is 404.
@@ -116,5 +118,25 @@ routes:
     expect(r#"get_header_map_value -> Ok "503""#);
     expect("upstream connect error or disconnect/reset before headers");
     expect(r#"get_status -> Ok code=0 message="""#);
+
+    // Each outcome is counted by plugin, cluster and kind on the admin /metrics page (the
+    // count is made before the answer is delivered, so it is there once the stream ended).
+    let text = scrape(&gw).await?;
+    for (plugin, cluster, outcome) in [
+        ("ok", "auth", "response"),
+        ("missing", "auth", "response"),
+        ("slow_body", "auth", "response"),
+        ("stall", "auth", "timeout"),
+        ("dead", "dead", "connect_failure"),
+    ] {
+        let name = format!(
+            r#"wasmbridge_plugin_callouts_total{{cluster="{cluster}",kind="http",outcome="{outcome}",plugin="{plugin}"}}"#
+        );
+        assert_eq!(
+            sample(&text, &name).as_deref(),
+            Some("1"),
+            "{name}:\n{text}"
+        );
+    }
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use http::Request;
-use wasmbridge_e2e::{Gateway, Proto, Upstream, filter, full, get, send};
+use wasmbridge_e2e::{Gateway, Proto, Upstream, filter, full, get, sample, scrape, send};
 
 const GETS: usize = 12;
 const POSTS: usize = 8;
@@ -27,24 +27,6 @@ routes:
 "#,
         filter("metrics")
     )
-}
-
-async fn scrape(gw: &Gateway) -> anyhow::Result<String> {
-    let reply = send(
-        gw.admin,
-        Proto::H1,
-        get(&format!("http://{}/metrics", gw.admin), &[]),
-    )
-    .await?;
-    anyhow::ensure!(reply.status == 200, "admin /metrics: {}", reply.status);
-    Ok(String::from_utf8_lossy(&reply.body).into_owned())
-}
-
-/// The value of the sample line `name` (with labels, if any) in an exposition.
-fn sample(text: &str, name: &str) -> Option<String> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .map(str::to_string)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,8 +9,11 @@ use wasmbridge_abi::{Status, deserialize_pairs};
 use wasmtime::Caller;
 
 use super::{HResult, Registrar, read_bytes, return_bytes, status, write_u32};
-use crate::callout::{GrpcOutbound, GrpcRequest, HttpCallFailure, HttpCallRequest, Pairs};
+use crate::callout::{
+    GrpcInbound, GrpcOutbound, GrpcRequest, HttpCallFailure, HttpCallRequest, Pairs,
+};
 use crate::context::HostState;
+use crate::metrics::{CalloutKind, grpc_outcome};
 use crate::root::{Outstanding, QueueOwner, RootEvent};
 
 pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
@@ -34,6 +37,9 @@ pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
 
 /// Token kinds in the low two bits, as Envoy numbers them.
 const HTTP: u32 = 0;
+/// The `cluster` label of a callout to a cluster the gateway does not have (the name the
+/// guest gave is not a label: it could be anything).
+const UNKNOWN_CLUSTER: &str = "(unknown)";
 const GRPC_CALL: u32 = 1;
 const GRPC_STREAM: u32 = 2;
 
@@ -206,10 +212,14 @@ fn http_call(
             trailers,
             timeout,
         };
+        let metrics = state.plugin.host_metrics.clone();
         let call = match state.plugin.upstreams.http_call(&upstream, request) {
             Ok(call) => call,
             Err(unknown) => {
                 tracing::warn!(plugin = %state.plugin.name, callback = state.call.callback, "proxy_http_call: {unknown}");
+                if let Some(m) = &metrics {
+                    m.callout(UNKNOWN_CLUSTER, CalloutKind::Http, "unknown_cluster");
+                }
                 return Err(Status::BadArgument.into());
             }
         };
@@ -224,6 +234,15 @@ fn http_call(
                     .unwrap_or(Err(HttpCallFailure::Timeout)),
                 None => call.await,
             };
+            if let Some(m) = &metrics {
+                let outcome = match &result {
+                    Ok(_) => "response",
+                    Err(HttpCallFailure::Timeout) => "timeout",
+                    Err(HttpCallFailure::ConnectFailure(_)) => "connect_failure",
+                    Err(HttpCallFailure::Reset(_)) => "reset",
+                };
+                m.callout(&upstream, CalloutKind::Http, outcome);
+            }
             results.send(RootEvent::Http {
                 generation,
                 token,
@@ -266,10 +285,14 @@ fn open_grpc(
 ) -> HResult<u32> {
     let cluster = grpc_cluster(upstream).ok_or(Status::ParseFailure)?;
     let state = caller.data_mut();
+    let metrics = state.plugin.host_metrics.clone();
     let channel = match state.plugin.upstreams.grpc_stream(&cluster, request) {
         Ok(channel) => channel,
         Err(unknown) => {
             tracing::warn!(plugin = %state.plugin.name, callback = state.call.callback, "gRPC callout: {unknown}");
+            if let Some(m) = &metrics {
+                m.callout(UNKNOWN_CLUSTER, CalloutKind::Grpc, "unknown_cluster");
+            }
             return Err(Status::ParseFailure.into());
         }
     };
@@ -296,6 +319,9 @@ fn open_grpc(
     state.root.post(RootEvent::Spawn(Box::pin(async move {
         let forward = async move {
             while let Some(event) = inbound.recv().await {
+                if let (GrpcInbound::Close { status, .. }, Some(m)) = (&event, &metrics) {
+                    m.callout(&cluster, CalloutKind::Grpc, grpc_outcome(*status));
+                }
                 results.send(RootEvent::Grpc {
                     generation,
                     token,

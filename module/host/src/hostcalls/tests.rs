@@ -66,6 +66,7 @@ fn registered_signatures_match_the_catalogue() {
         upstreams: Arc::new(crate::callout::NoUpstreams),
         foreign: Default::default(),
         metrics: Default::default(),
+        host_metrics: None,
         failure_policy: FailurePolicy::FailClosed,
     });
     let (link, _events) = crate::root::RootLink::new();
