@@ -41,10 +41,10 @@ pub(crate) fn log(line: &str) {
     let _ = unsafe { abi::proxy_log(2, ptr, size) };
 }
 
-/// Runs the steps whose `when` matches, logging one line each.
+/// Runs the steps whose `when` and `nth` match, logging one line each.
 pub(crate) fn run(site: &Site, steps: &[Step]) {
     let callback = site.callback.name();
-    for step in steps.iter().filter(|s| s.when.matches(site.end_of_stream)) {
+    for step in steps.iter().filter(|s| s.runs(site.end_of_stream)) {
         let call = &step.call;
         let line = match &step.raw {
             Some(args) => match abi::raw(call, args) {

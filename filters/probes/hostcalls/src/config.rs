@@ -94,6 +94,11 @@ pub(crate) struct Step {
     pub(crate) call: String,
     #[serde(default)]
     pub(crate) when: When,
+    /// Runs only on these occurrences (1-based) of the step in the VM, counting each time
+    /// its callback reached it and `when` matched.
+    pub(crate) nth: Option<Vec<u32>>,
+    #[serde(skip)]
+    pub(crate) reached: std::cell::Cell<u32>,
     pub(crate) raw: Option<Vec<i64>>,
 
     pub(crate) level: Option<Arg<LogLevelName>>,
@@ -136,6 +141,18 @@ pub(crate) struct Step {
     pub(crate) metadata: Option<Vec<(String, String)>>,
     pub(crate) token: Option<i64>,
     pub(crate) end_stream: Option<bool>,
+}
+
+impl Step {
+    /// Whether the step runs now (counts this occurrence).
+    pub(crate) fn runs(&self, end_of_stream: Option<bool>) -> bool {
+        if !self.when.matches(end_of_stream) {
+            return false;
+        }
+        let n = self.reached.get() + 1;
+        self.reached.set(n);
+        self.nth.as_ref().is_none_or(|nth| nth.contains(&n))
+    }
 }
 
 /// When a step runs, given the callback's `end_of_stream` flag.

@@ -43,11 +43,14 @@
 //! # Steps
 //!
 //! ```json
-//! {"call": "<hostcall without proxy_>", "when": "always" | "eos" | "not_eos", "raw": [int], ...}
+//! {"call": "<hostcall without proxy_>", "when": "always" | "eos" | "not_eos", "nth": [int], "raw": [int], ...}
 //! ```
 //!
 //! `when` (default `always`) filters on `end_of_stream`; in callbacks without the flag
-//! `eos` never matches and `not_eos` always does. With `raw`, the import is called with
+//! `eos` never matches and `not_eos` always does. `nth` (a list of 1-based numbers; default:
+//! every time) runs the step only on those occurrences, counted per VM each time its
+//! callback reaches the step and `when` matches (e.g. `"nth": [1]` for a callout made
+//! from its own answer's callback only once). With `raw`, the import is called with
 //! exactly these integers (each cast to i32, or i64 for the metric delta/value; values up to
 //! `u32::MAX` and negative ones both work) and no named argument is used; every import
 //! below supports it. The named arguments (missing ones take the default shown, else 0 or
