@@ -20,7 +20,7 @@ C_WASM_FLAGS ?= --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Wextra -Wer
 C_PKGS := clang lld wasi-libc libclang-rt-dev-wasm32
 C_WASM := $(patsubst filters/c/%.c,filters/target/c/%.wasm,$(wildcard filters/c/*.c))
 
-.PHONY: run test setup filters build release clean fuzz
+.PHONY: run test bench setup filters build release clean fuzz
 
 ## Installs what the build needs: cmake (Pingora's zlib-ng), the wasm32-wasip1 target,
 ## rustfmt and clippy; for the C filters a clang that can link a WASI reactor; for the
@@ -70,6 +70,11 @@ test: filters
 	cd filters && CARGO_TARGET_DIR=target $(CARGO) clippy --release -- -D warnings
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
+	$(CARGO) test --workspace --benches
+
+## Benchmarks (criterion, release): each prints its figures; see the bench files' docs.
+bench: filters
+	$(CARGO) bench --workspace
 
 ## Fuzzing (tests/fuzz, its own workspace, nightly): installs the nightly toolchain and
 ## cargo-fuzz when missing, then runs each target for FUZZ_SECONDS from the seeds in

@@ -164,6 +164,9 @@ pub(crate) enum Outstanding {
     },
 }
 
+/// How late a tick may be and still keep its place in the cadence.
+const CATCH_UP: Duration = Duration::from_millis(5);
+
 /// Runs a replica's root services until its plugin is dropped.
 pub(crate) async fn drive(
     plugin: Weak<Plugin>,
@@ -211,12 +214,15 @@ pub(crate) async fn drive(
                 let Some(p) = plugin.upgrade() else { return };
                 let scheduled = next_tick.unwrap_or_else(Instant::now);
                 p.tick(replica);
-                // Keep the cadence: the next tick is one period after this one was due,
-                // or one period from now when the callback overran it.
+                // Keep the cadence: the next tick is one period after this one was due —
+                // at once when that is already past by a little (tokio's timer rounds up
+                // to whole milliseconds, so a short period always wakes late) — or one
+                // period from now after a longer overrun, which is skipped rather than
+                // made up with a burst of ticks.
                 next_tick = p.tick_period(replica).map(|period| {
                     let due = scheduled + period;
                     let now = Instant::now();
-                    if due > now { due } else { now + period }
+                    if now < due + period.max(CATCH_UP) { due } else { now + period }
                 });
             }
         }
