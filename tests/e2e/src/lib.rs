@@ -1,5 +1,6 @@
 //! Builders for end-to-end tests: a real upstream server, the `wasmbridge` binary started
-//! from a YAML string, and a real HTTP client (HTTP/1.1 and h2c), all on loopback ports.
+//! from a YAML string, a real HTTP client (HTTP/1.1 and h2c) and a real gRPC server
+//! ([`grpc`]), all on loopback ports.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -22,6 +23,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+
+pub mod grpc;
 
 /// The repository root. Read from `CARGO_MANIFEST_DIR` when the test runs (cargo sets it),
 /// so a test binary built from another checkout sharing the target directory still uses
