@@ -1,5 +1,6 @@
 //! Builders for end-to-end tests: a real upstream server, the `wasmbridge` binary started
-//! from a YAML string, and a real HTTP client (HTTP/1.1 and h2c), all on loopback ports.
+//! from a YAML string, a real HTTP client (HTTP/1.1 and h2c) and a real gRPC server
+//! ([`grpc`]), all on loopback ports.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -22,6 +23,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+
+pub mod grpc;
 
 /// The repository root. Read from `CARGO_MANIFEST_DIR` when the test runs (cargo sets it),
 /// so a test binary built from another checkout sharing the target directory still uses
@@ -257,7 +260,21 @@ impl Upstream {
     }
 }
 
-/// Serves `handler` over HTTP/1.1 and h2c on an ephemeral loopback port, one task per
+/// Binds a loopback listener on a port from [`free_port`], so that it never takes a port
+/// this process handed to a gateway that has yet to bind it (an ephemeral port could be
+/// one). Tries another port when something else took the one it was given.
+async fn bind_loopback() -> std::io::Result<TcpListener> {
+    let mut tries = 5;
+    loop {
+        tries -= 1;
+        match TcpListener::bind(("127.0.0.1", free_port())).await {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries > 0 => {}
+            bound => return bound,
+        }
+    }
+}
+
+/// Serves `handler` over HTTP/1.1 and h2c on a free loopback port, one task per
 /// connection, until the returned task is aborted.
 pub async fn serve<F, Fut, B>(handler: F) -> std::io::Result<(SocketAddr, JoinHandle<()>)>
 where
@@ -267,7 +284,7 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let listener = bind_loopback().await?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
         loop {
@@ -317,6 +334,18 @@ impl Drop for Gateway {
     }
 }
 
+/// An address the gateway was to listen on is held by another listener.
+#[derive(Debug)]
+struct PortTaken(SocketAddr);
+
+impl std::fmt::Display for PortTaken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} is held by another listener", self.0)
+    }
+}
+
+impl std::error::Error for PortTaken {}
+
 /// Substitutes `{listen}`, `{admin}`, `{upstream}` and `{filters}` in a YAML template.
 pub fn render(
     template: &str,
@@ -344,13 +373,21 @@ impl Gateway {
         template: &str,
         upstream: Option<SocketAddr>,
     ) -> Result<Gateway> {
-        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-        let yaml = render(template, listen, admin, upstream);
-        let dir = scratch(name);
-        let file = dir.join("gateway.yaml");
-        std::fs::write(&file, yaml)?;
-        Self::spawn(&file, listen, admin, &dir).await
+        let mut tries = 3;
+        loop {
+            tries -= 1;
+            let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+            let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+            let yaml = render(template, listen, admin, upstream);
+            let dir = scratch(name);
+            let file = dir.join("gateway.yaml");
+            std::fs::write(&file, yaml)?;
+            match Self::spawn(&file, listen, admin, &dir).await {
+                // Another process took a port between `free_port` and the gateway's bind.
+                Err(e) if e.is::<PortTaken>() && tries > 0 => {}
+                started => return started,
+            }
+        }
     }
 
     /// Starts the gateway on an existing file whose listener and admin addresses are known.
@@ -391,6 +428,15 @@ impl Gateway {
                     "wasmbridge exited with {status} before serving:\n{}",
                     self.log_text()
                 );
+            }
+            // The gateway could not bind one of its addresses: whatever accepts
+            // connections there is someone else.
+            let log = self.log_text();
+            if let Some(taken) = [self.addr, self.admin]
+                .into_iter()
+                .find(|addr| log.contains(&format!("{addr} is in use")))
+            {
+                return Err(PortTaken(taken).into());
             }
             let proxy = TcpStream::connect(self.addr).await.is_ok();
             let admin = TcpStream::connect(self.admin).await.is_ok();

@@ -1,210 +1,28 @@
-//! `Upstreams::grpc_stream` against tonic's gRPC server core (a bytes codec, so no
-//! protobuf code generation).
+//! `Upstreams::grpc_stream` against tonic's gRPC server core (the `test.Echo` service of
+//! `wasmbridge_e2e::grpc`: a bytes codec, so no protobuf code generation).
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes};
-use http::{Request, Response};
+use bytes::Bytes;
+use http::Request;
 use hyper::body::Incoming;
-use tokio::sync::mpsc;
-use tokio_stream::Stream;
-use tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::metadata::MetadataMap;
-use tonic::server::{Grpc, StreamingService, UnaryService};
-use tonic::{Code, Status, Streaming};
 use wasmbridge_e2e::free_port;
+use wasmbridge_e2e::grpc::{Echo, Sightings};
 use wasmbridge_host::{GrpcChannel, GrpcInbound, GrpcOutbound, GrpcRequest, Upstreams};
 use wasmbridge_pingora::GatewayUpstreams;
 
 use super::{ClusterSpec, Server, pairs, upstreams, value};
 
-/// Messages are raw bytes.
-#[derive(Clone, Copy, Default)]
-struct BytesCodec;
-
-impl Codec for BytesCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = BytesCodec;
-    type Decoder = BytesCodec;
-
-    fn encoder(&mut self) -> BytesCodec {
-        BytesCodec
-    }
-
-    fn decoder(&mut self) -> BytesCodec {
-        BytesCodec
-    }
-}
-
-impl Encoder for BytesCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for BytesCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-type MessageStream = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>;
-
-/// `Unary`: greets, and echoes what it saw of the request metadata. `Fail`: NOT_FOUND
-/// with trailing metadata. `Stall`: never answers.
-#[derive(Clone)]
-struct Unary(&'static str);
-
-impl UnaryService<Bytes> for Unary {
-    type Response = Bytes;
-    type Future = BoxFuture<Result<tonic::Response<Bytes>, Status>>;
-
-    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        let method = self.0;
-        Box::pin(async move {
-            match method {
-                "Fail" => {
-                    let mut metadata = MetadataMap::new();
-                    metadata.insert("x-detail", "missing".parse().expect("ascii"));
-                    Err(Status::with_metadata(
-                        Code::NotFound,
-                        "no such thing: 100%",
-                        metadata,
-                    ))
-                }
-                "Stall" => std::future::pending().await,
-                _ => {
-                    let seen = |name: &str| {
-                        request
-                            .metadata()
-                            .get(name)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("-")
-                            .to_string()
-                    };
-                    let saw_client = seen("x-client");
-                    let saw_timeout = seen("grpc-timeout");
-                    let saw_te = seen("te");
-                    let mut message = b"hello, ".to_vec();
-                    message.extend_from_slice(request.get_ref());
-                    let mut response = tonic::Response::new(Bytes::from(message));
-                    let metadata = response.metadata_mut();
-                    metadata.insert("x-server", "tonic".parse().expect("ascii"));
-                    metadata.insert("x-saw-client", saw_client.parse().expect("ascii"));
-                    metadata.insert("x-saw-timeout", saw_timeout.parse().expect("ascii"));
-                    metadata.insert("x-saw-te", saw_te.parse().expect("ascii"));
-                    Ok(response)
-                }
-            }
-        })
-    }
-}
-
-/// `Chat`: answers each message at once with `echo:<message>`, and `bye` after the
-/// client half-closes; reports how the request stream ended. `Abort`: one message, then
-/// ABORTED.
-#[derive(Clone)]
-struct Chat {
-    method: &'static str,
-    ended: mpsc::UnboundedSender<String>,
-}
-
-impl StreamingService<Bytes> for Chat {
-    type Response = Bytes;
-    type ResponseStream = MessageStream;
-    type Future = BoxFuture<Result<tonic::Response<MessageStream>, Status>>;
-
-    fn call(&mut self, request: tonic::Request<Streaming<Bytes>>) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move {
-            let mut inbound = request.into_inner();
-            let (tx, rx) = mpsc::unbounded_channel();
-            if this.method == "Abort" {
-                let _ = tx.send(Ok(Bytes::from_static(b"partial")));
-                let _ = tx.send(Err(Status::aborted("stopped halfway")));
-            } else {
-                tokio::spawn(async move {
-                    loop {
-                        match inbound.message().await {
-                            Ok(Some(message)) => {
-                                let mut echo = b"echo:".to_vec();
-                                echo.extend_from_slice(&message);
-                                let _ = tx.send(Ok(Bytes::from(echo)));
-                            }
-                            Ok(None) => {
-                                let _ = this.ended.send("half-closed".into());
-                                let _ = tx.send(Ok(Bytes::from_static(b"bye")));
-                                break;
-                            }
-                            Err(status) => {
-                                let _ = this.ended.send(format!("error: {status}"));
-                                break;
-                            }
-                        }
-                    }
-                });
-            }
-            let stream: MessageStream = Box::pin(UnboundedReceiverStream::new(rx));
-            let mut response = tonic::Response::new(stream);
-            response
-                .metadata_mut()
-                .insert("x-chat", "ready".parse().expect("ascii"));
-            Ok(response)
-        })
-    }
-}
-
-/// A gRPC server for `test.Echo`; the receiver reports how chats ended.
-async fn grpc_server() -> (Server, mpsc::UnboundedReceiver<String>) {
-    let (ended, ended_rx) = mpsc::unbounded_channel();
+/// A gRPC server for `test.Echo` (see [`Echo`]) and what it saw.
+async fn grpc_server() -> (Server, Sightings) {
+    let (echo, seen) = Echo::new();
     let server = Server::start(move |req: Request<Incoming>| {
-        let ended = ended.clone();
-        async move {
-            let mut grpc = Grpc::new(BytesCodec);
-            let response = match req.uri().path() {
-                "/test.Echo/Unary" => grpc.unary(Unary("Unary"), req).await,
-                "/test.Echo/Fail" => grpc.unary(Unary("Fail"), req).await,
-                "/test.Echo/Stall" => grpc.unary(Unary("Stall"), req).await,
-                "/test.Echo/Chat" => {
-                    grpc.streaming(
-                        Chat {
-                            method: "Chat",
-                            ended,
-                        },
-                        req,
-                    )
-                    .await
-                }
-                "/test.Echo/Abort" => {
-                    grpc.streaming(
-                        Chat {
-                            method: "Abort",
-                            ended,
-                        },
-                        req,
-                    )
-                    .await
-                }
-                _ => Status::unimplemented("no such method").into_http(),
-            };
-            Ok::<Response<tonic::body::Body>, Infallible>(response)
-        }
+        let echo = echo.clone();
+        async move { Ok::<_, Infallible>(echo.handle(req).await) }
     })
     .await;
-    (server, ended_rx)
+    (server, seen)
 }
 
 fn open(upstreams: &GatewayUpstreams, upstream: &str, method: &str) -> GrpcChannel {
@@ -264,7 +82,7 @@ fn close(status: u32, message: &str) -> GrpcInbound {
 
 #[tokio::test]
 async fn unary_call_with_metadata_both_ways() {
-    let (server, _ended) = grpc_server().await;
+    let (server, _seen) = grpc_server().await;
     // The cluster is HTTP/1.1 for HTTP calls; gRPC speaks h2c to it anyway.
     let upstreams = upstreams(&[ClusterSpec::h1("grpc", server.addr)]);
     let mut channel = open(&upstreams, "grpc", "Unary");
@@ -301,7 +119,7 @@ async fn unary_call_with_metadata_both_ways() {
 
 #[tokio::test]
 async fn a_large_message_is_reassembled_across_data_frames() {
-    let (server, _ended) = grpc_server().await;
+    let (server, _seen) = grpc_server().await;
     let upstreams = upstreams(&[ClusterSpec::h2c("grpc", server.addr)]);
     let mut channel = open(&upstreams, "grpc", "Unary");
     let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
@@ -322,7 +140,7 @@ async fn a_large_message_is_reassembled_across_data_frames() {
 
 #[tokio::test]
 async fn bidirectional_stream_interleaves_messages() {
-    let (server, mut ended) = grpc_server().await;
+    let (server, mut seen) = grpc_server().await;
     let upstreams = upstreams(&[ClusterSpec::h2c("grpc", server.addr)]);
     let mut channel = open(&upstreams, "grpc", "Chat");
 
@@ -364,15 +182,19 @@ async fn bidirectional_stream_interleaves_messages() {
 
     let events = rest(&mut channel).await;
     assert_eq!(events[0], GrpcInbound::Message(Bytes::from_static(b"bye")));
-    assert!(matches!(events[1], GrpcInbound::TrailingMetadata(_)));
+    let GrpcInbound::TrailingMetadata(trailers) = &events[1] else {
+        panic!("trailing metadata, got {:?}", events[1]);
+    };
+    assert_eq!(value(trailers, "x-chat-end").as_deref(), Some("bye"));
+    assert_eq!(value(trailers, "grpc-status"), None);
     assert_eq!(events[2], close(0, ""));
     assert_eq!(events.len(), 3);
-    assert_eq!(ended.recv().await.as_deref(), Some("half-closed"));
+    assert_eq!(seen.chat_end().await.as_deref(), Some("half-closed"));
 }
 
 #[tokio::test]
 async fn a_server_error_status_with_message_and_trailing_metadata() {
-    let (server, _ended) = grpc_server().await;
+    let (server, _seen) = grpc_server().await;
     let upstreams = upstreams(&[ClusterSpec::h2c("grpc", server.addr)]);
     let mut channel = open(&upstreams, "grpc", "Fail");
     channel
@@ -395,7 +217,7 @@ async fn a_server_error_status_with_message_and_trailing_metadata() {
 
 #[tokio::test]
 async fn an_error_after_messages_ends_with_the_trailers_status() {
-    let (server, _ended) = grpc_server().await;
+    let (server, _seen) = grpc_server().await;
     let upstreams = upstreams(&[ClusterSpec::h2c("grpc", server.addr)]);
     let mut channel = open(&upstreams, "grpc", "Abort");
     channel
@@ -415,7 +237,7 @@ async fn an_error_after_messages_ends_with_the_trailers_status() {
 
 #[tokio::test]
 async fn an_unimplemented_method() {
-    let (server, _ended) = grpc_server().await;
+    let (server, _seen) = grpc_server().await;
     let upstreams = upstreams(&[ClusterSpec::h2c("grpc", server.addr)]);
     let mut channel = open(&upstreams, "grpc", "Nope");
     channel
@@ -429,7 +251,7 @@ async fn an_unimplemented_method() {
 
 #[tokio::test]
 async fn the_deadline_is_exceeded() {
-    let (server, _ended) = grpc_server().await;
+    let (server, _seen) = grpc_server().await;
     let upstreams = upstreams(&[ClusterSpec::h2c("grpc", server.addr)]);
     let mut channel = open_with(
         &upstreams,
@@ -448,7 +270,7 @@ async fn the_deadline_is_exceeded() {
 
 #[tokio::test]
 async fn cancel_resets_the_stream() {
-    let (server, mut ended) = grpc_server().await;
+    let (server, mut seen) = grpc_server().await;
     let upstreams = upstreams(&[ClusterSpec::h2c("grpc", server.addr)]);
     let mut channel = open(&upstreams, "grpc", "Chat");
     channel
@@ -470,13 +292,13 @@ async fn cancel_resets_the_stream() {
         .expect("task running");
 
     assert_eq!(rest(&mut channel).await, [close(1, "cancelled")]);
-    let how = ended.recv().await.expect("the server saw the end");
+    let how = seen.chat_end().await.expect("the server saw the end");
     assert!(how.starts_with("error"), "{how}");
 }
 
 #[tokio::test]
 async fn dropping_the_channel_cancels() {
-    let (server, mut ended) = grpc_server().await;
+    let (server, mut seen) = grpc_server().await;
     let upstreams = upstreams(&[ClusterSpec::h2c("grpc", server.addr)]);
     let request = GrpcRequest {
         service: "test.Echo".into(),
@@ -505,7 +327,7 @@ async fn dropping_the_channel_cancels() {
     drop(inbound);
 
     task.await.expect("the task ends");
-    let how = ended.recv().await.expect("the server saw the end");
+    let how = seen.chat_end().await.expect("the server saw the end");
     assert!(how.starts_with("error"), "{how}");
 }
 
@@ -530,7 +352,7 @@ async fn no_server_is_unavailable() {
 
 #[tokio::test]
 async fn unknown_upstreams_and_addresses() {
-    let (server, _ended) = grpc_server().await;
+    let (server, _seen) = grpc_server().await;
     let upstreams = upstreams(&[ClusterSpec::h2c("grpc", server.addr)]);
     let address = server.addr.to_string();
     assert!(
