@@ -16,8 +16,8 @@ use pingora::server::configuration::ServerConf;
 use prometheus::{IntCounterVec, Opts, Registry};
 use wasmbridge_config::{Config, RouteAction, RouteConfig};
 use wasmbridge_host::{
-    Callouts, FilterChain, ForeignFunctions, HostMetrics, LocalReply, NodeInfo, Plugin, PluginSpec,
-    Runtime,
+    Callouts, FilterChain, ForeignFunctions, HostMetrics, Limits, LocalReply, NodeInfo, Plugin,
+    PluginSpec, Runtime,
 };
 
 use crate::admin::admin_service;
@@ -294,6 +294,7 @@ impl Gateway {
                 node: node.clone(),
                 callouts: Callouts::new(upstreams.allowing_addresses(pc.callouts.allow_host_port)),
                 foreign: ForeignFunctions::default(),
+                limits: limits(&pc.limits),
             };
             let plugin = Plugin::load(&runtime, &module, spec, Some(host_metrics.clone()))?;
             for unknown in &plugin.module_info().unknown_imports {
@@ -416,4 +417,24 @@ impl Gateway {
         );
         server.run_forever()
     }
+}
+
+/// A plugin's limits: its profile's values, with what the config sets over them.
+fn limits(config: &wasmbridge_config::LimitsConfig) -> Limits {
+    let mut limits = match config.profile {
+        wasmbridge_config::LimitsProfile::Default => Limits::default(),
+        wasmbridge_config::LimitsProfile::Strict => Limits::strict(),
+    };
+    if let Some(bytes) = config.memory {
+        limits.memory_bytes = bytes;
+    }
+    if let Some(cpu) = config.cpu {
+        limits.cpu = cpu;
+    }
+    limits.cpu_by_callback = config
+        .cpu_by_callback
+        .iter()
+        .map(|(name, cpu)| (format!("proxy_{name}"), *cpu))
+        .collect();
+    limits
 }

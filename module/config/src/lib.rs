@@ -152,6 +152,8 @@ pub struct PluginConfig {
     /// What the plugin's callouts (`proxy_http_call`, `proxy_grpc_*`) may target
     /// (`callouts`).
     pub callouts: CalloutConfig,
+    /// The plugin's resource limits (`limits`).
+    pub limits: LimitsConfig,
     /// Where the plugin sits in the file (`plugins[2]`), for messages.
     pub key_path: String,
 }
@@ -163,6 +165,31 @@ pub struct CalloutConfig {
     /// (`allow_host_port`, default false), as Kong's ngx_wasm_module does; a name that is
     /// a cluster always means the cluster.
     pub allow_host_port: bool,
+}
+
+/// A plugin's resource limits (`plugins[i].limits`) as written: what is not set comes
+/// from the profile, whose values the host defines (`docs/limits.md`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// `profile`: the values that apply where nothing is set.
+    pub profile: LimitsProfile,
+    /// `memory`: linear memory per VM, in bytes.
+    pub memory: Option<u64>,
+    /// `cpu`: the time one callback may run.
+    pub cpu: Option<Duration>,
+    /// `callbacks.<name>.cpu`: per-callback overrides, by callback name without the
+    /// `proxy_` prefix (`on_request_headers`), in name order.
+    pub cpu_by_callback: Vec<(String, Duration)>,
+}
+
+/// `plugins[i].limits.profile`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LimitsProfile {
+    /// Generous limits that stop runaway plugins without constraining ordinary ones.
+    #[default]
+    Default,
+    /// Tight limits for untrusted plugins (1 ms per callback, 16 MiB per VM).
+    Strict,
 }
 
 /// What a plugin's failure (a trap, a failed start) does to requests, as in Envoy's

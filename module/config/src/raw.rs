@@ -66,7 +66,7 @@ pub(crate) struct RawCluster {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with `name`, `module` and optionally `root_id`, `vm_id`, `configuration`, `vm_configuration`, `failure_policy`, `callouts`"
+    expecting = "a mapping with `name`, `module` and optionally `root_id`, `vm_id`, `configuration`, `vm_configuration`, `failure_policy`, `callouts`, `limits`"
 )]
 pub(crate) struct RawPlugin {
     pub name: String,
@@ -77,6 +77,41 @@ pub(crate) struct RawPlugin {
     pub vm_configuration: Option<serde_yaml::Value>,
     pub failure_policy: Option<RawFailurePolicy>,
     pub callouts: Option<RawCallouts>,
+    pub limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with optionally `profile`, `memory`, `cpu`, `callbacks`"
+)]
+pub(crate) struct RawLimits {
+    pub profile: Option<RawProfile>,
+    pub memory: Option<RawSize>,
+    pub cpu: Option<String>,
+    pub callbacks: Option<std::collections::BTreeMap<String, RawCallbackLimits>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with optionally `cpu`")]
+pub(crate) struct RawCallbackLimits {
+    pub cpu: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub(crate) enum RawProfile {
+    #[serde(rename = "default")]
+    Default,
+    #[serde(rename = "strict")]
+    Strict,
+}
+
+/// A size: a number of bytes, or a string with a unit (`16MiB`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "a number of bytes or a size such as `16MiB`")]
+pub(crate) enum RawSize {
+    Bytes(u64),
+    Text(String),
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,13 +10,13 @@ use std::time::Duration;
 use crate::error::ConfigError;
 use crate::payload;
 use crate::raw::{
-    RawAdmin, RawCluster, RawConfig, RawDirectResponse, RawHeaderMatch, RawListener, RawMatch,
-    RawNode, RawPlugin, RawRoute, RawServer,
+    RawAdmin, RawCluster, RawConfig, RawDirectResponse, RawHeaderMatch, RawLimits, RawListener,
+    RawMatch, RawNode, RawPlugin, RawProfile, RawRoute, RawServer, RawSize,
 };
 use crate::{
     AdminConfig, CalloutConfig, ClusterConfig, Config, DirectResponse, HeaderMatch, HeaderRule,
-    ListenerConfig, NodeConfig, PluginConfig, RouteAction, RouteConfig, RouteMatch, ServerConfig,
-    StructValue,
+    LimitsConfig, LimitsProfile, ListenerConfig, NodeConfig, PluginConfig, RouteAction,
+    RouteConfig, RouteMatch, ServerConfig, StructValue,
 };
 
 const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 1;
@@ -207,10 +207,56 @@ impl Validator<'_> {
                         .and_then(|c| c.allow_host_port)
                         .unwrap_or(false),
                 },
+                limits: self.limits(&at, plugin.limits)?,
                 key_path: at,
             });
         }
         Ok(plugins)
+    }
+
+    fn limits(&self, at: &str, raw: Option<RawLimits>) -> Result<LimitsConfig, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(LimitsConfig::default());
+        };
+        let at = format!("{at}.limits");
+        let memory = match raw.memory {
+            None => None,
+            Some(RawSize::Bytes(n)) => Some(n),
+            Some(RawSize::Text(text)) => Some(
+                parse_size(&text).map_err(|message| self.error(format!("{at}.memory"), message))?,
+            ),
+        };
+        let duration = |key: String, text: &str| {
+            parse_duration(text).map_err(|message| self.error(key, message))
+        };
+        let cpu = match raw.cpu {
+            None => None,
+            Some(text) => Some(duration(format!("{at}.cpu"), &text)?),
+        };
+        let mut cpu_by_callback = Vec::new();
+        for (name, limits) in raw.callbacks.unwrap_or_default() {
+            let key = format!("{at}.callbacks.{name}");
+            let known = wasmbridge_abi::called_callbacks()
+                .any(|c| c.name.strip_prefix("proxy_") == Some(name.as_str()));
+            if !known {
+                return Err(self.error(
+                    key,
+                    "is not a callback the host calls (use a name such as `on_request_headers`)",
+                ));
+            }
+            if let Some(text) = limits.cpu {
+                cpu_by_callback.push((name, duration(format!("{key}.cpu"), &text)?));
+            }
+        }
+        Ok(LimitsConfig {
+            profile: match raw.profile {
+                None | Some(RawProfile::Default) => LimitsProfile::Default,
+                Some(RawProfile::Strict) => LimitsProfile::Strict,
+            },
+            memory,
+            cpu,
+            cpu_by_callback,
+        })
     }
 
     fn payload(
@@ -549,6 +595,61 @@ fn is_header_value(value: &str) -> bool {
     value.chars().all(|c| c == '\t' || !c.is_control())
 }
 
+/// `16MiB`, `512KiB`, `1GiB`, `65536` or `65536B`: a size in bytes, above zero.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "`{text}`: unknown unit `{other}` (use B, KiB, MiB or GiB)"
+            ));
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size such as `16MiB`"))?;
+    match n.checked_mul(scale) {
+        Some(0) => Err("must be above zero".to_string()),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("`{text}` is too large")),
+    }
+}
+
+/// `1ms`, `500us`, `2s`: a duration with a unit, above zero.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as `5ms`"))?;
+    let duration = match unit.trim() {
+        "us" => Duration::from_micros(n),
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "" => return Err(format!("`{text}` needs a unit: us, ms or s")),
+        other => {
+            return Err(format!(
+                "`{text}`: unknown unit `{other}` (use us, ms or s)"
+            ));
+        }
+    };
+    if duration.is_zero() {
+        return Err("must be above zero".to_string());
+    }
+    Ok(duration)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,5 +697,41 @@ mod tests {
         assert!(is_header_value("text/plain; charset=utf-8"));
         assert!(is_header_value("a\tb é"));
         assert!(!is_header_value("a\r\nb"));
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(super::parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(super::parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(super::parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(super::parse_size("4096"), Ok(4096));
+        assert!(
+            super::parse_size("16MB")
+                .unwrap_err()
+                .contains("unknown unit `MB`")
+        );
+        assert!(
+            super::parse_size("0MiB")
+                .unwrap_err()
+                .contains("above zero")
+        );
+        assert!(super::parse_size("MiB").is_err());
+        assert_eq!(super::parse_duration("1ms"), Ok(Duration::from_millis(1)));
+        assert_eq!(
+            super::parse_duration("250us"),
+            Ok(Duration::from_micros(250))
+        );
+        assert_eq!(super::parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert!(
+            super::parse_duration("5")
+                .unwrap_err()
+                .contains("needs a unit")
+        );
+        assert!(
+            super::parse_duration("5m")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(super::parse_duration("0ms").is_err());
     }
 }

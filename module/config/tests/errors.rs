@@ -52,13 +52,13 @@ fn unknown_top_level_key() {
 
 #[test]
 fn unknown_nested_key() {
-    let yaml = valid_plus("plugins:\n  - name: a\n    module: a.wasm\n    limits: {memory: 1}\n");
+    let yaml = valid_plus("plugins:\n  - name: a\n    module: a.wasm\n    sandbox: {memory: 1}\n");
     assert_rejects(
         &yaml,
-        "plugins[0].limits",
-        "conf/gw.yaml: plugins[0].limits: unknown field `limits`, expected one of `name`, \
+        "plugins[0].sandbox",
+        "conf/gw.yaml: plugins[0].sandbox: unknown field `sandbox`, expected one of `name`, \
          `root_id`, `vm_id`, `module`, `configuration`, `vm_configuration`, `failure_policy`, \
-         `callouts`",
+         `callouts`, `limits`",
     );
     assert_eq!(reject(&yaml).location(), Some((6, 5)));
 
@@ -485,4 +485,36 @@ fn node_metadata_keys_must_be_strings() {
         "node.metadata",
         "conf/gw.yaml: node.metadata: keys must be strings",
     );
+}
+
+#[test]
+fn bad_limits_name_the_key() {
+    let plugin = |limits: &str| {
+        valid_plus(&format!(
+            "plugins:\n  - name: a\n    module: a.wasm\n    limits: {limits}\n"
+        ))
+    };
+    assert_rejects(
+        &plugin("{memory: 16MB}"),
+        "plugins[0].limits.memory",
+        "conf/gw.yaml: plugins[0].limits.memory: `16MB`: unknown unit `MB` (use B, KiB, MiB or GiB)",
+    );
+    assert_rejects(
+        &plugin("{cpu: 5}"),
+        "plugins[0].limits.cpu",
+        "conf/gw.yaml: plugins[0].limits.cpu: `5` needs a unit: us, ms or s",
+    );
+    assert_rejects(
+        &plugin("{callbacks: {on_request_header: {cpu: 5ms}}}"),
+        "plugins[0].limits.callbacks.on_request_header",
+        "conf/gw.yaml: plugins[0].limits.callbacks.on_request_header: is not a callback the \
+         host calls (use a name such as `on_request_headers`)",
+    );
+    assert_rejects(
+        &plugin("{callbacks: {on_tick: {cpu: 0ms}}}"),
+        "plugins[0].limits.callbacks.on_tick.cpu",
+        "conf/gw.yaml: plugins[0].limits.callbacks.on_tick.cpu: must be above zero",
+    );
+    let err = reject(&plugin("{profile: lax}"));
+    assert_eq!(err.key_path(), "plugins[0].limits.profile", "{err}");
 }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use wasmbridge_config::{
-    Config, DirectResponse, FailurePolicy, HeaderMatch, HeaderRule, RouteAction, RouteMatch,
-    StructValue,
+    Config, DirectResponse, FailurePolicy, HeaderMatch, HeaderRule, LimitsConfig, LimitsProfile,
+    RouteAction, RouteMatch, StructValue,
 };
 
 /// The package directory, read when the test runs (cargo sets it), so a test binary built
@@ -455,4 +455,33 @@ fn header_rules_match_like_envoys() {
     assert!(!rule(HeaderRule::Exact(String::new()), false).matches(None));
     assert!(rule(HeaderRule::Exact(String::new()), true).matches(None));
     assert!(rule(HeaderRule::Present(false), false).matches(None));
+}
+
+#[test]
+fn plugin_limits() {
+    let yaml = "listeners: [{address: 127.0.0.1:8080}]\n\
+                routes: [{match: {prefix: /}, direct_response: {status: 200}}]\n\
+                plugins:\n\
+                \x20 - {name: a, module: a.wasm}\n\
+                \x20 - name: b\n\
+                \x20   module: b.wasm\n\
+                \x20   limits:\n\
+                \x20     profile: strict\n\
+                \x20     memory: 32MiB\n\
+                \x20     cpu: 2ms\n\
+                \x20     callbacks: {on_tick: {cpu: 50ms}, on_configure: {cpu: 1s}}\n";
+    let config = Config::from_yaml_str(yaml, Path::new("gw.yaml"), Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.plugins[0].limits, LimitsConfig::default());
+    let b = &config.plugins[1].limits;
+    assert_eq!(b.profile, LimitsProfile::Strict);
+    assert_eq!(b.memory, Some(32 << 20));
+    assert_eq!(b.cpu, Some(Duration::from_millis(2)));
+    assert_eq!(
+        b.cpu_by_callback,
+        [
+            ("on_configure".to_string(), Duration::from_secs(1)),
+            ("on_tick".to_string(), Duration::from_millis(50)),
+        ]
+    );
 }

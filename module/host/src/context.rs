@@ -41,6 +41,8 @@ pub(crate) struct PluginInfo {
     pub metrics: crate::GuestMetrics,
     /// The plugin's host metric handles (callouts are counted by the hostcalls).
     pub host_metrics: Option<crate::metrics::PluginMetrics>,
+    /// Memory and CPU limits of each VM.
+    pub limits: crate::Limits,
 }
 
 /// What the host is doing with a VM right now; decides which maps and buffers exist.
@@ -382,11 +384,20 @@ pub(crate) struct HostState {
     pub next_token: u32,
     /// The VM's generation in its replica (callout results carry it).
     pub generation: u64,
+    /// Caps the VM's linear memory.
+    pub limiter: crate::limits::MemoryLimiter,
+    /// Why the last guest call failed.
+    pub failure: Option<crate::limits::FailureReason>,
 }
 
 impl HostState {
     pub fn new(plugin: Arc<PluginInfo>, root: Arc<crate::root::RootLink>, generation: u64) -> Self {
         HostState {
+            limiter: crate::limits::MemoryLimiter {
+                max_bytes: usize::try_from(plugin.limits.memory_bytes).unwrap_or(usize::MAX),
+                refused: false,
+            },
+            failure: None,
             root,
             callouts: HashMap::new(),
             next_token: 4,

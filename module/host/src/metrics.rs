@@ -15,6 +15,7 @@ pub struct HostMetrics {
     failures: IntCounterVec,
     duration: HistogramVec,
     callouts: IntCounterVec,
+    poisonings: IntCounterVec,
 }
 
 impl HostMetrics {
@@ -55,12 +56,21 @@ impl HostMetrics {
         registry.register(Box::new(calls.clone()))?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(duration.clone()))?;
+        let poisonings = IntCounterVec::new(
+            Opts::new(
+                "wasmbridge_plugin_poisonings_total",
+                "VM replicas dropped after a failure, by plugin and reason (deadline, memory, stack_overflow, trap).",
+            ),
+            &["plugin", "reason"],
+        )?;
         registry.register(Box::new(callouts.clone()))?;
+        registry.register(Box::new(poisonings.clone()))?;
         Ok(HostMetrics {
             calls,
             failures,
             duration,
             callouts,
+            poisonings,
         })
     }
 
@@ -114,6 +124,14 @@ impl CallbackMetrics {
 }
 
 impl PluginMetrics {
+    /// Counts a replica dropped after a failure of `reason`.
+    pub(crate) fn poisoned(&self, reason: &str) {
+        self.host
+            .poisonings
+            .with_label_values(&[self.plugin.as_str(), reason])
+            .inc();
+    }
+
     /// Counts one callout that ended (or was refused) with `outcome`.
     pub(crate) fn callout(&self, cluster: &str, kind: CalloutKind, outcome: &str) {
         let kind = match kind {

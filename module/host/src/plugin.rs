@@ -68,6 +68,8 @@ pub struct PluginSpec {
     pub callouts: Callouts,
     /// The proxy's foreign functions (`proxy_call_foreign_function`).
     pub foreign: crate::foreign::ForeignFunctions,
+    /// Memory and CPU limits of each VM.
+    pub limits: crate::Limits,
 }
 
 /// The proxy's identity (Envoy's bootstrap `node`): filters read it as the `xds.node`
@@ -91,6 +93,8 @@ pub struct Plugin {
     pub(crate) metrics: Option<PluginMetrics>,
     /// Whether the module exports the request and response body callbacks.
     body_callbacks: [bool; 2],
+    /// Keeps the runtime's epoch ticker (CPU deadlines) running while the plugin lives.
+    _runtime: Runtime,
 }
 
 struct Replica {
@@ -199,6 +203,7 @@ impl Plugin {
             foreign: spec.foreign.clone(),
             metrics: runtime.guest_metrics(),
             host_metrics: metrics.clone(),
+            limits: spec.limits.clone(),
         });
         let mut replicas = Vec::new();
         for _ in 0..spec.replicas.max(1) {
@@ -232,6 +237,7 @@ impl Plugin {
                 module.info().exports_callback("proxy_on_request_body"),
                 module.info().exports_callback("proxy_on_response_body"),
             ],
+            _runtime: runtime.clone(),
         }))
     }
 
@@ -323,8 +329,29 @@ impl Plugin {
             return Err(Gone::Dead);
         };
         let (result, failure) = f(vm, generation);
-        if let Some(reason) = failure {
-            tracing::error!(plugin = %self.info.name, root_id = %self.info.root_id, replica, "VM failed and is replaced: {reason}");
+        if let Some(message) = failure {
+            let reason = vm
+                .store
+                .data()
+                .failure
+                .unwrap_or(crate::limits::FailureReason::Trap);
+            let limits = &self.info.limits;
+            let why = match reason {
+                crate::limits::FailureReason::Deadline => format!(
+                    "a callback ran past its CPU deadline ({:?}, or {:?} for start-up; plugins[].limits.cpu)",
+                    limits.cpu, limits.start_cpu
+                ),
+                crate::limits::FailureReason::Memory => format!(
+                    "it trapped after its memory reached the cap of {} bytes (plugins[].limits.memory)",
+                    limits.memory_bytes
+                ),
+                crate::limits::FailureReason::StackOverflow => "its wasm stack overflowed".into(),
+                crate::limits::FailureReason::Trap => "it trapped".into(),
+            };
+            tracing::error!(plugin = %self.info.name, root_id = %self.info.root_id, replica, reason = reason.label(), "VM failed and is replaced: {why}: {message}");
+            if let Some(m) = &self.metrics {
+                m.poisoned(reason.label());
+            }
             if let Some(dead) = slot.vm.take() {
                 for signal in dead.store.data().streams.values() {
                     signal.push(Action::VmFailed);

@@ -100,6 +100,37 @@ struct RuntimeInner {
     queues: Arc<crate::root::Queues>,
     /// Metrics the guests of every plugin built from this runtime define.
     guest_metrics: crate::GuestMetrics,
+    /// Advances the engine's epoch while the runtime lives.
+    _ticker: EpochTicker,
+}
+
+/// A thread that advances the engine's epoch every [`crate::EPOCH_TICK`], which is what
+/// ends a callback at its deadline; it stops when dropped (with its runtime).
+struct EpochTicker {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: &Engine) -> Result<EpochTicker, EngineError> {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (engine, stopped) = (engine.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(crate::EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .map_err(|e| EngineError(format!("cannot start the epoch ticker thread: {e}")))?;
+        Ok(EpochTicker { stop })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The engine could not be created.
@@ -112,12 +143,15 @@ impl Runtime {
     pub fn new() -> Result<Runtime, EngineError> {
         let mut config = Config::new();
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // CPU deadlines (plugins[].limits.cpu): the ticker below advances the epoch.
+        config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| EngineError(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         let registrations = hostcalls::add_to_linker(&engine, &mut linker)
             .map_err(|e| EngineError(format!("{e:#}")))?;
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
+                _ticker: EpochTicker::start(&engine)?,
                 engine,
                 linker,
                 registrations,

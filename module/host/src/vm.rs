@@ -9,6 +9,7 @@ use wasmtime::{InstancePre, Store, TypedFunc};
 
 use crate::context::{Action, CallState, HostState, Phase, PluginInfo, StreamData};
 use crate::error::LoadErrorKind;
+use crate::limits::FailureReason;
 use crate::metrics::PluginMetrics;
 use crate::root::RootLink;
 use crate::runtime::EntryStyle;
@@ -82,10 +83,14 @@ impl Vm {
         let abi = info.abi;
         // A new VM starts without a tick; its root sets one if it wants.
         root.set_tick(None);
+        let start_ticks = info.limits.deadline_ticks("_start");
         let mut store = Store::new(
             pre.module().engine(),
             HostState::new(info, root, generation),
         );
+        store.limiter(|state| &mut state.limiter);
+        // Instantiation may run a start section; start-up code gets the start budget.
+        store.set_epoch_deadline(start_ticks);
         let instance = pre
             .instantiate(&mut store)
             .map_err(start_err("instantiate"))?;
@@ -145,6 +150,7 @@ impl Vm {
             grpc_close: typed!("proxy_on_grpc_close"),
         };
 
+        store.set_epoch_deadline(start_ticks);
         match entry {
             EntryStyle::Initialize | EntryStyle::InitializeAndMain => {
                 let init = instance
@@ -263,12 +269,19 @@ impl Vm {
             delivery: None,
             status: None,
         };
+        state.limiter.refused = false;
+        let ticks = state.plugin.limits.deadline_ticks(callback);
+        self.store.set_epoch_deadline(ticks);
         let started = Instant::now();
         let result = f(&mut self.store);
         if let Some(m) = metrics {
             m.observe(callback, started.elapsed(), result.is_err());
         }
         let state = self.store.data_mut();
+        state.failure = result
+            .as_ref()
+            .err()
+            .map(|e| FailureReason::of(e, state.limiter.refused));
         let mut call = std::mem::replace(&mut state.call, CallState::idle());
         call.give_back();
         if let (Some(data), Some(mut b)) = (stream, call.stream) {

@@ -296,6 +296,7 @@ impl Emulator {
                 node: node.clone(),
                 callouts: source.callouts,
                 foreign: Default::default(),
+                limits: Default::default(),
             };
             plugins.push(Plugin::load(&runtime, &compiled, spec, None)?);
         }

@@ -9,6 +9,9 @@
 //! | `trap-request-body`     | panics in `on_http_request_body`                           |
 //! | `trap-response-body`    | panics in `on_http_response_body`                          |
 //! | `abort`                 | executes `unreachable` in `on_http_request_headers`, no panic message |
+//! | `loop`                  | spins forever in `on_http_request_headers` (a CPU deadline stops it) |
+//! | `memory-bomb`           | allocates 1 MiB blocks in `on_http_request_headers` until an allocation fails, then aborts |
+//! | `stack-overflow`        | recurses without end in `on_http_request_headers` |
 //! | absent or other         | nothing; the response gets `x-misbehave: ok`               |
 //!
 //! Panics are logged at critical level through `proxy_log` by the SDK's panic hook, then the
@@ -27,6 +30,9 @@ enum Mode {
     TrapRequestBody,
     TrapResponseBody,
     Abort,
+    Loop,
+    MemoryBomb,
+    StackOverflow,
 }
 
 struct MisbehaveRoot;
@@ -48,6 +54,9 @@ impl Mode {
             Some("trap-request-body") => Mode::TrapRequestBody,
             Some("trap-response-body") => Mode::TrapResponseBody,
             Some("abort") => Mode::Abort,
+            Some("loop") => Mode::Loop,
+            Some("memory-bomb") => Mode::MemoryBomb,
+            Some("stack-overflow") => Mode::StackOverflow,
             _ => Mode::Behave,
         }
     }
@@ -73,6 +82,13 @@ impl HttpContext for Misbehave {
         match self.mode {
             Mode::TrapRequestHeaders => panic!("misbehave: trap in request headers"),
             Mode::Abort => core::arch::wasm32::unreachable(),
+            Mode::Loop => spin(),
+            Mode::MemoryBomb => bomb(),
+            Mode::StackOverflow => {
+                let depth = recurse(std::hint::black_box(1));
+                log::info!("misbehave: recursion ended at {depth}");
+                Action::Continue
+            }
             _ => Action::Continue,
         }
     }
@@ -99,4 +115,29 @@ impl HttpContext for Misbehave {
         }
         Action::Continue
     }
+}
+
+/// Never returns; the loop does observable work so that it is not optimised away.
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+/// Keeps 1 MiB blocks (touched, so they are real) until the allocator fails, which aborts.
+fn bomb() -> ! {
+    let mut kept: Vec<Vec<u8>> = Vec::new();
+    loop {
+        kept.push(std::hint::black_box(vec![1u8; 1 << 20]));
+    }
+}
+
+/// Recurses until the wasm stack overflows (small frames, so the engine's stack runs out
+/// before the shadow stack in linear memory does).
+fn recurse(depth: u64) -> u64 {
+    if depth == u64::MAX {
+        return 0;
+    }
+    recurse(std::hint::black_box(depth + 1)).wrapping_add(depth)
 }

@@ -67,6 +67,7 @@ fn registered_signatures_match_the_catalogue() {
         foreign: Default::default(),
         metrics: Default::default(),
         host_metrics: None,
+        limits: Default::default(),
         failure_policy: FailurePolicy::FailClosed,
     });
     let (link, _events) = crate::root::RootLink::new();

@@ -1,0 +1,163 @@
+//! Resource limits of a plugin's VMs: linear memory per VM, and the time one callback may
+//! run (an epoch deadline: the runtime's ticker advances the engine's epoch every
+//! [`EPOCH_TICK`], and a callback that is still running when its deadline passes traps).
+
+use std::time::Duration;
+
+/// How often the runtime's ticker advances the epoch: the resolution of CPU deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// The callbacks (and start-up code) that set a VM up rather than serve traffic; they get
+/// [`Limits::start_cpu`] unless overridden.
+const START_CALLBACKS: [&str; 3] = ["_start", "proxy_on_vm_start", "proxy_on_configure"];
+
+/// The limits of one plugin's VMs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory per VM, in bytes: `memory.grow` beyond it returns -1, and a module
+    /// whose initial memory is larger does not start.
+    pub memory_bytes: u64,
+    /// The time one callback may run before it is stopped (a trap: the replica is
+    /// poisoned and the failure policy applies).
+    pub cpu: Duration,
+    /// The same for start-up: the module's start code, `proxy_on_vm_start` and
+    /// `proxy_on_configure`.
+    pub start_cpu: Duration,
+    /// Per-callback overrides by full callback name (`proxy_on_request_headers`); they win
+    /// over `cpu` and `start_cpu`.
+    pub cpu_by_callback: Vec<(String, Duration)>,
+}
+
+impl Default for Limits {
+    /// Generous: 256 MiB per VM, 100 ms per callback, 1 s for start-up. They stop a
+    /// runaway plugin without constraining a sane one.
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 256 << 20,
+            cpu: Duration::from_millis(100),
+            start_cpu: Duration::from_secs(1),
+            cpu_by_callback: Vec::new(),
+        }
+    }
+}
+
+impl Limits {
+    /// For untrusted plugins: 16 MiB per VM, 1 ms per callback, 100 ms for start-up.
+    pub fn strict() -> Self {
+        Limits {
+            memory_bytes: 16 << 20,
+            cpu: Duration::from_millis(1),
+            start_cpu: Duration::from_millis(100),
+            cpu_by_callback: Vec::new(),
+        }
+    }
+
+    /// The time `callback` may run.
+    pub fn cpu_for(&self, callback: &str) -> Duration {
+        if let Some((_, d)) = self.cpu_by_callback.iter().find(|(n, _)| n == callback) {
+            return *d;
+        }
+        if START_CALLBACKS.contains(&callback) {
+            self.start_cpu
+        } else {
+            self.cpu
+        }
+    }
+
+    /// `callback`'s deadline in epoch ticks from now: enough whole ticks to cover its
+    /// time, plus one for the tick already under way (so a callback gets at least its
+    /// time, and at most one tick more).
+    pub(crate) fn deadline_ticks(&self, callback: &str) -> u64 {
+        let tick = EPOCH_TICK.as_nanos();
+        let ticks = self.cpu_for(callback).as_nanos().div_ceil(tick);
+        u64::try_from(ticks)
+            .unwrap_or(u64::MAX / 2)
+            .saturating_add(1)
+    }
+}
+
+/// Caps a VM's linear memory and remembers a refused growth, so that the trap that
+/// usually follows is reported as running out of memory.
+#[derive(Debug)]
+pub(crate) struct MemoryLimiter {
+    pub max_bytes: usize,
+    pub refused: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.max_bytes;
+        if !allowed {
+            self.refused = true;
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+/// Why a guest call failed, for logs and the poisoning metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailureReason {
+    /// The CPU deadline passed.
+    Deadline,
+    /// A memory growth was refused at the cap (and the guest then trapped).
+    Memory,
+    /// The wasm stack overflowed.
+    StackOverflow,
+    /// Any other trap (a panic, `unreachable`, a bad memory access, `proc_exit`).
+    Trap,
+}
+
+impl FailureReason {
+    pub(crate) fn of(error: &wasmtime::Error, memory_refused: bool) -> FailureReason {
+        match error.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => FailureReason::Deadline,
+            Some(wasmtime::Trap::StackOverflow) => FailureReason::StackOverflow,
+            _ if memory_refused => FailureReason::Memory,
+            _ => FailureReason::Trap,
+        }
+    }
+
+    /// The `reason` label.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            FailureReason::Deadline => "deadline",
+            FailureReason::Memory => "memory",
+            FailureReason::StackOverflow => "stack_overflow",
+            FailureReason::Trap => "trap",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_cover_the_budget_in_whole_ticks_plus_one() {
+        let mut limits = Limits::strict();
+        assert_eq!(limits.deadline_ticks("proxy_on_request_headers"), 2);
+        assert_eq!(limits.deadline_ticks("proxy_on_configure"), 101);
+        limits.cpu = Duration::from_micros(1500);
+        assert_eq!(limits.deadline_ticks("proxy_on_log"), 3);
+        limits
+            .cpu_by_callback
+            .push(("proxy_on_log".into(), Duration::from_millis(7)));
+        assert_eq!(limits.deadline_ticks("proxy_on_log"), 8);
+        assert_eq!(limits.cpu_for("proxy_on_log"), Duration::from_millis(7));
+        assert_eq!(limits.cpu_for("_start"), Duration::from_millis(100));
+    }
+}
