@@ -228,14 +228,19 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Resolves the clusters, compiles and starts every plugin (one VM replica per worker
-    /// thread; its callouts go to the clusters) and builds the routing table.
+    /// Resolves the clusters, compiles (or loads from `server.compile_cache`) and starts
+    /// every plugin (one VM replica per worker thread; its callouts go to the clusters) and
+    /// builds the routing table.
     pub fn build(config: Config) -> Result<Gateway, GatewayError> {
-        let runtime = Runtime::new()?;
+        let mut runtime = Runtime::new()?;
+        if let Some(dir) = &config.server.compile_cache {
+            runtime = runtime.with_compile_cache(dir);
+        }
         let registry = Registry::new();
         let host_metrics = HostMetrics::register(&registry)?;
         registry.register(Box::new(runtime.guest_metrics()))?;
         registry.register(Box::new(runtime.queue_metrics()))?;
+        registry.register(Box::new(runtime.compile_cache_metrics()))?;
         let node = Arc::new(NodeInfo {
             id: config.node.id.clone(),
             cluster: config.node.cluster.clone(),

@@ -82,6 +82,9 @@ pub struct ServerConfig {
     pub threads: usize,
     /// How long a graceful shutdown waits for requests in flight, in seconds (default 1).
     pub grace_period_seconds: u64,
+    /// Where compiled modules are kept between runs (`compile_cache`, resolved against the
+    /// file's directory); `None` (the default) compiles every module at each start.
+    pub compile_cache: Option<PathBuf>,
 }
 
 /// The proxy's identity (`node:`), in the shape of Envoy's bootstrap `node`: filters read

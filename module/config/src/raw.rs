@@ -27,11 +27,12 @@ pub(crate) struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with `threads`, `grace_period_seconds`"
+    expecting = "a mapping with optionally `threads`, `grace_period_seconds`, `compile_cache`"
 )]
 pub(crate) struct RawServer {
     pub threads: Option<usize>,
     pub grace_period_seconds: Option<u64>,
+    pub compile_cache: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -63,18 +63,29 @@ impl Validator<'_> {
     }
 
     fn server(&self, raw: Option<RawServer>) -> Result<ServerConfig, ConfigError> {
-        let (threads, grace) = match raw {
-            Some(raw) => (raw.threads, raw.grace_period_seconds),
-            None => (None, None),
+        let (threads, grace, compile_cache) = match raw {
+            Some(raw) => (raw.threads, raw.grace_period_seconds, raw.compile_cache),
+            None => (None, None, None),
         };
         let threads = match threads {
             Some(0) => return Err(self.error("server.threads", "must be at least 1")),
             Some(threads) => threads,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        let compile_cache = match compile_cache {
+            Some(dir) if dir.trim().is_empty() => {
+                return Err(self.error(
+                    "server.compile_cache",
+                    "must not be empty (leave the key out, or set it to null, for no cache)",
+                ));
+            }
+            Some(dir) => Some(self.resolve(&dir)),
+            None => None,
+        };
         Ok(ServerConfig {
             threads,
             grace_period_seconds: grace.unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS),
+            compile_cache,
         })
     }
 
@@ -277,12 +288,13 @@ impl Validator<'_> {
         })
     }
 
-    fn resolve(&self, module: &str) -> PathBuf {
-        let module = Path::new(module);
-        if module.is_absolute() {
-            module.to_path_buf()
+    /// A path as written (a module, the compile cache), against the file's directory.
+    fn resolve(&self, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        if path.is_absolute() {
+            path.to_path_buf()
         } else {
-            self.base_dir.join(module)
+            self.base_dir.join(path)
         }
     }
 

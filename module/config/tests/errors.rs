@@ -72,6 +72,13 @@ fn unknown_nested_key() {
     );
 
     assert_rejects(
+        &valid_plus("server: {cache_dir: cache}"),
+        "server.cache_dir",
+        "conf/gw.yaml: server.cache_dir: unknown field `cache_dir`, expected one of `threads`, \
+         `grace_period_seconds`, `compile_cache`",
+    );
+
+    assert_rejects(
         "routes: [{match: {prefix: /, regex: x}}]",
         "routes[0].match.regex",
         "conf/gw.yaml: routes[0].match.regex: unknown field `regex`, expected one of `prefix`, `path`, `headers`",
@@ -97,6 +104,16 @@ fn wrong_types() {
         "server: {threads: abc}",
         "server.threads",
         "conf/gw.yaml: server.threads: invalid type: string \"abc\", expected usize",
+    );
+    assert_rejects(
+        &valid_plus("server: {compile_cache: {dir: cache}}"),
+        "server.compile_cache",
+        "conf/gw.yaml: server.compile_cache: invalid type: map, expected a string",
+    );
+    assert_rejects(
+        &valid_plus("server: {compile_cache: [a, b]}"),
+        "server.compile_cache",
+        "conf/gw.yaml: server.compile_cache: invalid type: sequence, expected a string",
     );
     assert_rejects(
         "listeners:\n  - address: 127.0.0.1:8080\n    http2: yes\n",
@@ -246,6 +263,12 @@ fn zero_threads() {
         &valid_plus("server: {threads: 0}"),
         "server.threads",
         "conf/gw.yaml: server.threads: must be at least 1",
+    );
+    assert_rejects(
+        &valid_plus("server: {compile_cache: ''}"),
+        "server.compile_cache",
+        "conf/gw.yaml: server.compile_cache: must not be empty (leave the key out, or set it \
+         to null, for no cache)",
     );
 }
 

@@ -112,6 +112,7 @@ fn every_key() {
 server:
   threads: 2
   grace_period_seconds: 5
+  compile_cache: cache/modules
 listeners:
   - address: 0.0.0.0:8080
     http2: false
@@ -151,6 +152,10 @@ routes:
     );
     assert_eq!(config.server.threads, 2);
     assert_eq!(config.server.grace_period_seconds, 5);
+    assert_eq!(
+        config.server.compile_cache.as_deref(),
+        Some(Path::new("/etc/wasmbridge/cache/modules"))
+    );
     assert!(!config.listeners[0].http2);
     assert_eq!(config.listeners[1].address, "[::1]:8081".parse().unwrap());
     assert!(config.listeners[1].http2);
@@ -217,6 +222,10 @@ fn defaults() {
     assert_eq!(config.server.threads, parallelism);
     assert!(config.server.threads >= 1);
     assert_eq!(config.server.grace_period_seconds, 1);
+    assert_eq!(
+        config.server.compile_cache, None,
+        "no compile cache by default"
+    );
     assert!(config.listeners[0].http2);
     assert!(config.admin.is_none());
     let cluster = &config.clusters[0];
@@ -228,6 +237,46 @@ fn defaults() {
     assert!(plugin.configuration.is_empty() && plugin.vm_configuration.is_empty());
     assert_eq!(plugin.failure_policy, FailurePolicy::FailClosed);
     assert_eq!(config.routes[0].name, "route0");
+}
+
+#[test]
+fn compile_cache_is_a_directory_relative_to_the_file() {
+    let with = |server: &str| {
+        parse(&format!(
+            "server: {server}\nlisteners: [{{address: 127.0.0.1:0}}]\n\
+             routes: [{{match: {{prefix: /}}, direct_response: {{status: 204}}}}]\n"
+        ))
+        .server
+        .compile_cache
+    };
+    assert_eq!(
+        with("{compile_cache: .cache}"),
+        Some(PathBuf::from("/etc/wasmbridge/.cache"))
+    );
+    assert_eq!(
+        with("{compile_cache: ../var/cache/wasmbridge}"),
+        Some(PathBuf::from("/etc/wasmbridge/../var/cache/wasmbridge"))
+    );
+    assert_eq!(
+        with("{compile_cache: /var/cache/wasmbridge}"),
+        Some(PathBuf::from("/var/cache/wasmbridge"))
+    );
+    assert_eq!(with("{compile_cache: null}"), None);
+    assert_eq!(with("{compile_cache: ~, threads: 1}"), None);
+    assert_eq!(with("{threads: 1}"), None);
+
+    // A file read from disk resolves against its own directory.
+    let dir = temp_dir("compile-cache");
+    let file = dir.join("gw.yaml");
+    std::fs::write(
+        &file,
+        "server: {compile_cache: cache}\nlisteners: [{address: 127.0.0.1:0}]\n\
+         routes: [{match: {prefix: /}, direct_response: {status: 204}}]\n",
+    )
+    .unwrap_or_else(|err| panic!("{err}"));
+    let config = Config::from_file(&file).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.server.compile_cache, Some(dir.join("cache")));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

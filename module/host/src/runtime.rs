@@ -4,10 +4,12 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmbridge_abi::{AbiVersion, CALLBACKS, Support, ValType, callback_params, hostcall};
 use wasmtime::{Config, Engine, ExternType, FuncType, Linker, Module};
 
+use crate::cache::{CompileCache, CompileCacheMetrics, Lookup};
 use crate::context::HostState;
 use crate::error::{LoadError, LoadErrorKind};
 use crate::hostcalls::{self, Registration};
@@ -88,6 +90,8 @@ impl CompiledModule {
 #[derive(Clone)]
 pub struct Runtime {
     inner: Arc<RuntimeInner>,
+    /// Where compiled modules are kept between runs, if anywhere.
+    cache: Option<Arc<CompileCache>>,
 }
 
 struct RuntimeInner {
@@ -159,7 +163,35 @@ impl Runtime {
                 queues: Arc::default(),
                 guest_metrics: crate::GuestMetrics::new(),
             }),
+            cache: None,
         })
+    }
+
+    /// This runtime with a compile cache in `dir`: [`Runtime::compile`] loads a module
+    /// compiled before by an engine with the same wasmtime version and settings from
+    /// there, and stores the modules it compiles. The directory is created when the first
+    /// entry is written; a corrupt entry is compiled again and replaced, and an entry that
+    /// cannot be written is logged, so the cache never makes a load fail.
+    pub fn with_compile_cache(mut self, dir: impl Into<PathBuf>) -> Runtime {
+        let metrics = self
+            .cache
+            .as_ref()
+            .map_or_else(CompileCacheMetrics::new, |c| c.metrics());
+        self.cache = Some(Arc::new(CompileCache::new(
+            dir.into(),
+            &self.inner.engine,
+            metrics,
+        )));
+        self
+    }
+
+    /// How modules came out of this runtime's compile cache,
+    /// `wasmbridge_compile_cache_total{outcome}`; register it on a prometheus registry
+    /// after [`Runtime::with_compile_cache`]. Without a cache it has no series.
+    pub fn compile_cache_metrics(&self) -> CompileCacheMetrics {
+        self.cache
+            .as_ref()
+            .map_or_else(CompileCacheMetrics::new, |c| c.metrics())
     }
 
     /// The shared-data store plugins of this runtime share.
@@ -205,7 +237,8 @@ impl Runtime {
         self.compile(plugin, path, &bytes)
     }
 
-    /// Compiles module bytes for `plugin`; `path` labels messages.
+    /// Compiles module bytes for `plugin`, or loads them from the compile cache; `path`
+    /// labels messages.
     pub fn compile(
         &self,
         plugin: &str,
@@ -227,9 +260,33 @@ impl Runtime {
             };
             return Err(err(LoadErrorKind::NotWasm { found }));
         }
-        let module = Module::new(&self.inner.engine, bytes)
-            .map_err(|e| err(LoadErrorKind::Compile(format!("{e:#}"))))?;
+        let engine = &self.inner.engine;
+        let compile = |cache: &'static str| {
+            let started = Instant::now();
+            let module = Module::new(engine, bytes)
+                .map_err(|e| err(LoadErrorKind::Compile(format!("{e:#}"))))?;
+            tracing::info!(
+                plugin,
+                module = %path.display(),
+                cache,
+                took_ms = crate::cache::millis(started),
+                "module compiled"
+            );
+            Ok::<_, LoadError>(module)
+        };
+        let (module, store) = match &self.cache {
+            None => (compile("off")?, None),
+            Some(cache) => match cache.lookup(engine, plugin, path, bytes) {
+                Lookup::Hit(module) => (module, None),
+                Lookup::Compile { entry, outcome } => (compile(outcome)?, Some((cache, entry))),
+                Lookup::Off => (compile("not used")?, None),
+            },
+        };
         let info = inspect(&module, bytes).map_err(err)?;
+        // Only modules that load are kept.
+        if let Some((cache, entry)) = store {
+            cache.store(plugin, &entry, &module);
+        }
         Ok(CompiledModule {
             module,
             info: Arc::new(info),
