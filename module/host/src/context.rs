@@ -45,6 +45,20 @@ pub(crate) struct PluginInfo {
     pub limits: crate::Limits,
 }
 
+impl PluginInfo {
+    /// Counts a callout that ended (or was refused) in `wasmbridge_plugin_callouts_total`.
+    pub(crate) fn count_callout(
+        &self,
+        cluster: &str,
+        kind: crate::metrics::CalloutKind,
+        outcome: &str,
+    ) {
+        if let Some(m) = &self.host_metrics {
+            m.callout(cluster, kind, outcome);
+        }
+    }
+}
+
 /// What the host is doing with a VM right now; decides which maps and buffers exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {

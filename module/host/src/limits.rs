@@ -131,6 +131,22 @@ impl FailureReason {
         }
     }
 
+    /// Why the VM failed, in words, with the limit it reached.
+    pub(crate) fn describe(self, limits: &Limits) -> String {
+        match self {
+            FailureReason::Deadline => format!(
+                "a callback ran past its CPU deadline ({:?}, or {:?} for start-up; plugins[].limits.cpu)",
+                limits.cpu, limits.start_cpu
+            ),
+            FailureReason::Memory => format!(
+                "it trapped after its memory reached the cap of {} bytes (plugins[].limits.memory)",
+                limits.memory_bytes
+            ),
+            FailureReason::StackOverflow => "its wasm stack overflowed".into(),
+            FailureReason::Trap => "it trapped".into(),
+        }
+    }
+
     /// The `reason` label.
     pub(crate) fn label(self) -> &'static str {
         match self {

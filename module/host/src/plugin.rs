@@ -335,19 +335,7 @@ impl Plugin {
                 .data()
                 .failure
                 .unwrap_or(crate::limits::FailureReason::Trap);
-            let limits = &self.info.limits;
-            let why = match reason {
-                crate::limits::FailureReason::Deadline => format!(
-                    "a callback ran past its CPU deadline ({:?}, or {:?} for start-up; plugins[].limits.cpu)",
-                    limits.cpu, limits.start_cpu
-                ),
-                crate::limits::FailureReason::Memory => format!(
-                    "it trapped after its memory reached the cap of {} bytes (plugins[].limits.memory)",
-                    limits.memory_bytes
-                ),
-                crate::limits::FailureReason::StackOverflow => "its wasm stack overflowed".into(),
-                crate::limits::FailureReason::Trap => "it trapped".into(),
-            };
+            let why = reason.describe(&self.info.limits);
             tracing::error!(plugin = %self.info.name, root_id = %self.info.root_id, replica, reason = reason.label(), "VM failed and is replaced: {why}: {message}");
             if let Some(m) = &self.metrics {
                 m.poisoned(reason.label());

@@ -614,6 +614,22 @@ pub async fn scrape(gw: &Gateway) -> Result<String> {
     Ok(String::from_utf8_lossy(&reply.body).into_owned())
 }
 
+/// The `wasmbridge_plugin_callouts_total` sample of one plugin, cluster, kind and outcome.
+pub fn callouts_total(
+    text: &str,
+    plugin: &str,
+    cluster: &str,
+    kind: &str,
+    outcome: &str,
+) -> Option<String> {
+    sample(
+        text,
+        &format!(
+            r#"wasmbridge_plugin_callouts_total{{cluster="{cluster}",kind="{kind}",outcome="{outcome}",plugin="{plugin}"}}"#
+        ),
+    )
+}
+
 /// The value of the sample line `name` (with its labels, in the exposition's order: sorted
 /// by label name) in a Prometheus text exposition.
 pub fn sample(text: &str, name: &str) -> Option<String> {

@@ -9,7 +9,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use wasmbridge_e2e::{
-    Gateway, Proto, Upstream, filter, free_port, get, sample, scrape, send, serve,
+    Gateway, Proto, Upstream, callouts_total, filter, free_port, get, scrape, send, serve,
 };
 
 /// The auth service: `/ok` allows, `/slow-body` streams its body in two chunks, `/stall`
@@ -129,14 +129,8 @@ routes:
         ("stall", "auth", "timeout"),
         ("dead", "dead", "connect_failure"),
     ] {
-        let name = format!(
-            r#"wasmbridge_plugin_callouts_total{{cluster="{cluster}",kind="http",outcome="{outcome}",plugin="{plugin}"}}"#
-        );
-        assert_eq!(
-            sample(&text, &name).as_deref(),
-            Some("1"),
-            "{name}:\n{text}"
-        );
+        let count = callouts_total(&text, plugin, cluster, "http", outcome);
+        assert_eq!(count.as_deref(), Some("1"), "{plugin} {outcome}:\n{text}");
     }
     Ok(())
 }

@@ -12,7 +12,8 @@ use http::{Request, Response};
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 use wasmbridge_e2e::{
-    Gateway, Proto, Reply, Upstream, chunked, filter, free_port, full, get, send, serve,
+    Gateway, Proto, Reply, Upstream, callouts_total, chunked, filter, free_port, full, get, sample,
+    scrape, send, serve,
 };
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -518,6 +519,29 @@ async fn refresher_stamps_requests_with_the_latest_fetched_config() -> anyhow::R
     assert!(
         log.contains("refresher: fetch from cluster config failed (status 500)"),
         "{log}"
+    );
+
+    // Each fetch was made by a tick: the host metrics count at least as many ticks as the
+    // service saw fetches, and the answers by cluster.
+    let fetched = fetches_now();
+    let text = scrape(&gw).await?;
+    let ticks: usize = sample(
+        &text,
+        r#"wasmbridge_plugin_callbacks_total{callback="proxy_on_tick",plugin="refresher"}"#,
+    )
+    .unwrap_or_default()
+    .parse()?;
+    assert!(
+        ticks >= fetched,
+        "{ticks} ticks, {fetched} fetches:\n{text}"
+    );
+    let answered: usize = callouts_total(&text, "refresher", "config", "http", "response")
+        .unwrap_or_default()
+        .parse()?;
+    // At least the four failed fetches before v1 were answered (500 is an answer).
+    assert!(
+        answered >= 4,
+        "{answered} answers of {fetched} fetches:\n{text}"
     );
     Ok(())
 }

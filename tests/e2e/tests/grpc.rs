@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use wasmbridge_e2e::grpc::{Seen, Sightings, serve_echo};
 use wasmbridge_e2e::{
-    Gateway, Proto, Reply, Upstream, filter, free_port, get, sample, scrape, send,
+    Gateway, Proto, Reply, Upstream, callouts_total, filter, free_port, get, scrape, send,
 };
 
 /// A gateway on two worker threads with clusters `backend` (the echo upstream), `grpc`
@@ -274,14 +274,8 @@ async fn unary_failures_close_with_the_status_and_message() -> anyhow::Result<()
         ("dead", "dead", "unavailable"),
         ("unknown", "(unknown)", "unknown_cluster"),
     ] {
-        let name = format!(
-            r#"wasmbridge_plugin_callouts_total{{cluster="{cluster}",kind="grpc",outcome="{outcome}",plugin="{plugin}"}}"#
-        );
-        assert_eq!(
-            sample(&text, &name).as_deref(),
-            Some("1"),
-            "{name}:\n{text}"
-        );
+        let count = callouts_total(&text, plugin, cluster, "grpc", outcome);
+        assert_eq!(count.as_deref(), Some("1"), "{plugin} {outcome}:\n{text}");
     }
     Ok(())
 }

@@ -212,14 +212,13 @@ fn http_call(
             trailers,
             timeout,
         };
-        let metrics = state.plugin.host_metrics.clone();
         let call = match state.plugin.upstreams.http_call(&upstream, request) {
             Ok(call) => call,
             Err(unknown) => {
                 tracing::warn!(plugin = %state.plugin.name, callback = state.call.callback, "proxy_http_call: {unknown}");
-                if let Some(m) = &metrics {
-                    m.callout(UNKNOWN_CLUSTER, CalloutKind::Http, "unknown_cluster");
-                }
+                state
+                    .plugin
+                    .count_callout(UNKNOWN_CLUSTER, CalloutKind::Http, "unknown_cluster");
                 return Err(Status::BadArgument.into());
             }
         };
@@ -227,6 +226,7 @@ fn http_call(
         state.callouts.insert(token, Outstanding::Http);
         let results = state.root.sender();
         let generation = state.generation;
+        let plugin = state.plugin.clone();
         state.root.post(RootEvent::Spawn(Box::pin(async move {
             let result = match timeout {
                 Some(limit) => tokio::time::timeout(limit, call)
@@ -234,15 +234,13 @@ fn http_call(
                     .unwrap_or(Err(HttpCallFailure::Timeout)),
                 None => call.await,
             };
-            if let Some(m) = &metrics {
-                let outcome = match &result {
-                    Ok(_) => "response",
-                    Err(HttpCallFailure::Timeout) => "timeout",
-                    Err(HttpCallFailure::ConnectFailure(_)) => "connect_failure",
-                    Err(HttpCallFailure::Reset(_)) => "reset",
-                };
-                m.callout(&upstream, CalloutKind::Http, outcome);
-            }
+            let outcome = match &result {
+                Ok(_) => "response",
+                Err(HttpCallFailure::Timeout) => "timeout",
+                Err(HttpCallFailure::ConnectFailure(_)) => "connect_failure",
+                Err(HttpCallFailure::Reset(_)) => "reset",
+            };
+            plugin.count_callout(&upstream, CalloutKind::Http, outcome);
             results.send(RootEvent::Http {
                 generation,
                 token,
@@ -285,14 +283,13 @@ fn open_grpc(
 ) -> HResult<u32> {
     let cluster = grpc_cluster(upstream).ok_or(Status::ParseFailure)?;
     let state = caller.data_mut();
-    let metrics = state.plugin.host_metrics.clone();
     let channel = match state.plugin.upstreams.grpc_stream(&cluster, request) {
         Ok(channel) => channel,
         Err(unknown) => {
             tracing::warn!(plugin = %state.plugin.name, callback = state.call.callback, "gRPC callout: {unknown}");
-            if let Some(m) = &metrics {
-                m.callout(UNKNOWN_CLUSTER, CalloutKind::Grpc, "unknown_cluster");
-            }
+            state
+                .plugin
+                .count_callout(UNKNOWN_CLUSTER, CalloutKind::Grpc, "unknown_cluster");
             return Err(Status::ParseFailure.into());
         }
     };
@@ -314,13 +311,14 @@ fn open_grpc(
     );
     let results = state.root.sender();
     let generation = state.generation;
+    let plugin = state.plugin.clone();
     let mut inbound = channel.inbound;
     let transport = channel.task;
     state.root.post(RootEvent::Spawn(Box::pin(async move {
         let forward = async move {
             while let Some(event) = inbound.recv().await {
-                if let (GrpcInbound::Close { status, .. }, Some(m)) = (&event, &metrics) {
-                    m.callout(&cluster, CalloutKind::Grpc, grpc_outcome(*status));
+                if let GrpcInbound::Close { status, .. } = &event {
+                    plugin.count_callout(&cluster, CalloutKind::Grpc, grpc_outcome(*status));
                 }
                 results.send(RootEvent::Grpc {
                     generation,
