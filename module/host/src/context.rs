@@ -402,6 +402,8 @@ pub(crate) struct HostState {
     pub limiter: crate::limits::MemoryLimiter,
     /// Why the last guest call failed.
     pub failure: Option<crate::limits::FailureReason>,
+    /// The CPU budget of the guest call under way.
+    pub cpu: crate::limits::CpuWatch,
 }
 
 impl HostState {
@@ -412,6 +414,7 @@ impl HostState {
                 refused: false,
             },
             failure: None,
+            cpu: crate::limits::CpuWatch::new(std::time::Duration::ZERO),
             root,
             callouts: HashMap::new(),
             next_token: 4,

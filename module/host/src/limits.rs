@@ -1,6 +1,10 @@
-//! Resource limits of a plugin's VMs: linear memory per VM, and the time one callback may
-//! run (an epoch deadline: the runtime's ticker advances the engine's epoch every
-//! [`EPOCH_TICK`], and a callback that is still running when its deadline passes traps).
+//! Resource limits of a plugin's VMs: linear memory per VM, and the CPU time one callback
+//! may use. The runtime's ticker advances the engine's epoch every [`EPOCH_TICK`]; a
+//! callback still running at a tick reads its thread's CPU clock ([`CpuWatch`]) and is
+//! stopped once it has used its budget, so time the thread spent descheduled on a busy
+//! machine does not count.
+
+use std::time::Instant;
 
 use std::time::Duration;
 
@@ -63,17 +67,58 @@ impl Limits {
             self.cpu
         }
     }
+}
 
-    /// `callback`'s deadline in epoch ticks from now: enough whole ticks to cover its
-    /// time, plus one for the tick already under way (so a callback gets at least its
-    /// time, and at most one tick more).
-    pub(crate) fn deadline_ticks(&self, callback: &str) -> u64 {
-        let tick = EPOCH_TICK.as_nanos();
-        let ticks = self.cpu_for(callback).as_nanos().div_ceil(tick);
-        u64::try_from(ticks)
-            .unwrap_or(u64::MAX / 2)
-            .saturating_add(1)
+/// The CPU budget of the guest call under way, checked at each epoch tick it runs into.
+/// The call's start costs nothing beyond an `Instant` (most calls end before the next
+/// tick); the thread's CPU clock is read from the first tick on. CPU used before that
+/// tick is taken as the wall time since the start, at most one tick (the guest notices a
+/// tick at its next loop or call, so it cannot have run long past it unseen).
+#[derive(Debug)]
+pub(crate) struct CpuWatch {
+    budget: Duration,
+    started: Instant,
+    /// (thread CPU time at the first tick, CPU used before it).
+    first_tick: Option<(Duration, Duration)>,
+}
+
+impl CpuWatch {
+    pub(crate) fn new(budget: Duration) -> CpuWatch {
+        CpuWatch {
+            budget,
+            started: Instant::now(),
+            first_tick: None,
+        }
     }
+
+    /// At a tick: whether the call may go on.
+    pub(crate) fn may_continue(&mut self) -> bool {
+        let now = thread_cpu_time();
+        let used = match self.first_tick {
+            None => {
+                let before = self.started.elapsed().min(EPOCH_TICK);
+                self.first_tick = Some((now, before));
+                before
+            }
+            Some((at_first, before)) => before + now.saturating_sub(at_first),
+        };
+        used < self.budget
+    }
+}
+
+/// The CPU time the calling thread has used.
+#[cfg(unix)]
+fn thread_cpu_time() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
+}
+
+/// Without a thread CPU clock, wall time stands in (a call then ends a tick late).
+#[cfg(not(unix))]
+fn thread_cpu_time() -> Duration {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed()
 }
 
 /// Caps a VM's linear memory and remembers a refused growth, so that the trap that
@@ -163,17 +208,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn deadlines_cover_the_budget_in_whole_ticks_plus_one() {
+    fn budgets_by_callback() {
         let mut limits = Limits::strict();
-        assert_eq!(limits.deadline_ticks("proxy_on_request_headers"), 2);
-        assert_eq!(limits.deadline_ticks("proxy_on_configure"), 101);
-        limits.cpu = Duration::from_micros(1500);
-        assert_eq!(limits.deadline_ticks("proxy_on_log"), 3);
+        assert_eq!(
+            limits.cpu_for("proxy_on_request_headers"),
+            Duration::from_millis(1)
+        );
+        assert_eq!(
+            limits.cpu_for("proxy_on_configure"),
+            Duration::from_millis(100)
+        );
+        assert_eq!(limits.cpu_for("_start"), Duration::from_millis(100));
         limits
             .cpu_by_callback
             .push(("proxy_on_log".into(), Duration::from_millis(7)));
-        assert_eq!(limits.deadline_ticks("proxy_on_log"), 8);
         assert_eq!(limits.cpu_for("proxy_on_log"), Duration::from_millis(7));
-        assert_eq!(limits.cpu_for("_start"), Duration::from_millis(100));
+        assert_eq!(limits.cpu_for("proxy_on_tick"), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn a_watch_counts_cpu_not_sleep() {
+        let mut watch = CpuWatch::new(Duration::from_millis(20));
+        assert!(watch.may_continue(), "nothing used yet");
+        // Sleeping uses no CPU: the budget is still there afterwards.
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(watch.may_continue(), "a sleep is not CPU time");
+        // Spinning does (40 ms of this thread's CPU, however long that takes here).
+        let spin = thread_cpu_time();
+        while thread_cpu_time() < spin + Duration::from_millis(40) {
+            std::hint::black_box(spin);
+        }
+        assert!(!watch.may_continue(), "40 ms of spinning is over 20 ms");
     }
 }

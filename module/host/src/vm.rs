@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use wasmbridge_abi::AbiVersion;
-use wasmtime::{InstancePre, Store, TypedFunc};
+use wasmtime::{InstancePre, Store, TypedFunc, UpdateDeadline};
 
 use crate::context::{Action, CallState, HostState, Phase, PluginInfo, StreamData};
 use crate::error::LoadErrorKind;
-use crate::limits::FailureReason;
+use crate::limits::{CpuWatch, FailureReason};
 use crate::metrics::PluginMetrics;
 use crate::root::RootLink;
 use crate::runtime::EntryStyle;
@@ -83,14 +83,23 @@ impl Vm {
         let abi = info.abi;
         // A new VM starts without a tick; its root sets one if it wants.
         root.set_tick(None);
-        let start_ticks = info.limits.deadline_ticks("_start");
+        let start_cpu = info.limits.cpu_for("_start");
         let mut store = Store::new(
             pre.module().engine(),
             HostState::new(info, root, generation),
         );
         store.limiter(|state| &mut state.limiter);
+        // Each epoch tick a guest call runs into checks its CPU budget.
+        store.epoch_deadline_callback(|mut cx| {
+            Ok(if cx.data_mut().cpu.may_continue() {
+                UpdateDeadline::Continue(1)
+            } else {
+                UpdateDeadline::Interrupt
+            })
+        });
         // Instantiation may run a start section; start-up code gets the start budget.
-        store.set_epoch_deadline(start_ticks);
+        store.data_mut().cpu = CpuWatch::new(start_cpu);
+        store.set_epoch_deadline(1);
         let instance = pre
             .instantiate(&mut store)
             .map_err(start_err("instantiate"))?;
@@ -150,7 +159,8 @@ impl Vm {
             grpc_close: typed!("proxy_on_grpc_close"),
         };
 
-        store.set_epoch_deadline(start_ticks);
+        store.data_mut().cpu = CpuWatch::new(start_cpu);
+        store.set_epoch_deadline(1);
         match entry {
             EntryStyle::Initialize | EntryStyle::InitializeAndMain => {
                 let init = instance
@@ -270,8 +280,8 @@ impl Vm {
             status: None,
         };
         state.limiter.refused = false;
-        let ticks = state.plugin.limits.deadline_ticks(callback);
-        self.store.set_epoch_deadline(ticks);
+        state.cpu = CpuWatch::new(state.plugin.limits.cpu_for(callback));
+        self.store.set_epoch_deadline(1);
         let started = Instant::now();
         let result = f(&mut self.store);
         if let Some(m) = metrics {
