@@ -404,6 +404,8 @@ pub(crate) struct HostState {
     pub failure: Option<crate::limits::FailureReason>,
     /// The CPU budget of the guest call under way.
     pub cpu: crate::limits::CpuWatch,
+    /// True until the VM has started (its calls get the start-up CPU budget).
+    pub starting: bool,
 }
 
 impl HostState {
@@ -415,6 +417,7 @@ impl HostState {
             },
             failure: None,
             cpu: crate::limits::CpuWatch::new(std::time::Duration::ZERO),
+            starting: true,
             root,
             callouts: HashMap::new(),
             next_token: 4,

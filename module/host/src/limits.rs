@@ -11,10 +11,6 @@ use std::time::Duration;
 /// How often the runtime's ticker advances the epoch: the resolution of CPU deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
-/// The callbacks (and start-up code) that set a VM up rather than serve traffic; they get
-/// [`Limits::start_cpu`] unless overridden.
-const START_CALLBACKS: [&str; 3] = ["_start", "proxy_on_vm_start", "proxy_on_configure"];
-
 /// The limits of one plugin's VMs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -24,8 +20,8 @@ pub struct Limits {
     /// The time one callback may run before it is stopped (a trap: the replica is
     /// poisoned and the failure policy applies).
     pub cpu: Duration,
-    /// The same for start-up: the module's start code, `proxy_on_vm_start` and
-    /// `proxy_on_configure`.
+    /// The same for each call of start-up: the module's start code, the root context's
+    /// creation, `proxy_on_vm_start` and `proxy_on_configure`.
     pub start_cpu: Duration,
     /// Per-callback overrides by full callback name (`proxy_on_request_headers`); they win
     /// over `cpu` and `start_cpu`.
@@ -56,15 +52,12 @@ impl Limits {
         }
     }
 
-    /// The time `callback` may run.
-    pub fn cpu_for(&self, callback: &str) -> Duration {
-        if let Some((_, d)) = self.cpu_by_callback.iter().find(|(n, _)| n == callback) {
-            return *d;
-        }
-        if START_CALLBACKS.contains(&callback) {
-            self.start_cpu
-        } else {
-            self.cpu
+    /// The CPU time one call of `callback` may use, during the VM's start-up or after.
+    pub fn cpu_for(&self, callback: &str, starting: bool) -> Duration {
+        match self.cpu_by_callback.iter().find(|(n, _)| n == callback) {
+            Some((_, d)) => *d,
+            None if starting => self.start_cpu,
+            None => self.cpu,
         }
     }
 }
@@ -210,20 +203,18 @@ mod tests {
     #[test]
     fn budgets_by_callback() {
         let mut limits = Limits::strict();
-        assert_eq!(
-            limits.cpu_for("proxy_on_request_headers"),
-            Duration::from_millis(1)
-        );
-        assert_eq!(
-            limits.cpu_for("proxy_on_configure"),
-            Duration::from_millis(100)
-        );
-        assert_eq!(limits.cpu_for("_start"), Duration::from_millis(100));
+        let ms = Duration::from_millis;
+        assert_eq!(limits.cpu_for("proxy_on_request_headers", false), ms(1));
+        assert_eq!(limits.cpu_for("proxy_on_configure", true), ms(100));
+        assert_eq!(limits.cpu_for("proxy_on_context_create", true), ms(100));
+        assert_eq!(limits.cpu_for("proxy_on_context_create", false), ms(1));
+        limits.cpu_by_callback.push(("proxy_on_log".into(), ms(7)));
         limits
             .cpu_by_callback
-            .push(("proxy_on_log".into(), Duration::from_millis(7)));
-        assert_eq!(limits.cpu_for("proxy_on_log"), Duration::from_millis(7));
-        assert_eq!(limits.cpu_for("proxy_on_tick"), Duration::from_millis(1));
+            .push(("proxy_on_configure".into(), ms(300)));
+        assert_eq!(limits.cpu_for("proxy_on_log", false), ms(7));
+        assert_eq!(limits.cpu_for("proxy_on_configure", true), ms(300));
+        assert_eq!(limits.cpu_for("proxy_on_tick", false), ms(1));
     }
 
     #[test]

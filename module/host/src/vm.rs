@@ -83,7 +83,7 @@ impl Vm {
         let abi = info.abi;
         // A new VM starts without a tick; its root sets one if it wants.
         root.set_tick(None);
-        let start_cpu = info.limits.cpu_for("_start");
+        let start_cpu = info.limits.cpu_for("_start", true);
         let mut store = Store::new(
             pre.module().engine(),
             HostState::new(info, root, generation),
@@ -243,6 +243,7 @@ impl Vm {
                 return Err(LoadErrorKind::ConfigureRejected);
             }
         }
+        vm.store.data_mut().starting = false;
         Ok(vm)
     }
 
@@ -280,7 +281,7 @@ impl Vm {
             status: None,
         };
         state.limiter.refused = false;
-        state.cpu = CpuWatch::new(state.plugin.limits.cpu_for(callback));
+        state.cpu = CpuWatch::new(state.plugin.limits.cpu_for(callback, state.starting));
         self.store.set_epoch_deadline(1);
         let started = Instant::now();
         let result = f(&mut self.store);
