@@ -16,6 +16,7 @@ pub struct HostMetrics {
     duration: HistogramVec,
     callouts: IntCounterVec,
     poisonings: IntCounterVec,
+    pool: crate::pool::PoolEvents,
 }
 
 impl HostMetrics {
@@ -65,7 +66,9 @@ impl HostMetrics {
         )?;
         registry.register(Box::new(callouts.clone()))?;
         registry.register(Box::new(poisonings.clone()))?;
+        let pool = crate::pool::PoolEvents::register(registry)?;
         Ok(HostMetrics {
+            pool,
             calls,
             failures,
             duration,
@@ -124,6 +127,16 @@ impl CallbackMetrics {
 }
 
 impl PluginMetrics {
+    /// Records how long making a ready VM took.
+    pub(crate) fn instantiated(&self, isolation: crate::Isolation, took: Duration) {
+        self.host.pool.instantiated(&self.plugin, isolation, took);
+    }
+
+    /// Counts a healthy replica replaced for `reason` (`streams`, `memory`).
+    pub(crate) fn recycled(&self, reason: &str) {
+        self.host.pool.recycled(&self.plugin, reason);
+    }
+
     /// Counts a replica dropped after a failure of `reason`.
     pub(crate) fn poisoned(&self, reason: &str) {
         self.host
