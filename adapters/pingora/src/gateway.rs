@@ -316,6 +316,7 @@ impl Gateway {
                 },
                 replicas: pc.pool.replicas.unwrap_or(config.server.threads),
                 pool: pool_options(pc),
+                log_only: pc.log_only,
                 node: node.clone(),
                 callouts: Callouts::new(upstreams.allowing_addresses(pc.callouts.allow_host_port)),
                 foreign: ForeignFunctions::default(),

@@ -166,6 +166,9 @@ pub struct PluginConfig {
     pub pool: PoolConfig,
     /// The back-off between rebuilds under `fail_reload` (`reload.backoff`).
     pub reload: ReloadConfig,
+    /// Log-only mode (`log_only`, default false): the plugin sees the traffic, and what it
+    /// would change is logged and counted instead of applied.
+    pub log_only: bool,
     /// Where the plugin sits in the file (`plugins[2]`), for messages.
     pub key_path: String,
 }

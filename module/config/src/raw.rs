@@ -83,6 +83,7 @@ pub(crate) struct RawPlugin {
     pub isolation: Option<RawIsolation>,
     pub pool: Option<RawPool>,
     pub reload: Option<RawReload>,
+    pub log_only: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -242,6 +242,7 @@ impl Validator<'_> {
                 isolation,
                 pool,
                 reload,
+                log_only: plugin.log_only.unwrap_or(false),
                 key_path: at,
             });
         }

@@ -550,7 +550,7 @@ fn plugin_pools_isolation_and_reload() {
                 \x20     replicas: 3\n\
                 \x20     selection: least_loaded\n\
                 \x20     recycle: {streams: 1000, memory: 64MiB}\n\
-                \x20 - {name: c, module: c.wasm, isolation: per_stream}\n";
+                \x20 - {name: c, module: c.wasm, isolation: per_stream, log_only: true}\n";
     let config = Config::from_yaml_str(yaml, Path::new("gw.yaml"), Path::new("."))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.server.per_stream_instances, 64);
@@ -577,4 +577,6 @@ fn plugin_pools_isolation_and_reload() {
         }
     );
     assert_eq!(config.plugins[2].isolation, Isolation::PerStream);
+    assert!(config.plugins[2].log_only);
+    assert!(!config.plugins[1].log_only);
 }

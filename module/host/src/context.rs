@@ -137,6 +137,8 @@ pub(crate) enum Action {
 /// `proxy_set_effective_context`.
 #[derive(Debug, Default)]
 pub(crate) struct StreamSignal {
+    /// Set for a log-only plugin's context: actions are logged and counted, not kept.
+    log_only: Option<(String, Option<crate::metrics::PluginMetrics>)>,
     pending: Mutex<Vec<Action>>,
     notify: tokio::sync::Notify,
     parked: Mutex<Parking>,
@@ -203,7 +205,19 @@ impl StreamSignal {
         self.returned.notify_all();
     }
 
+    /// A signal for a log-only plugin's context, which logs and counts what arrives.
+    pub fn log_only(plugin: &str, metrics: Option<crate::metrics::PluginMetrics>) -> Self {
+        StreamSignal {
+            log_only: Some((plugin.to_string(), metrics)),
+            ..StreamSignal::default()
+        }
+    }
+
     pub fn push(&self, action: Action) {
+        if let Some((plugin, metrics)) = &self.log_only {
+            crate::stream::log_only_action(plugin, metrics.as_ref(), "a root callback", &action);
+            return;
+        }
         if let Ok(mut pending) = self.pending.lock() {
             pending.push(action);
         }

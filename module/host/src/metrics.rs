@@ -17,6 +17,7 @@ pub struct HostMetrics {
     callouts: IntCounterVec,
     poisonings: IntCounterVec,
     pool: crate::pool::PoolEvents,
+    log_only: IntCounterVec,
 }
 
 impl HostMetrics {
@@ -67,8 +68,17 @@ impl HostMetrics {
         registry.register(Box::new(callouts.clone()))?;
         registry.register(Box::new(poisonings.clone()))?;
         let pool = crate::pool::PoolEvents::register(registry)?;
+        let log_only = IntCounterVec::new(
+            Opts::new(
+                "wasmbridge_plugin_log_only_total",
+                "What log-only plugins would have done and did not, by plugin and action.",
+            ),
+            &["plugin", "action"],
+        )?;
+        registry.register(Box::new(log_only.clone()))?;
         Ok(HostMetrics {
             pool,
+            log_only,
             calls,
             failures,
             duration,
@@ -130,6 +140,14 @@ impl PluginMetrics {
     /// Records how long making a ready VM took.
     pub(crate) fn instantiated(&self, isolation: crate::Isolation, took: Duration) {
         self.host.pool.instantiated(&self.plugin, isolation, took);
+    }
+
+    /// Counts what a log-only plugin would have done (`request_headers`, `local_reply`, ...).
+    pub(crate) fn log_only(&self, action: &str) {
+        self.host
+            .log_only
+            .with_label_values(&[self.plugin.as_str(), action])
+            .inc();
     }
 
     /// Counts a healthy replica replaced for `reason` (`streams`, `memory`).

@@ -69,6 +69,9 @@ pub struct PluginSpec {
     pub replicas: usize,
     /// Isolation, replica selection, recycling and the `fail_reload` back-off.
     pub pool: PoolOptions,
+    /// Log-only mode: the plugin sees the traffic, but what it would change (maps, bodies,
+    /// local replies, pauses, closes) is logged and counted, not applied; a failure skips it.
+    pub log_only: bool,
     /// The proxy's identity, served as `xds.node` in every context.
     pub node: Arc<NodeInfo>,
     /// Where `proxy_http_call` and the gRPC calls go.
@@ -100,6 +103,7 @@ pub struct Plugin {
     /// replaced when it is recycled.
     pool: Box<[Mutex<Arc<Replica>>]>,
     options: PoolOptions,
+    log_only: bool,
     counters: Arc<PoolCounters>,
     pub(crate) metrics: Option<PluginMetrics>,
     /// Whether the module exports the request and response body callbacks.
@@ -240,6 +244,7 @@ impl Plugin {
             pre,
             pool: Box::new([]),
             options: spec.pool.clone(),
+            log_only: spec.log_only,
             counters: Arc::default(),
             metrics,
             body_callbacks: [
@@ -294,12 +299,23 @@ impl Plugin {
     fn fresh_replica(&self, index: Option<usize>) -> Result<Arc<Replica>, LoadErrorKind> {
         let (link, events) = RootLink::new();
         let vm = self.start_vm(&link, 0)?;
+        let memory = vm.memory_size();
         let mut replica = Replica::new(index, Some(vm), link);
+        *replica.memory.get_mut() = memory;
         *replica.events.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(events);
         if index.is_none() {
             replica.live = Some(LiveGuard::new(self.counters.clone()));
         }
         Ok(Arc::new(replica))
+    }
+
+    /// Starts one VM as a `per_stream` stream does (instantiate, start-up code, root
+    /// context, `proxy_on_vm_start`, `proxy_on_configure`) and drops it: a health check,
+    /// and what the instantiation benchmark measures.
+    pub fn start_and_drop_vm(&self) -> Result<(), LoadError> {
+        self.fresh_replica(None)
+            .map(drop)
+            .map_err(|kind| LoadError::new(&self.info.name, self.module.path(), kind))
     }
 
     /// The plugin name.
@@ -320,6 +336,11 @@ impl Plugin {
     /// The failure policy.
     pub fn failure_policy(&self) -> FailurePolicy {
         self.info.failure_policy
+    }
+
+    /// True in log-only mode (see [`PluginSpec::log_only`]).
+    pub fn log_only(&self) -> bool {
+        self.log_only
     }
 
     /// How the plugin's streams share VMs.
@@ -536,11 +557,7 @@ impl Plugin {
         self.counters.busy.fetch_add(1, Ordering::Relaxed);
         let (result, failure) = f(vm, generation);
         self.counters.busy.fetch_sub(1, Ordering::Relaxed);
-        if let Some(memory) = vm.store.data().memory {
-            replica
-                .memory
-                .store(memory.data_size(&vm.store) as u64, Ordering::Relaxed);
-        }
+        replica.memory.store(vm.memory_size(), Ordering::Relaxed);
         if let Some(message) = failure {
             let reason = vm
                 .store

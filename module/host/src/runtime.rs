@@ -123,10 +123,10 @@ struct Engines {
 }
 
 impl Engines {
-    fn new(config: &mut Config, pooled: bool) -> Result<Engines, EngineError> {
+    fn new(config: &mut Config, pooled: bool, deadlines: bool) -> Result<Engines, EngineError> {
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
         // CPU deadlines (plugins[].limits.cpu): the ticker below advances the epoch.
-        config.epoch_interruption(true);
+        config.epoch_interruption(deadlines);
         let engine = Engine::new(config).map_err(|e| EngineError(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         let registrations = hostcalls::add_to_linker(&engine, &mut linker)
@@ -198,7 +198,19 @@ pub struct EngineError(String);
 impl Runtime {
     /// Creates the engine and links every hostcall of the catalogue.
     pub fn new() -> Result<Runtime, EngineError> {
-        let base = Arc::new(Engines::new(&mut Config::new(), false)?);
+        Runtime::with_deadlines(true)
+    }
+
+    /// A runtime whose engine does not check CPU deadlines: `limits.cpu` is not enforced
+    /// and a plugin that loops never returns. It exists to measure what the deadline
+    /// checks cost (`benches/pool.rs`); do not serve traffic with it.
+    #[doc(hidden)]
+    pub fn without_cpu_deadlines() -> Result<Runtime, EngineError> {
+        Runtime::with_deadlines(false)
+    }
+
+    fn with_deadlines(deadlines: bool) -> Result<Runtime, EngineError> {
+        let base = Arc::new(Engines::new(&mut Config::new(), false, deadlines)?);
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 shared: Arc::default(),
@@ -231,7 +243,7 @@ impl Runtime {
                 config
                     .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(allocation))
                     .memory_init_cow(true);
-                let e = Arc::new(Engines::new(&mut config, true)?);
+                let e = Arc::new(Engines::new(&mut config, true, true)?);
                 *pooled = Some(e.clone());
                 e
             }

@@ -671,7 +671,15 @@ impl HttpStream {
             Err(Gone::Unavailable(reason)) => return Err(self.fail(i, reason)),
             Err(Gone::Dead) => return Err(self.fail(i, "the VM is gone".into())),
         };
-        let signal = self.signal.clone();
+        // What a log-only plugin asks for later (from a callout's answer) is only logged.
+        let signal = if plugin.log_only() {
+            Arc::new(StreamSignal::log_only(
+                plugin.name(),
+                plugin.metrics.clone(),
+            ))
+        } else {
+            self.signal.clone()
+        };
         let created = plugin.with_vm(pin.replica(), None, |vm, generation| {
             let state = vm.store.data_mut();
             let id = state.next_context_id;
@@ -718,6 +726,11 @@ impl HttpStream {
     fn fail(&mut self, i: usize, reason: String) -> Effect {
         let plugin = self.members[i].plugin.clone();
         tracing::error!(plugin = %plugin.name(), policy = %plugin.failure_policy(), "plugin failed for this stream: {reason}");
+        if plugin.log_only() {
+            // A plugin in log-only mode never changes the traffic, failing included.
+            self.members[i].slot = Slot::Skipped;
+            return Effect::Skip;
+        }
         match plugin.failure_policy() {
             FailurePolicy::FailOpen => {
                 self.members[i].slot = Slot::Skipped;
@@ -753,6 +766,8 @@ impl HttpStream {
         };
         let (replica, generation, context_id) = (pin.replica().clone(), *generation, *context_id);
         let plugin = self.members[i].plugin.clone();
+        // A log-only plugin works on the stream as it is, and its changes are undone.
+        let before = plugin.log_only().then(|| Snapshot::take(&self.data));
         let data = &mut self.data;
         let r = plugin.with_vm(&replica, Some(generation), |vm, _| {
             let Some(x) = select(&vm.cb) else {
@@ -774,12 +789,33 @@ impl HttpStream {
                 }
             }
         });
-        match r {
+        let invoked = match r {
             Ok(invoked) => invoked,
             Err(Gone::Dead) => {
                 Invoked::Failed(format!("{callback}: the VM of this stream failed earlier"))
             }
             Err(Gone::Unavailable(m)) => Invoked::Failed(m),
+        };
+        match (before, invoked) {
+            (Some(before), Invoked::Ran(raw, actions)) => {
+                let logger = LogOnly {
+                    plugin: &plugin,
+                    callback,
+                };
+                before.restore(&mut self.data, &logger);
+                if raw != 0 {
+                    logger.would("pause", format_args!("stop iteration (status {raw})"));
+                }
+                for action in actions {
+                    logger.action(&action);
+                }
+                Invoked::Ran(0, Vec::new())
+            }
+            (Some(before), invoked) => {
+                before.restore_quietly(&mut self.data);
+                invoked
+            }
+            (None, invoked) => invoked,
         }
     }
 
@@ -1035,6 +1071,165 @@ impl HttpStream {
                 TrailersOutcome::Reset
             }
         }
+    }
+}
+
+/// What a log-only plugin could change: the stream's maps and the body buffer.
+struct Snapshot {
+    request_headers: HeaderList,
+    response_headers: HeaderList,
+    request_trailers: HeaderList,
+    response_trailers: HeaderList,
+    body: BytesMut,
+    route_cache_cleared: bool,
+}
+
+impl Snapshot {
+    fn take(data: &StreamData) -> Snapshot {
+        Snapshot {
+            request_headers: data.request_headers.clone(),
+            response_headers: data.response_headers.clone(),
+            request_trailers: data.request_trailers.clone(),
+            response_trailers: data.response_trailers.clone(),
+            body: data.body.clone(),
+            route_cache_cleared: data.route_cache_cleared,
+        }
+    }
+
+    /// Puts the stream back as it was, logging and counting what the plugin changed.
+    fn restore(self, data: &mut StreamData, logger: &LogOnly<'_>) {
+        let maps = [
+            (
+                "request_headers",
+                &self.request_headers,
+                &data.request_headers,
+            ),
+            (
+                "response_headers",
+                &self.response_headers,
+                &data.response_headers,
+            ),
+            (
+                "request_trailers",
+                &self.request_trailers,
+                &data.request_trailers,
+            ),
+            (
+                "response_trailers",
+                &self.response_trailers,
+                &data.response_trailers,
+            ),
+        ];
+        for (what, before, after) in maps {
+            if !before.iter().eq(after.iter()) {
+                logger.would(
+                    what,
+                    format_args!("change {what}: {}", header_diff(before, after)),
+                );
+            }
+        }
+        if self.body != data.body {
+            logger.would(
+                "body",
+                format_args!(
+                    "change the body ({} bytes into {} bytes)",
+                    self.body.len(),
+                    data.body.len()
+                ),
+            );
+        }
+        self.restore_quietly(data);
+    }
+
+    fn restore_quietly(self, data: &mut StreamData) {
+        data.request_headers = self.request_headers;
+        data.response_headers = self.response_headers;
+        data.request_trailers = self.request_trailers;
+        data.response_trailers = self.response_trailers;
+        data.body = self.body;
+        data.route_cache_cleared = self.route_cache_cleared;
+    }
+}
+
+/// `+name: value`, `-name`, `~name: value` for what differs between two maps.
+fn header_diff(before: &HeaderList, after: &HeaderList) -> String {
+    let show = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+    let mut parts = Vec::new();
+    for (name, value) in after.iter() {
+        match before.get(name) {
+            None => parts.push(format!("+{}: {}", show(name), show(value))),
+            Some(old) if old != value => parts.push(format!("~{}: {}", show(name), show(value))),
+            Some(_) => {}
+        }
+    }
+    for (name, _) in before.iter() {
+        if after.get(name).is_none() {
+            parts.push(format!("-{}", show(name)));
+        }
+    }
+    if parts.is_empty() {
+        "order or repeated values".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Logs and counts what a log-only plugin would have done.
+pub(crate) struct LogOnly<'a> {
+    pub plugin: &'a Plugin,
+    pub callback: &'static str,
+}
+
+impl LogOnly<'_> {
+    pub fn would(&self, what: &str, detail: std::fmt::Arguments<'_>) {
+        tracing::warn!(plugin = %self.plugin.name(), callback = self.callback, would = what, "log-only: the plugin would {detail}");
+        if let Some(m) = &self.plugin.metrics {
+            m.log_only(what);
+        }
+    }
+
+    pub fn action(&self, action: &Action) {
+        log_only_action(
+            self.plugin.name(),
+            self.plugin.metrics.as_ref(),
+            self.callback,
+            action,
+        );
+    }
+}
+
+/// Logs and counts an action a log-only plugin asked for.
+pub(crate) fn log_only_action(
+    plugin: &str,
+    metrics: Option<&crate::metrics::PluginMetrics>,
+    callback: &str,
+    action: &Action,
+) {
+    let (what, detail) = match action {
+        Action::LocalReply(r) => (
+            "local_reply",
+            format!(
+                "send a local reply {} ({}{})",
+                r.status,
+                r.details,
+                if r.body.is_empty() {
+                    String::new()
+                } else {
+                    format!(", body {:?}", String::from_utf8_lossy(&r.body))
+                }
+            ),
+        ),
+        Action::Close(t) => ("close", format!("close the {t:?} stream")),
+        Action::Continue(_) | Action::VmFailed => return,
+    };
+    tracing::warn!(
+        plugin,
+        callback,
+        would = what,
+        "log-only: the plugin would {detail}"
+    );
+    if let Some(m) = metrics {
+        m.log_only(what);
     }
 }
 

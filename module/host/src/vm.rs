@@ -247,6 +247,14 @@ impl Vm {
         Ok(vm)
     }
 
+    /// The size of the VM's linear memory in bytes (0 without an exported memory).
+    pub fn memory_size(&self) -> u64 {
+        self.store
+            .data()
+            .memory
+            .map_or(0, |m| m.data_size(&self.store) as u64)
+    }
+
     /// Runs one callback for context `ctx` in `phase`, with `stream` readable by hostcalls
     /// (it is moved into the store for the call and back afterwards). Actions aimed at other
     /// contexts of this VM are delivered to their signals; the caller gets the ones for `ctx`.

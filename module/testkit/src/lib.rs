@@ -30,7 +30,8 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use wasmbridge_host::{
     BodyOutcome, Callouts, FailurePolicy, FilterChain, HeaderList, HeadersOutcome, HttpStream,
-    LoadError, LocalReply, NodeInfo, Plugin, PluginSpec, Runtime, StreamData, TrailersOutcome,
+    Isolation, LoadError, LocalReply, NodeInfo, PerStreamPool, Plugin, PluginSpec, PoolOptions,
+    Runtime, StreamData, TrailersOutcome,
 };
 
 pub use logs::{LogLine, capture_logs};
@@ -210,6 +211,10 @@ pub struct PluginSource {
     pub failure_policy: FailurePolicy,
     /// Where the plugin's callouts go (none by default).
     pub callouts: Callouts,
+    /// Isolation and pool settings (one shared replica by default).
+    pub pool: PoolOptions,
+    /// Log-only mode.
+    pub log_only: bool,
 }
 
 /// A module file or module bytes (WebAssembly binary or text).
@@ -238,6 +243,8 @@ impl PluginSource {
             vm_configuration: Bytes::new(),
             failure_policy: FailurePolicy::default(),
             callouts: Callouts::default(),
+            pool: PoolOptions::default(),
+            log_only: false,
         }
     }
 }
@@ -280,7 +287,23 @@ impl Emulator {
             kind: wasmbridge_host::LoadErrorKind::Engine(e.to_string()),
         })?;
         let mut plugins: Vec<Arc<Plugin>> = Vec::with_capacity(sources.len());
+        let mut per_stream = None;
         for source in sources {
+            let runtime = if source.pool.isolation == Isolation::PerStream {
+                if per_stream.is_none() {
+                    per_stream =
+                        Some(runtime.per_stream(PerStreamPool::default()).map_err(|e| {
+                            LoadError {
+                                plugin: source.name.clone(),
+                                module: PathBuf::new(),
+                                kind: wasmbridge_host::LoadErrorKind::Engine(e.to_string()),
+                            }
+                        })?);
+                }
+                per_stream.as_ref().unwrap_or(&runtime)
+            } else {
+                &runtime
+            };
             let compiled = match &source.module {
                 Module::File(path) => runtime.compile_file(&source.name, path)?,
                 Module::Bytes { label, bytes } => runtime.compile(&source.name, label, bytes)?,
@@ -297,8 +320,10 @@ impl Emulator {
                 callouts: source.callouts,
                 foreign: Default::default(),
                 limits: Default::default(),
+                pool: source.pool,
+                log_only: source.log_only,
             };
-            plugins.push(Plugin::load(&runtime, &compiled, spec, None)?);
+            plugins.push(Plugin::load(runtime, &compiled, spec, None)?);
         }
         // Root callbacks run on the runtime's thread: their logs go where the caller's do.
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
@@ -319,6 +344,8 @@ impl Emulator {
                 )),
             })?;
         for plugin in &plugins {
+            // Replicas made later (per_stream VMs, recycled ones) run their roots here too.
+            plugin.set_root_runtime(services.handle().clone());
             for replica in 0..plugin.replica_count() {
                 if let Some(driver) = plugin.root_driver(replica) {
                     services.spawn(driver);

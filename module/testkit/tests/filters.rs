@@ -69,3 +69,64 @@ fn an_invalid_configuration_fails_the_load_with_the_plugin_name() {
     assert!(err.contains("plugin `add_header`"), "{err}");
     assert!(err.contains("proxy_on_configure returned false"), "{err}");
 }
+
+/// Log-only mode: the denying plugin sees the request, its 403 is logged and counted as
+/// `local_reply`, and the request goes on; `add_header`'s edits are logged, not applied.
+#[test]
+fn log_only_plugins_change_nothing_and_say_what_they_would_have_done() {
+    use std::sync::{Arc, Mutex};
+    use wasmbridge_testkit::PluginSource;
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lines").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let emu = Emulator::chain_of(vec![
+            PluginSource {
+                log_only: true,
+                ..PluginSource::file("deny", filter("deny"), "{}")
+            },
+            PluginSource {
+                log_only: true,
+                ..PluginSource::file(
+                    "add_header",
+                    filter("add_header"),
+                    r#"{"request_headers": {"x-req": "1"}, "headers": {"x-hello": "wasmbridge"}}"#,
+                )
+            },
+        ])
+        .expect("load");
+        let ex = emu.run(Request::get("/"));
+        assert_eq!(ex.request_outcome, HeadersOutcome::Continue);
+        assert_eq!(ex.status, 200, "the would-be 403 is not sent");
+        assert_eq!(ex.request_header("x-req"), None);
+        assert_eq!(ex.response_header("x-hello"), None);
+    });
+    let log = String::from_utf8_lossy(&lines.0.lock().expect("lines")).into_owned();
+    assert!(
+        log.contains("log-only: the plugin would send a local reply 403"),
+        "{log}"
+    );
+    assert!(
+        log.contains("would change request_headers: +x-req: 1"),
+        "{log}"
+    );
+    assert!(
+        log.contains("would change response_headers: +x-hello: wasmbridge"),
+        "{log}"
+    );
+}

@@ -39,6 +39,8 @@ impl Target for Emulator {
                 vm_configuration: Bytes::from(p.vm_configuration()),
                 failure_policy: policy(p.failure_policy.as_deref())?,
                 callouts: callouts.clone(),
+                pool: Default::default(),
+                log_only: false,
             });
         }
         let config = case.routing_config()?;
