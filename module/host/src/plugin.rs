@@ -204,6 +204,7 @@ impl Plugin {
             metrics: runtime.guest_metrics(),
             host_metrics: metrics.clone(),
             limits: spec.limits.clone(),
+            cap_hits: Default::default(),
         });
         let mut replicas = Vec::new();
         for _ in 0..spec.replicas.max(1) {

@@ -164,6 +164,53 @@ pub(crate) enum Outstanding {
     },
 }
 
+/// A VM's callouts in flight, by token, with the context that made each, and how many
+/// each context has (what `limits.callouts` caps).
+#[derive(Default)]
+pub(crate) struct InFlight {
+    by_token: HashMap<u32, (u32, Outstanding)>,
+    by_context: HashMap<u32, u32>,
+}
+
+impl InFlight {
+    /// Records a callout `context` made.
+    pub fn insert(&mut self, token: u32, context: u32, callout: Outstanding) {
+        if let Some((old, _)) = self.by_token.insert(token, (context, callout)) {
+            self.forget(old);
+        }
+        *self.by_context.entry(context).or_default() += 1;
+    }
+
+    /// Forgets a callout that ended.
+    pub fn remove(&mut self, token: &u32) -> Option<Outstanding> {
+        let (context, callout) = self.by_token.remove(token)?;
+        self.forget(context);
+        Some(callout)
+    }
+
+    pub fn get(&self, token: &u32) -> Option<&Outstanding> {
+        self.by_token.get(token).map(|(_, c)| c)
+    }
+
+    pub fn get_mut(&mut self, token: &u32) -> Option<&mut Outstanding> {
+        self.by_token.get_mut(token).map(|(_, c)| c)
+    }
+
+    /// How many callouts `context` has in flight.
+    pub fn of_context(&self, context: u32) -> u32 {
+        self.by_context.get(&context).copied().unwrap_or(0)
+    }
+
+    fn forget(&mut self, context: u32) {
+        if let Some(n) = self.by_context.get_mut(&context) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_context.remove(&context);
+            }
+        }
+    }
+}
+
 /// How late a tick may be and still keep its place in the cadence.
 const CATCH_UP: Duration = Duration::from_millis(5);
 

@@ -3,11 +3,12 @@
 //! Request callbacks run in chain order, response callbacks in reverse. A PAUSE from a
 //! header callback stops the chain there ("stop all": no body callbacks) until the stream
 //! is resumed; a PAUSE from a body callback makes the host buffer that plugin's input and
-//! call it again with everything buffered. Trailers end a body that never had
+//! call it again with everything buffered, up to the plugin's `limits.body` (past it, a
+//! request gets Envoy's 413 and a response a 503). Trailers end a body that never had
 //! `end_of_stream`: a plugin still buffering gets its trailer callback, and what it held
 //! goes on, through the next plugins' body callbacks, once it continued from there.
-//! Flow changes a callback recorded (local reply,
-//! continue, close) are applied after it returns. Adapters drive a stream with the
+//! Flow changes a callback recorded (local reply, continue, close) are applied after it
+//! returns. Adapters drive a stream with the
 //! `on_*` methods and write back whatever the plugins changed in [`StreamData`].
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use wasmtime::Store;
 
 use crate::context::{Action, HostState, LocalReply, Phase, StreamData, StreamSignal};
 use crate::headers::HeaderList;
+use crate::limits::Cap;
 use crate::plugin::{FailurePolicy, Gone, Plugin};
 use crate::vm::{Callbacks, HeadersFn};
 
@@ -876,7 +878,14 @@ impl HttpStream {
         if !handles || !matches!(self.members[i].slot, Slot::Active { .. }) {
             return Step::Next(data);
         }
+        let cap = self.members[i].plugin.info.limits.body_bytes;
         let buf = &mut self.members[i].bufs[d];
+        let held = buf.len() + data.len();
+        if !buf.is_empty() && held as u64 > cap {
+            // The plugin buffers and the next chunk would take it past its cap: it is not
+            // called again with more than it may hold.
+            return self.body_too_large(dir, i, held);
+        }
         if buf.is_empty() {
             *buf = data;
         } else {
@@ -922,6 +931,8 @@ impl HttpStream {
                 }
                 if go_on || self.in_local_reply {
                     Step::Next(body)
+                } else if body.len() as u64 > cap {
+                    self.body_too_large(dir, i, body.len())
                 } else {
                     self.members[i].bufs[d] = body;
                     self.paused = Some(Paused {
@@ -934,6 +945,57 @@ impl HttpStream {
                 }
             }
         }
+    }
+
+    /// The plugin at `i` would buffer `held` body bytes, past its `limits.body`: Envoy's
+    /// answer to a filter buffer over its limit — 413 `request_payload_too_large` for a
+    /// request; for a response 503 `response_payload_too_large` (Envoy sends 500), which an
+    /// adapter that already sent the response headers turns into an abort. What the plugin
+    /// held is dropped.
+    fn body_too_large(&mut self, dir: Dir, i: usize, held: usize) -> Step {
+        self.members[i].bufs[dir.index()] = BytesMut::new();
+        self.paused = None;
+        let (status, details, body, side) = match dir {
+            Dir::Request => (
+                413,
+                "request_payload_too_large",
+                "Payload Too Large",
+                "request",
+            ),
+            Dir::Response => (
+                503,
+                "response_payload_too_large",
+                "Service Unavailable",
+                "response",
+            ),
+        };
+        let context_id = match self.members[i].slot {
+            Slot::Active { context_id, .. } => context_id,
+            _ => 0,
+        };
+        let callback = match dir {
+            Dir::Request => "proxy_on_request_body",
+            Dir::Response => "proxy_on_response_body",
+        };
+        self.members[i].plugin.info.cap_reached(
+            Cap::Body,
+            context_id,
+            callback,
+            format_args!(
+                "the plugin buffered {held} bytes of the {side} body; the stream gets {status} {details}"
+            ),
+        );
+        if self.replied {
+            return Step::End(BodyOutcome::Reset);
+        }
+        self.replied = true;
+        Step::End(BodyOutcome::LocalReply(LocalReply {
+            status,
+            details: details.to_string(),
+            body: Bytes::from_static(body.as_bytes()),
+            headers: Vec::new(),
+            grpc_status: None,
+        }))
     }
 
     /// The trailer round from chain position `start`. `carry` is body data released by the
