@@ -441,5 +441,20 @@ fn limits(config: &wasmbridge_config::LimitsConfig) -> Limits {
         .iter()
         .map(|(name, cpu)| (format!("proxy_{name}"), *cpu))
         .collect();
+    if let Some(bytes) = config.body {
+        limits.body_bytes = bytes;
+    }
+    if let Some(bytes) = config.header_bytes {
+        limits.header_bytes = bytes;
+    }
+    if let Some(pairs) = config.header_pairs {
+        limits.header_pairs = pairs;
+    }
+    if let Some(callouts) = config.callouts {
+        limits.callouts = callouts;
+    }
+    if let Some(bytes) = config.log_line {
+        limits.log_line_bytes = bytes;
+    }
     limits
 }

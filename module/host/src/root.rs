@@ -593,3 +593,32 @@ fn close(
         Some((status, Bytes::from(message))),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_counts_per_context_until_each_callout_ends() {
+        let mut calls = InFlight::default();
+        calls.insert(4, 2, Outstanding::Http);
+        calls.insert(8, 2, Outstanding::Http);
+        calls.insert(12, 3, Outstanding::Http);
+        assert_eq!((calls.of_context(2), calls.of_context(3)), (2, 1));
+        assert!(matches!(calls.remove(&4), Some(Outstanding::Http)));
+        assert!(calls.remove(&4).is_none(), "a token ends once");
+        assert_eq!(calls.of_context(2), 1);
+        assert!(calls.get(&8).is_some() && calls.get(&4).is_none());
+        calls.remove(&8);
+        calls.remove(&12);
+        assert_eq!((calls.of_context(2), calls.of_context(3)), (0, 0));
+        assert!(
+            calls.by_context.is_empty(),
+            "no entry left for ended contexts"
+        );
+        // A token given again (after 2³⁰ calls) replaces the old entry and its count.
+        calls.insert(16, 5, Outstanding::Http);
+        calls.insert(16, 6, Outstanding::Http);
+        assert_eq!((calls.of_context(5), calls.of_context(6)), (0, 1));
+    }
+}

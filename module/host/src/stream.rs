@@ -54,6 +54,11 @@ pub enum BodyOutcome {
     Held,
     /// Reply with this instead.
     LocalReply(LocalReply),
+    /// A plugin buffered more of the response body than its `limits.body`. Send this
+    /// response instead (a 503 `response_payload_too_large`; Envoy sends 500) if the
+    /// response headers have not gone out yet — like Envoy's, it does not pass the response
+    /// callbacks again — or else abort the stream.
+    ResponseTooLarge(LocalResponse),
     /// Reset the stream.
     Reset,
 }
@@ -74,7 +79,7 @@ pub enum TrailersOutcome {
 }
 
 /// A complete response made from a local reply after the response callbacks ran.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalResponse {
     /// Final status.
     pub status: u16,
@@ -948,34 +953,31 @@ impl HttpStream {
     }
 
     /// The plugin at `i` would buffer `held` body bytes, past its `limits.body`: Envoy's
-    /// answer to a filter buffer over its limit — 413 `request_payload_too_large` for a
-    /// request; for a response 503 `response_payload_too_large` (Envoy sends 500), which an
-    /// adapter that already sent the response headers turns into an abort. What the plugin
-    /// held is dropped.
+    /// answer to a filter buffer over its limit. A request gets the local reply 413
+    /// `request_payload_too_large` (through the response callbacks, as Envoy's local
+    /// replies); a response the ready-made 503 `response_payload_too_large` (Envoy: 500),
+    /// which an adapter that sent the response headers already turns into an abort. What
+    /// the plugin held is dropped.
     fn body_too_large(&mut self, dir: Dir, i: usize, held: usize) -> Step {
         self.members[i].bufs[dir.index()] = BytesMut::new();
         self.paused = None;
-        let (status, details, body, side) = match dir {
+        let (callback, side, status, details) = match dir {
             Dir::Request => (
+                "proxy_on_request_body",
+                "request",
                 413,
                 "request_payload_too_large",
-                "Payload Too Large",
-                "request",
             ),
             Dir::Response => (
+                "proxy_on_response_body",
+                "response",
                 503,
                 "response_payload_too_large",
-                "Service Unavailable",
-                "response",
             ),
         };
         let context_id = match self.members[i].slot {
             Slot::Active { context_id, .. } => context_id,
             _ => 0,
-        };
-        let callback = match dir {
-            Dir::Request => "proxy_on_request_body",
-            Dir::Response => "proxy_on_response_body",
         };
         self.members[i].plugin.info.cap_reached(
             Cap::Body,
@@ -989,13 +991,30 @@ impl HttpStream {
             return Step::End(BodyOutcome::Reset);
         }
         self.replied = true;
-        Step::End(BodyOutcome::LocalReply(LocalReply {
-            status,
-            details: details.to_string(),
-            body: Bytes::from_static(body.as_bytes()),
-            headers: Vec::new(),
-            grpc_status: None,
-        }))
+        Step::End(match dir {
+            Dir::Request => BodyOutcome::LocalReply(LocalReply {
+                status,
+                details: details.to_string(),
+                body: Bytes::from_static(b"Payload Too Large"),
+                headers: Vec::new(),
+                grpc_status: None,
+            }),
+            Dir::Response => {
+                let body = Bytes::from_static(b"Service Unavailable");
+                let mut headers = HeaderList::new();
+                headers.push(":status", Bytes::from(status.to_string()));
+                headers.push("content-type", Bytes::from_static(b"text/plain"));
+                headers.push("content-length", Bytes::from(body.len().to_string()));
+                let info = &mut self.data.info;
+                info.response_code = Some(status);
+                info.response_details = Some(details.to_string());
+                BodyOutcome::ResponseTooLarge(LocalResponse {
+                    status,
+                    headers,
+                    body,
+                })
+            }
+        })
     }
 
     /// The trailer round from chain position `start`. `carry` is body data released by the
