@@ -458,3 +458,41 @@ fn limits(config: &wasmbridge_config::LimitsConfig) -> Limits {
     }
     limits
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_take_the_profile_then_what_the_config_sets() {
+        let config = wasmbridge_config::LimitsConfig {
+            profile: wasmbridge_config::LimitsProfile::Strict,
+            body: Some(1000),
+            header_pairs: Some(7),
+            log_line: Some(300),
+            ..Default::default()
+        };
+        assert_eq!(
+            limits(&config),
+            Limits {
+                body_bytes: 1000,
+                header_pairs: 7,
+                log_line_bytes: 300,
+                ..Limits::strict()
+            }
+        );
+        let config = wasmbridge_config::LimitsConfig {
+            header_bytes: Some(10),
+            callouts: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(
+            limits(&config),
+            Limits {
+                header_bytes: 10,
+                callouts: 3,
+                ..Limits::default()
+            }
+        );
+    }
+}

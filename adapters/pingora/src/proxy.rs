@@ -411,7 +411,9 @@ where
                     }
                     BodyOutcome::LocalReply(reply) => {
                         ctx.pending_reply = Some(stream.local_response(reply));
-                        return Err(plugin_error("local reply from a request body callback"));
+                        return Err(plugin_error(
+                            "local reply from a request body callback (a plugin's, or a body over its limits.body)",
+                        ));
                     }
                     BodyOutcome::ResponseTooLarge(resp) => {
                         // Only response bodies give it; answered like a local reply.
