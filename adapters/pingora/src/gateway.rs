@@ -16,8 +16,8 @@ use pingora::server::configuration::ServerConf;
 use prometheus::{IntCounterVec, Opts, Registry};
 use wasmbridge_config::{Config, RouteAction, RouteConfig};
 use wasmbridge_host::{
-    Callouts, FilterChain, ForeignFunctions, HostMetrics, Limits, LocalReply, NodeInfo, Plugin,
-    PluginSpec, Runtime,
+    Backoff, Callouts, FilterChain, ForeignFunctions, HostMetrics, Isolation, Limits, LocalReply,
+    NodeInfo, PerStreamPool, Plugin, PluginSpec, PoolMetrics, PoolOptions, Runtime,
 };
 
 use crate::admin::admin_service;
@@ -276,7 +276,26 @@ impl Gateway {
         }));
         let mut plugins: HashMap<String, Arc<Plugin>> = HashMap::new();
         let mut loaded = Vec::new();
+        // The pooling engine of per_stream plugins, sized for the largest memory limit
+        // among them.
+        let per_stream_memory = config
+            .plugins
+            .iter()
+            .filter(|pc| pc.isolation == wasmbridge_config::Isolation::PerStream)
+            .map(|pc| limits(&pc.limits).memory_bytes)
+            .max();
+        let per_stream_runtime = match per_stream_memory {
+            Some(memory) => Some(runtime.per_stream(PerStreamPool {
+                instances: config.server.per_stream_instances,
+                memory,
+            })?),
+            None => None,
+        };
         for pc in &config.plugins {
+            let runtime = match (&per_stream_runtime, pc.isolation) {
+                (Some(r), wasmbridge_config::Isolation::PerStream) => r,
+                _ => &runtime,
+            };
             let module = runtime.compile_file(&pc.name, &pc.module)?;
             let spec = PluginSpec {
                 name: pc.name.clone(),
@@ -295,13 +314,14 @@ impl Gateway {
                         wasmbridge_host::FailurePolicy::FailReload
                     }
                 },
-                replicas: config.server.threads,
+                replicas: pc.pool.replicas.unwrap_or(config.server.threads),
+                pool: pool_options(pc),
                 node: node.clone(),
                 callouts: Callouts::new(upstreams.allowing_addresses(pc.callouts.allow_host_port)),
                 foreign: ForeignFunctions::default(),
                 limits: limits(&pc.limits),
             };
-            let plugin = Plugin::load(&runtime, &module, spec, Some(host_metrics.clone()))?;
+            let plugin = Plugin::load(runtime, &module, spec, Some(host_metrics.clone()))?;
             for unknown in &plugin.module_info().unknown_imports {
                 tracing::warn!(plugin = %pc.name, "module imports `{unknown}`, which wasmbridge does not know; calls return UNIMPLEMENTED");
             }
@@ -334,6 +354,7 @@ impl Gateway {
                 chain: Arc::new(chain),
             });
         }
+        registry.register(Box::new(PoolMetrics::new(&loaded)))?;
         Ok(Gateway {
             config,
             routes: Arc::new(Routes { routes }),
@@ -425,6 +446,26 @@ impl Gateway {
 }
 
 /// A plugin's limits: its profile's values, with what the config sets over them.
+/// The host's pool options for a plugin's `isolation`, `pool` and `reload`.
+fn pool_options(pc: &wasmbridge_config::PluginConfig) -> PoolOptions {
+    PoolOptions {
+        isolation: match pc.isolation {
+            wasmbridge_config::Isolation::Shared => Isolation::Shared,
+            wasmbridge_config::Isolation::PerStream => Isolation::PerStream,
+        },
+        selection: match pc.pool.selection {
+            wasmbridge_config::Selection::Thread => wasmbridge_host::Selection::Thread,
+            wasmbridge_config::Selection::LeastLoaded => wasmbridge_host::Selection::LeastLoaded,
+        },
+        recycle_streams: pc.pool.recycle_streams,
+        recycle_memory: pc.pool.recycle_memory,
+        backoff: Backoff {
+            base: pc.reload.base_interval,
+            max: pc.reload.max_interval,
+        },
+    }
+}
+
 fn limits(config: &wasmbridge_config::LimitsConfig) -> Limits {
     let mut limits = match config.profile {
         wasmbridge_config::LimitsProfile::Default => Limits::default(),

@@ -85,6 +85,9 @@ pub struct ServerConfig {
     /// Where compiled modules are kept between runs (`compile_cache`, resolved against the
     /// file's directory); `None` (the default) compiles every module at each start.
     pub compile_cache: Option<PathBuf>,
+    /// How many `per_stream` VMs may exist at once over all plugins
+    /// (`per_stream_instances`, default 1000).
+    pub per_stream_instances: u32,
 }
 
 /// The proxy's identity (`node:`), in the shape of Envoy's bootstrap `node`: filters read
@@ -157,6 +160,12 @@ pub struct PluginConfig {
     pub callouts: CalloutConfig,
     /// The plugin's resource limits (`limits`).
     pub limits: LimitsConfig,
+    /// How streams share VMs (`isolation`, default `shared`).
+    pub isolation: Isolation,
+    /// The pool of shared replicas (`pool`).
+    pub pool: PoolConfig,
+    /// The back-off between rebuilds under `fail_reload` (`reload.backoff`).
+    pub reload: ReloadConfig,
     /// Where the plugin sits in the file (`plugins[2]`), for messages.
     pub key_path: String,
 }
@@ -194,6 +203,57 @@ pub struct LimitsConfig {
     pub callouts: Option<u32>,
     /// `log_line`: the bytes of one guest log line that are logged.
     pub log_line: Option<u64>,
+}
+
+/// `plugins[i].isolation`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Isolation {
+    /// Streams share the pool's replicas (Envoy's model).
+    #[default]
+    Shared,
+    /// A fresh VM per stream.
+    PerStream,
+}
+
+/// `plugins[i].pool`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// `replicas`: VMs in the pool; `None` means one per worker thread.
+    pub replicas: Option<usize>,
+    /// `selection`: how a stream picks a replica.
+    pub selection: Selection,
+    /// `recycle.streams`: replace a replica after this many streams.
+    pub recycle_streams: Option<u64>,
+    /// `recycle.memory`: replace a replica whose linear memory reached this many bytes.
+    pub recycle_memory: Option<u64>,
+}
+
+/// `plugins[i].pool.selection`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Selection {
+    /// The replica of the stream's worker thread.
+    #[default]
+    Thread,
+    /// The replica with the fewest live streams.
+    LeastLoaded,
+}
+
+/// `plugins[i].reload`: Envoy's `ReloadConfig`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadConfig {
+    /// `backoff.base_interval` (default 1 s): the wait before rebuilding after a failure.
+    pub base_interval: Duration,
+    /// `backoff.max_interval` (default ten times the base): the longest wait.
+    pub max_interval: Duration,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        ReloadConfig {
+            base_interval: Duration::from_secs(1),
+            max_interval: Duration::from_secs(10),
+        }
+    }
 }
 
 /// `plugins[i].limits.profile`.

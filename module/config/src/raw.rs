@@ -27,12 +27,13 @@ pub(crate) struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with optionally `threads`, `grace_period_seconds`, `compile_cache`"
+    expecting = "a mapping with optionally `threads`, `grace_period_seconds`, `compile_cache`, `per_stream_instances`"
 )]
 pub(crate) struct RawServer {
     pub threads: Option<usize>,
     pub grace_period_seconds: Option<u64>,
     pub compile_cache: Option<String>,
+    pub per_stream_instances: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +80,60 @@ pub(crate) struct RawPlugin {
     pub failure_policy: Option<RawFailurePolicy>,
     pub callouts: Option<RawCallouts>,
     pub limits: Option<RawLimits>,
+    pub isolation: Option<RawIsolation>,
+    pub pool: Option<RawPool>,
+    pub reload: Option<RawReload>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case", expecting = "`shared` or `per_stream`")]
+pub(crate) enum RawIsolation {
+    Shared,
+    PerStream,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with optionally `replicas`, `selection`, `recycle`"
+)]
+pub(crate) struct RawPool {
+    pub replicas: Option<usize>,
+    pub selection: Option<RawSelection>,
+    pub recycle: Option<RawRecycle>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case", expecting = "`thread` or `least_loaded`")]
+pub(crate) enum RawSelection {
+    Thread,
+    LeastLoaded,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with optionally `streams`, `memory`"
+)]
+pub(crate) struct RawRecycle {
+    pub streams: Option<u64>,
+    pub memory: Option<RawSize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with optionally `backoff`")]
+pub(crate) struct RawReload {
+    pub backoff: Option<RawBackoff>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with optionally `base_interval`, `max_interval`"
+)]
+pub(crate) struct RawBackoff {
+    pub base_interval: Option<String>,
+    pub max_interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,13 +13,16 @@ use crate::raw::{
     RawAdmin, RawCluster, RawConfig, RawDirectResponse, RawHeaderLimits, RawHeaderMatch, RawLimits,
     RawListener, RawMatch, RawNode, RawPlugin, RawProfile, RawRoute, RawServer, RawSize,
 };
+use crate::raw::{RawIsolation, RawPool, RawReload, RawSelection};
 use crate::{
-    AdminConfig, CalloutConfig, ClusterConfig, Config, DirectResponse, HeaderMatch, HeaderRule,
-    LimitsConfig, LimitsProfile, ListenerConfig, NodeConfig, PluginConfig, RouteAction,
-    RouteConfig, RouteMatch, ServerConfig, StructValue,
+    AdminConfig, CalloutConfig, ClusterConfig, Config, DirectResponse, FailurePolicy, HeaderMatch,
+    HeaderRule, Isolation, LimitsConfig, LimitsProfile, ListenerConfig, NodeConfig, PluginConfig,
+    PoolConfig, ReloadConfig, RouteAction, RouteConfig, RouteMatch, Selection, ServerConfig,
+    StructValue,
 };
 
 const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 1;
+const DEFAULT_PER_STREAM_INSTANCES: u32 = 1000;
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 1000;
 const DEFAULT_READ_TIMEOUT_MS: u64 = 30_000;
 
@@ -63,10 +66,18 @@ impl Validator<'_> {
     }
 
     fn server(&self, raw: Option<RawServer>) -> Result<ServerConfig, ConfigError> {
-        let (threads, grace, compile_cache) = match raw {
-            Some(raw) => (raw.threads, raw.grace_period_seconds, raw.compile_cache),
-            None => (None, None, None),
+        let (threads, grace, compile_cache, per_stream_instances) = match raw {
+            Some(raw) => (
+                raw.threads,
+                raw.grace_period_seconds,
+                raw.compile_cache,
+                raw.per_stream_instances,
+            ),
+            None => (None, None, None, None),
         };
+        if per_stream_instances == Some(0) {
+            return Err(self.error("server.per_stream_instances", "must be at least 1"));
+        }
         let threads = match threads {
             Some(0) => return Err(self.error("server.threads", "must be at least 1")),
             Some(threads) => threads,
@@ -86,6 +97,7 @@ impl Validator<'_> {
             threads,
             grace_period_seconds: grace.unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS),
             compile_cache,
+            per_stream_instances: per_stream_instances.unwrap_or(DEFAULT_PER_STREAM_INSTANCES),
         })
     }
 
@@ -204,6 +216,14 @@ impl Validator<'_> {
                 self.payload(&at, "configuration", plugin.configuration.as_ref())?;
             let vm_configuration =
                 self.payload(&at, "vm_configuration", plugin.vm_configuration.as_ref())?;
+            let failure_policy: FailurePolicy =
+                plugin.failure_policy.map(Into::into).unwrap_or_default();
+            let isolation = match plugin.isolation {
+                None | Some(RawIsolation::Shared) => Isolation::Shared,
+                Some(RawIsolation::PerStream) => Isolation::PerStream,
+            };
+            let pool = self.pool(&at, isolation, plugin.pool)?;
+            let reload = self.reload(&at, failure_policy, plugin.reload)?;
             plugins.push(PluginConfig {
                 name: plugin.name,
                 root_id: plugin.root_id.unwrap_or_default(),
@@ -211,7 +231,7 @@ impl Validator<'_> {
                 module: self.resolve(&plugin.module),
                 configuration,
                 vm_configuration,
-                failure_policy: plugin.failure_policy.map(Into::into).unwrap_or_default(),
+                failure_policy,
                 callouts: CalloutConfig {
                     allow_host_port: plugin
                         .callouts
@@ -219,10 +239,102 @@ impl Validator<'_> {
                         .unwrap_or(false),
                 },
                 limits: self.limits(&at, plugin.limits)?,
+                isolation,
+                pool,
+                reload,
                 key_path: at,
             });
         }
         Ok(plugins)
+    }
+
+    fn pool(
+        &self,
+        at: &str,
+        isolation: Isolation,
+        raw: Option<RawPool>,
+    ) -> Result<PoolConfig, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(PoolConfig::default());
+        };
+        let at = format!("{at}.pool");
+        if isolation == Isolation::PerStream {
+            return Err(self.error(
+                at,
+                "does not apply with `isolation: per_stream`, where every stream has a VM of its own",
+            ));
+        }
+        if raw.replicas == Some(0) {
+            return Err(self.error(format!("{at}.replicas"), "must be at least 1"));
+        }
+        let (mut recycle_streams, mut recycle_memory) = (None, None);
+        if let Some(recycle) = raw.recycle {
+            if recycle.streams == Some(0) {
+                return Err(self.error(format!("{at}.recycle.streams"), "must be at least 1"));
+            }
+            recycle_streams = recycle.streams;
+            recycle_memory = match recycle.memory {
+                None => None,
+                Some(RawSize::Bytes(n)) => Some(n),
+                Some(RawSize::Text(text)) => Some(
+                    parse_size(&text)
+                        .map_err(|message| self.error(format!("{at}.recycle.memory"), message))?,
+                ),
+            };
+        }
+        Ok(PoolConfig {
+            replicas: raw.replicas,
+            selection: match raw.selection {
+                None | Some(RawSelection::Thread) => Selection::Thread,
+                Some(RawSelection::LeastLoaded) => Selection::LeastLoaded,
+            },
+            recycle_streams,
+            recycle_memory,
+        })
+    }
+
+    fn reload(
+        &self,
+        at: &str,
+        policy: FailurePolicy,
+        raw: Option<RawReload>,
+    ) -> Result<ReloadConfig, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(ReloadConfig::default());
+        };
+        let at = format!("{at}.reload");
+        if policy != FailurePolicy::FailReload {
+            return Err(self.error(
+                at,
+                format!(
+                    "applies only with `failure_policy: fail_reload` (this plugin has `{}`)",
+                    policy.as_str()
+                ),
+            ));
+        }
+        let Some(backoff) = raw.backoff else {
+            return Ok(ReloadConfig::default());
+        };
+        let duration = |key: &str, text: Option<String>| {
+            text.map(|t| {
+                parse_duration(&t)
+                    .map_err(|message| self.error(format!("{at}.backoff.{key}"), message))
+            })
+            .transpose()
+        };
+        let base = duration("base_interval", backoff.base_interval)?
+            .unwrap_or(ReloadConfig::default().base_interval);
+        let max = duration("max_interval", backoff.max_interval)?.unwrap_or(base * 10);
+        if max < base {
+            return Err(self.error(
+                format!("{at}.backoff.max_interval"),
+                "must not be shorter than `base_interval`",
+            ));
+        }
+        Ok(ReloadConfig {
+            base_interval: base,
+            max_interval: max,
+        })
     }
 
     fn limits(&self, at: &str, raw: Option<RawLimits>) -> Result<LimitsConfig, ConfigError> {

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use wasmbridge_config::{
-    Config, DirectResponse, FailurePolicy, HeaderMatch, HeaderRule, LimitsConfig, LimitsProfile,
-    RouteAction, RouteMatch, StructValue,
+    Config, DirectResponse, FailurePolicy, HeaderMatch, HeaderRule, Isolation, LimitsConfig,
+    LimitsProfile, PoolConfig, ReloadConfig, RouteAction, RouteMatch, Selection, StructValue,
 };
 
 /// The package directory, read when the test runs (cargo sets it), so a test binary built
@@ -573,4 +573,48 @@ fn plugin_limit_caps() {
     assert_eq!(b.log_line, Some(512));
     let c = &config.plugins[2].limits;
     assert_eq!((c.header_bytes, c.header_pairs), (None, Some(64)));
+}
+
+#[test]
+fn plugin_pools_isolation_and_reload() {
+    let yaml = "listeners: [{address: 127.0.0.1:8080}]\n\
+                routes: [{match: {prefix: /}, direct_response: {status: 200}}]\n\
+                server: {per_stream_instances: 64}\n\
+                plugins:\n\
+                \x20 - {name: a, module: a.wasm}\n\
+                \x20 - name: b\n\
+                \x20   module: b.wasm\n\
+                \x20   failure_policy: fail_reload\n\
+                \x20   reload: {backoff: {base_interval: 200ms}}\n\
+                \x20   pool:\n\
+                \x20     replicas: 3\n\
+                \x20     selection: least_loaded\n\
+                \x20     recycle: {streams: 1000, memory: 64MiB}\n\
+                \x20 - {name: c, module: c.wasm, isolation: per_stream}\n";
+    let config = Config::from_yaml_str(yaml, Path::new("gw.yaml"), Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.server.per_stream_instances, 64);
+    let a = &config.plugins[0];
+    assert_eq!(a.isolation, Isolation::Shared);
+    assert_eq!(a.pool, PoolConfig::default());
+    assert_eq!(a.reload, ReloadConfig::default());
+    let b = &config.plugins[1];
+    assert_eq!(
+        b.pool,
+        PoolConfig {
+            replicas: Some(3),
+            selection: Selection::LeastLoaded,
+            recycle_streams: Some(1000),
+            recycle_memory: Some(64 << 20),
+        }
+    );
+    // The longest wait defaults to ten times the base, as in Envoy.
+    assert_eq!(
+        b.reload,
+        ReloadConfig {
+            base_interval: Duration::from_millis(200),
+            max_interval: Duration::from_secs(2),
+        }
+    );
+    assert_eq!(config.plugins[2].isolation, Isolation::PerStream);
 }

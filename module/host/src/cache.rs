@@ -119,6 +119,10 @@ impl CompileCache {
         }
     }
 
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub(crate) fn metrics(&self) -> CompileCacheMetrics {
         self.metrics.clone()
     }

@@ -37,6 +37,7 @@ mod hostcalls;
 mod limits;
 mod metrics;
 mod plugin;
+mod pool;
 mod root;
 mod runtime;
 mod shared;
@@ -57,8 +58,9 @@ pub use hostcalls::Registration;
 pub use limits::{EPOCH_TICK, Limits};
 pub use metrics::HostMetrics;
 pub use plugin::{FailurePolicy, NodeInfo, Plugin, PluginSpec};
+pub use pool::{Backoff, Isolation, PoolMetrics, PoolOptions, PoolState, ReplicaState, Selection};
 pub use root::QueueMetrics;
-pub use runtime::{CompiledModule, EngineError, EntryStyle, ModuleInfo, Runtime};
+pub use runtime::{CompiledModule, EngineError, EntryStyle, ModuleInfo, PerStreamPool, Runtime};
 pub use stream::{
     BodyOutcome, FilterChain, HeadersOutcome, HttpStream, LocalResponse, TrailersOutcome, Waiter,
 };

@@ -17,6 +17,7 @@ pub struct HostMetrics {
     callouts: IntCounterVec,
     poisonings: IntCounterVec,
     limit_exceeded: IntCounterVec,
+    pool: crate::pool::PoolEvents,
 }
 
 impl HostMetrics {
@@ -74,7 +75,9 @@ impl HostMetrics {
             &["plugin", "limit"],
         )?;
         registry.register(Box::new(limit_exceeded.clone()))?;
+        let pool = crate::pool::PoolEvents::register(registry)?;
         Ok(HostMetrics {
+            pool,
             calls,
             failures,
             duration,
@@ -134,6 +137,16 @@ impl CallbackMetrics {
 }
 
 impl PluginMetrics {
+    /// Records how long making a ready VM took.
+    pub(crate) fn instantiated(&self, isolation: crate::Isolation, took: Duration) {
+        self.host.pool.instantiated(&self.plugin, isolation, took);
+    }
+
+    /// Counts a healthy replica replaced for `reason` (`streams`, `memory`).
+    pub(crate) fn recycled(&self, reason: &str) {
+        self.host.pool.recycled(&self.plugin, reason);
+    }
+
     /// Counts a replica dropped after a failure of `reason`.
     pub(crate) fn poisoned(&self, reason: &str) {
         self.host

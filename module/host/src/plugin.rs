@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 use wasmtime::{ExternType, InstancePre, Val};
@@ -19,6 +19,10 @@ use crate::context::{Action, HostState, Phase, PluginInfo};
 use crate::error::{LoadError, LoadErrorKind};
 use crate::hostcalls::unimplemented_called;
 use crate::metrics::{HostMetrics, PluginMetrics};
+use crate::pool::{
+    Isolation, LiveGuard, Pin, PoolCounters, PoolOptions, PoolState, Replica, ReplicaState,
+    Selection, Slot,
+};
 use crate::root::{RootEvent, RootLink};
 use crate::runtime::{CompiledModule, ModuleInfo, Runtime};
 use crate::vm::Vm;
@@ -31,7 +35,8 @@ pub enum FailurePolicy {
     FailClosed,
     /// Skip the plugin for the rest of the stream (Envoy's FAIL_OPEN).
     FailOpen,
-    /// As `FailClosed` for the failed stream; the VM is rebuilt for the next one.
+    /// As `FailClosed` for the failed stream; the VM is rebuilt with an exponential
+    /// back-off (Envoy's FAIL_RELOAD).
     FailReload,
 }
 
@@ -62,6 +67,8 @@ pub struct PluginSpec {
     pub failure_policy: FailurePolicy,
     /// How many VM replicas to run (one per worker thread); at least 1.
     pub replicas: usize,
+    /// Isolation, replica selection, recycling and the `fail_reload` back-off.
+    pub pool: PoolOptions,
     /// The proxy's identity, served as `xds.node` in every context.
     pub node: Arc<NodeInfo>,
     /// Where `proxy_http_call` and the gRPC calls go.
@@ -89,24 +96,21 @@ pub struct Plugin {
     pub(crate) info: Arc<PluginInfo>,
     module: CompiledModule,
     pre: InstancePre<HostState>,
-    replicas: Box<[Replica]>,
+    /// The shared replicas (empty under `per_stream` isolation); a slot's replica is
+    /// replaced when it is recycled.
+    pool: Box<[Mutex<Arc<Replica>>]>,
+    options: PoolOptions,
+    counters: Arc<PoolCounters>,
     pub(crate) metrics: Option<PluginMetrics>,
     /// Whether the module exports the request and response body callbacks.
     body_callbacks: [bool; 2],
+    /// Whether the module has root callbacks a driver must run (ticks, callout answers,
+    /// queue notifications); a `per_stream` VM without them gets no driver.
+    root_services: bool,
+    /// Where drivers of replicas made outside a tokio runtime run.
+    spawner: OnceLock<tokio::runtime::Handle>,
     /// Keeps the runtime's epoch ticker (CPU deadlines) running while the plugin lives.
     _runtime: Runtime,
-}
-
-struct Replica {
-    slot: Mutex<Slot>,
-    link: Arc<RootLink>,
-    /// Taken by the replica's root driver.
-    events: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<RootEvent>>>,
-}
-
-struct Slot {
-    vm: Option<Vm>,
-    generation: u64,
 }
 
 /// Why a replica could not run a stream's callback.
@@ -123,7 +127,8 @@ impl fmt::Debug for Plugin {
         f.debug_struct("Plugin")
             .field("name", &self.info.name)
             .field("module", &self.module.path())
-            .field("replicas", &self.replicas.len())
+            .field("isolation", &self.options.isolation)
+            .field("replicas", &self.pool.len())
             .finish()
     }
 }
@@ -136,10 +141,23 @@ fn worker_slot() -> usize {
     SLOT.with(|s| *s)
 }
 
+/// Callbacks only a root driver makes.
+const ROOT_SERVICES: [&str; 7] = [
+    "proxy_on_tick",
+    "proxy_on_queue_ready",
+    "proxy_on_http_call_response",
+    "proxy_on_grpc_receive_initial_metadata",
+    "proxy_on_grpc_receive",
+    "proxy_on_grpc_close",
+    "proxy_on_grpc_receive_trailing_metadata",
+];
+
 impl Plugin {
     /// Links the module (unknown imports become stubs that return UNIMPLEMENTED and log
     /// once), then starts every replica: start-up code, root context, `proxy_on_vm_start`,
     /// `proxy_on_configure`. Any failure is a [`LoadError`] naming the plugin and module.
+    /// Under `per_stream` isolation one VM is started and dropped, to find such failures
+    /// now rather than at the first request.
     pub fn load(
         runtime: &Runtime,
         module: &CompiledModule,
@@ -148,6 +166,17 @@ impl Plugin {
     ) -> Result<Arc<Plugin>, LoadError> {
         let metrics = metrics.map(|m| m.for_plugin(&spec.name));
         let err = |kind| LoadError::new(&spec.name, module.path(), kind);
+        if (spec.pool.isolation == Isolation::PerStream) != runtime.is_per_stream() {
+            return Err(err(LoadErrorKind::Engine(format!(
+                "{} isolation needs the module compiled and loaded by {}",
+                spec.pool.isolation.as_str(),
+                if runtime.is_per_stream() {
+                    "a runtime that is not made by Runtime::per_stream"
+                } else {
+                    "the runtime from Runtime::per_stream"
+                }
+            ))));
+        }
         let mut linker = runtime.linker().clone();
         for import in module.module.imports() {
             let qualified = format!("{}.{}", import.module(), import.name());
@@ -206,40 +235,72 @@ impl Plugin {
             limits: spec.limits.clone(),
             cap_hits: Default::default(),
         });
-        let mut replicas = Vec::new();
-        for _ in 0..spec.replicas.max(1) {
-            let (link, events) = RootLink::new();
-            let vm = Vm::start(
-                &pre,
-                info.clone(),
-                link.clone(),
-                0,
-                module.info().entry,
-                module.info().allocator,
-                metrics.as_ref(),
-            )
-            .map_err(err)?;
-            replicas.push(Replica {
-                slot: Mutex::new(Slot {
-                    vm: Some(vm),
-                    generation: 0,
-                }),
-                link,
-                events: Mutex::new(Some(events)),
-            });
-        }
-        Ok(Arc::new(Plugin {
+        let mut plugin = Plugin {
             info,
             module: module.clone(),
             pre,
-            replicas: replicas.into_boxed_slice(),
+            pool: Box::new([]),
+            options: spec.pool.clone(),
+            counters: Arc::default(),
             metrics,
             body_callbacks: [
                 module.info().exports_callback("proxy_on_request_body"),
                 module.info().exports_callback("proxy_on_response_body"),
             ],
+            root_services: ROOT_SERVICES
+                .iter()
+                .any(|c| module.info().exports_callback(c))
+                || module
+                    .info()
+                    .exports_callback("proxy_on_grpc_trailing_metadata"),
+            spawner: OnceLock::new(),
             _runtime: runtime.clone(),
-        }))
+        };
+        match plugin.options.isolation {
+            Isolation::Shared => {
+                let mut pool = Vec::new();
+                for index in 0..spec.replicas.max(1) {
+                    let replica = plugin.fresh_replica(Some(index)).map_err(err)?;
+                    pool.push(Mutex::new(replica));
+                }
+                plugin.pool = pool.into_boxed_slice();
+            }
+            Isolation::PerStream => {
+                drop(plugin.fresh_replica(None).map_err(err)?);
+            }
+        }
+        Ok(Arc::new(plugin))
+    }
+
+    /// Starts a VM for a replica (generation 0 on a new link, or the next one of a
+    /// replica rebuilt after a failure), timing it.
+    fn start_vm(&self, link: &Arc<RootLink>, generation: u64) -> Result<Vm, LoadErrorKind> {
+        let started = std::time::Instant::now();
+        let vm = Vm::start(
+            &self.pre,
+            self.info.clone(),
+            link.clone(),
+            generation,
+            self.module.info().entry,
+            self.module.info().allocator,
+            self.metrics.as_ref(),
+        )?;
+        if let Some(m) = &self.metrics {
+            m.instantiated(self.options.isolation, started.elapsed());
+        }
+        Ok(vm)
+    }
+
+    /// A new replica with a started VM; its driver is not running yet.
+    fn fresh_replica(&self, index: Option<usize>) -> Result<Arc<Replica>, LoadErrorKind> {
+        let (link, events) = RootLink::new();
+        let vm = self.start_vm(&link, 0)?;
+        let mut replica = Replica::new(index, Some(vm), link);
+        *replica.events.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(events);
+        if index.is_none() {
+            replica.live = Some(LiveGuard::new(self.counters.clone()));
+        }
+        Ok(Arc::new(replica))
     }
 
     /// The plugin name.
@@ -262,9 +323,14 @@ impl Plugin {
         self.info.failure_policy
     }
 
-    /// Number of VM replicas.
+    /// How the plugin's streams share VMs.
+    pub fn isolation(&self) -> Isolation {
+        self.options.isolation
+    }
+
+    /// Number of VM replicas in the pool (0 under `per_stream` isolation).
     pub fn replica_count(&self) -> usize {
-        self.replicas.len()
+        self.pool.len()
     }
 
     /// True when the module can see and change request bodies.
@@ -277,50 +343,189 @@ impl Plugin {
         self.body_callbacks[1]
     }
 
-    /// The replica the streams started on this thread use.
+    /// The pool replica of the current worker thread (see [`Selection::Thread`]).
     pub fn current_replica(&self) -> usize {
-        worker_slot() % self.replicas.len()
+        worker_slot() % self.pool.len().max(1)
     }
 
-    fn lock(&self, replica: usize) -> MutexGuard<'_, Slot> {
-        self.replicas[replica]
-            .slot
+    /// A snapshot of the pool, for metrics and the admin API.
+    pub fn pool_state(&self) -> PoolState {
+        let each: Vec<ReplicaState> = self
+            .pool
+            .iter()
+            .map(|s| ReplicaState::of(&lock(s)))
+            .collect();
+        PoolState {
+            replicas: match self.options.isolation {
+                Isolation::Shared => each.len(),
+                Isolation::PerStream => self.counters.per_stream_live.load(Ordering::Relaxed),
+            },
+            busy: self.counters.busy.load(Ordering::Relaxed),
+            waited: self.counters.waited.load(Ordering::Relaxed),
+            each,
+        }
+    }
+
+    /// Where the drivers of replicas made later (recycled, or `per_stream` VMs) run when
+    /// they are made outside a tokio runtime; within one, they run on the current thread's.
+    pub fn set_root_runtime(&self, handle: tokio::runtime::Handle) {
+        let _ = self.spawner.set(handle);
+    }
+
+    /// The replica a new stream is pinned to: a fresh VM under `per_stream` isolation, else
+    /// one of the pool by the selection rule — recycled first when it is due, and passed
+    /// over while it backs off from failures if another is ready.
+    pub(crate) fn checkout(self: &Arc<Self>) -> Result<Pin, Gone> {
+        if self.options.isolation == Isolation::PerStream {
+            let replica = self.fresh_replica(None).map_err(|kind| {
+                let message = kind.to_string();
+                tracing::error!(plugin = %self.info.name, "cannot start a per-stream VM: {message}");
+                Gone::Unavailable(message)
+            })?;
+            if self.root_services {
+                self.spawn_driver(&replica);
+            }
+            return Ok(Pin::new(replica));
+        }
+        let n = self.pool.len();
+        let first = match self.options.selection {
+            Selection::Thread => self.current_replica(),
+            Selection::LeastLoaded => (0..n)
+                .min_by_key(|&i| lock(&self.pool[i]).streams.load(Ordering::Relaxed))
+                .unwrap_or(0),
+        };
+        let mut index = first;
+        let mut replica = lock(&self.pool[first]).clone();
+        if replica.backing_off() {
+            // Another replica that is ready serves the stream meanwhile.
+            if let Some((i, r)) = (1..n)
+                .map(|k| (first + k) % n)
+                .map(|i| (i, lock(&self.pool[i]).clone()))
+                .find(|(_, r)| !r.backing_off())
+            {
+                index = i;
+                replica = r;
+            }
+        }
+        if let Some(reason) = self.recycle_due(&replica) {
+            replica = self.recycle(index, replica, reason);
+        }
+        Ok(Pin::new(replica))
+    }
+
+    fn recycle_due(&self, replica: &Replica) -> Option<&'static str> {
+        if self
+            .options
+            .recycle_streams
+            .is_some_and(|n| replica.served.load(Ordering::Relaxed) >= n)
+        {
+            Some("streams")
+        } else if self
+            .options
+            .recycle_memory
+            .is_some_and(|m| replica.memory.load(Ordering::Relaxed) >= m)
+        {
+            Some("memory")
+        } else {
+            None
+        }
+    }
+
+    /// Replaces pool slot `index`'s replica `old` with a fresh one; `old` finishes the
+    /// streams it has and is dropped after the last. Keeps `old` when no VM can start.
+    fn recycle(self: &Arc<Self>, index: usize, old: Arc<Replica>, reason: &str) -> Arc<Replica> {
+        let fresh = match self.fresh_replica(Some(index)) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(plugin = %self.info.name, replica = index, "cannot recycle the replica (it keeps serving): {e}");
+                return old;
+            }
+        };
+        let mut current = lock(&self.pool[index]);
+        if !Arc::ptr_eq(&current, &old) {
+            // Another thread recycled it first.
+            return current.clone();
+        }
+        old.retired.store(true, Ordering::Relaxed);
+        *current = fresh.clone();
+        drop(current);
+        self.spawn_driver(&fresh);
+        if let Some(m) = &self.metrics {
+            m.recycled(reason);
+        }
+        tracing::info!(
+            plugin = %self.info.name,
+            replica = index,
+            reason,
+            served = old.served.load(Ordering::Relaxed),
+            memory = old.memory.load(Ordering::Relaxed),
+            streams_left = old.streams.load(Ordering::Relaxed),
+            "recycled a replica; the old VM finishes its streams"
+        );
+        fresh
+    }
+
+    fn spawn_driver(self: &Arc<Self>, replica: &Arc<Replica>) {
+        let Some(events) = replica
+            .events
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let driver = crate::root::drive(Arc::downgrade(self), Arc::downgrade(replica), events);
+        match tokio::runtime::Handle::try_current()
+            .ok()
+            .or_else(|| self.spawner.get().cloned())
+        {
+            Some(handle) => {
+                handle.spawn(driver);
+            }
+            None => {
+                tracing::warn!(plugin = %self.info.name, "no runtime to run a new replica's root services; its ticks and callouts will not run");
+            }
+        }
     }
 
     /// Runs `f` on the replica's VM. With `generation`, the stream's context must still
-    /// live in that VM; without, a dropped VM is rebuilt first. When `f` says the guest
-    /// failed, the VM is dropped and every other stream waiting on it is told.
+    /// live in that VM; without, a dropped VM is rebuilt first (under `fail_reload`, not
+    /// before its back-off ended). When `f` says the guest failed, the VM is dropped and
+    /// every other stream waiting on it is told.
     pub(crate) fn with_vm<R>(
         &self,
-        replica: usize,
+        replica: &Replica,
         generation: Option<u64>,
         f: impl FnOnce(&mut Vm, u64) -> (R, Option<String>),
     ) -> Result<R, Gone> {
-        let mut slot = self.lock(replica);
+        let mut slot = replica.lock(&self.counters.waited);
         if let Some(g) = generation
             && (g != slot.generation || slot.vm.is_none())
         {
             return Err(Gone::Dead);
         }
         if slot.vm.is_none() {
-            match Vm::start(
-                &self.pre,
-                self.info.clone(),
-                self.replicas[replica].link.clone(),
-                slot.generation,
-                self.module.info().entry,
-                self.module.info().allocator,
-                self.metrics.as_ref(),
-            ) {
+            if let Some(at) = slot.retry_at {
+                let now = std::time::Instant::now();
+                if now < at {
+                    return Err(Gone::Unavailable(format!(
+                        "the VM is rebuilt in {} ms (fail_reload back-off after {} failure(s) in a row)",
+                        (at - now).as_millis(),
+                        slot.failures
+                    )));
+                }
+            }
+            match self.start_vm(&replica.link, slot.generation) {
                 Ok(vm) => {
-                    tracing::info!(plugin = %self.info.name, replica, "started a fresh VM after a failure");
+                    tracing::info!(plugin = %self.info.name, replica = %replica.label(), "started a fresh VM after a failure");
                     slot.vm = Some(vm);
+                    slot.started = std::time::Instant::now();
+                    slot.retry_at = None;
                 }
                 Err(kind) => {
                     let message = kind.to_string();
-                    tracing::error!(plugin = %self.info.name, replica, "cannot start a fresh VM: {message}");
+                    tracing::error!(plugin = %self.info.name, replica = %replica.label(), "cannot start a fresh VM: {message}");
+                    self.back_off(&mut slot, None);
                     return Err(Gone::Unavailable(message));
                 }
             }
@@ -329,7 +534,14 @@ impl Plugin {
         let Some(vm) = slot.vm.as_mut() else {
             return Err(Gone::Dead);
         };
+        self.counters.busy.fetch_add(1, Ordering::Relaxed);
         let (result, failure) = f(vm, generation);
+        self.counters.busy.fetch_sub(1, Ordering::Relaxed);
+        if let Some(memory) = vm.store.data().memory {
+            replica
+                .memory
+                .store(memory.data_size(&vm.store) as u64, Ordering::Relaxed);
+        }
         if let Some(message) = failure {
             let reason = vm
                 .store
@@ -337,7 +549,7 @@ impl Plugin {
                 .failure
                 .unwrap_or(crate::limits::FailureReason::Trap);
             let why = reason.describe(&self.info.limits);
-            tracing::error!(plugin = %self.info.name, root_id = %self.info.root_id, replica, reason = reason.label(), "VM failed and is replaced: {why}: {message}");
+            tracing::error!(plugin = %self.info.name, root_id = %self.info.root_id, replica = %replica.label(), reason = reason.label(), "VM failed and is replaced: {why}: {message}");
             if let Some(m) = &self.metrics {
                 m.poisoned(reason.label());
             }
@@ -347,11 +559,35 @@ impl Plugin {
                 }
             }
             slot.generation += 1;
+            let lived = slot.started.elapsed();
+            self.back_off(&mut slot, Some(lived));
             // No ticks after a failure; a new VM sets its own period.
-            self.replicas[replica].link.set_tick(None);
+            replica.link.set_tick(None);
         }
         Ok(result)
     }
+
+    /// Under `fail_reload`, delays the next rebuild of a failed slot: the base back-off
+    /// after a first failure, doubling for each further one in a row. A VM that failed
+    /// after living longer than the longest back-off (`lived`) starts the count again; a
+    /// VM that could not start (`None`) continues it.
+    fn back_off(&self, slot: &mut Slot, lived: Option<std::time::Duration>) {
+        if self.info.failure_policy != FailurePolicy::FailReload {
+            return;
+        }
+        let backoff = self.options.backoff;
+        slot.failures = match lived {
+            Some(lived) if lived > backoff.max => 1,
+            _ => slot.failures + 1,
+        };
+        let wait = backoff.after(slot.failures);
+        slot.retry_at = Some(std::time::Instant::now() + wait);
+        tracing::warn!(plugin = %self.info.name, failures = slot.failures, "fail_reload: the next VM starts in {} ms", wait.as_millis());
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Root services: the driver, ticks and the delivery of callout and queue events.
@@ -365,12 +601,11 @@ impl Plugin {
         self: &Arc<Self>,
         replica: usize,
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
-        let r = self.replicas.get(replica)?;
+        let r = lock(self.pool.get(replica)?).clone();
         let events = r.events.lock().unwrap_or_else(|p| p.into_inner()).take()?;
         Some(crate::root::drive(
             Arc::downgrade(self),
-            replica,
-            r.link.clone(),
+            Arc::downgrade(&r),
             events,
         ))
     }
@@ -381,36 +616,36 @@ impl Plugin {
     pub async fn root_settled(&self) {
         // Settled means all replicas at once: one may get work while another is awaited.
         loop {
-            for replica in self.replicas.iter() {
+            let replicas: Vec<Arc<Replica>> = self.pool.iter().map(|s| lock(s).clone()).collect();
+            for replica in &replicas {
                 replica.link.settled().await;
             }
-            if self.replicas.iter().all(|r| r.link.is_settled()) {
+            if replicas.iter().all(|r| r.link.is_settled()) {
                 return;
             }
         }
-    }
-
-    pub(crate) fn tick_period(&self, replica: usize) -> Option<std::time::Duration> {
-        self.replicas[replica].link.tick()
     }
 
     /// Runs `f` on the replica's VM if it is alive and of `generation` (any when `None`);
     /// never starts a VM.
     fn with_live_vm(
         &self,
-        replica: usize,
+        replica: &Replica,
         generation: Option<u64>,
         f: impl FnOnce(&mut Vm) -> Option<String>,
     ) {
-        let current = self.lock(replica).generation;
+        let current = replica.lock(&self.counters.waited).generation;
         if generation.is_some_and(|g| g != current) {
             return;
         }
         let _ = self.with_vm(replica, Some(current), |vm, _| ((), f(vm)));
     }
 
-    /// Fires `proxy_on_tick` on the replica's root.
-    pub(crate) fn tick(&self, replica: usize) {
+    /// Fires `proxy_on_tick` on the replica's root (not once it was recycled).
+    pub(crate) fn tick(&self, replica: &Replica) {
+        if replica.retired.load(Ordering::Relaxed) {
+            return;
+        }
         let metrics = self.metrics.as_ref();
         self.with_live_vm(replica, None, |vm| {
             let f = vm.cb.tick.clone()?;
@@ -423,7 +658,7 @@ impl Plugin {
     }
 
     /// Delivers a queue notification or a callout result to the replica's root.
-    pub(crate) fn deliver(&self, replica: usize, event: RootEvent) {
+    pub(crate) fn deliver(&self, replica: &Replica, event: RootEvent) {
         let metrics = self.metrics.as_ref();
         match event {
             RootEvent::QueueReady { generation, queue } => {

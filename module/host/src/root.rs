@@ -22,6 +22,7 @@ use crate::callout::{BoxFuture, GrpcInbound, GrpcOutbound, HttpCallFailure, Http
 use crate::context::{Delivery, Phase};
 use crate::metrics::PluginMetrics;
 use crate::plugin::Plugin;
+use crate::pool::Replica;
 use crate::vm::Vm;
 
 /// Something for a replica's root context to do.
@@ -217,14 +218,14 @@ const CATCH_UP: Duration = Duration::from_millis(5);
 /// Runs a replica's root services until its plugin is dropped.
 pub(crate) async fn drive(
     plugin: Weak<Plugin>,
-    replica: usize,
-    link: Arc<RootLink>,
+    replica: Weak<Replica>,
     mut events: mpsc::UnboundedReceiver<RootEvent>,
 ) {
-    // Only the work counter is kept, so that dropping the plugin closes the channel and
+    // Only the work counter is kept, so that dropping the replica closes the channel and
     // ends the driver.
-    let work = link.work();
-    drop(link);
+    let Some(work) = replica.upgrade().map(|r| r.link.work()) else {
+        return;
+    };
     let mut next_tick: Option<Instant> = None;
     loop {
         let sleep = async {
@@ -236,10 +237,10 @@ pub(crate) async fn drive(
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { return };
-                let Some(p) = plugin.upgrade() else { return };
+                let (Some(p), Some(r)) = (plugin.upgrade(), replica.upgrade()) else { return };
                 match event {
                     RootEvent::TickChanged => {
-                        next_tick = p.tick_period(replica).map(|period| Instant::now() + period);
+                        next_tick = r.link.tick().map(|period| Instant::now() + period);
                         work.finish();
                     }
                     RootEvent::Spawn(task) => {
@@ -252,21 +253,21 @@ pub(crate) async fn drive(
                         });
                     }
                     other => {
-                        p.deliver(replica, other);
+                        p.deliver(&r, other);
                         work.finish();
                     }
                 }
             }
             () = sleep => {
-                let Some(p) = plugin.upgrade() else { return };
+                let (Some(p), Some(r)) = (plugin.upgrade(), replica.upgrade()) else { return };
                 let scheduled = next_tick.unwrap_or_else(Instant::now);
-                p.tick(replica);
+                p.tick(&r);
                 // Keep the cadence: the next tick is one period after this one was due —
                 // at once when that is already past by a little (tokio's timer rounds up
                 // to whole milliseconds, so a short period always wakes late) — or one
                 // period from now after a longer overrun, which is skipped rather than
                 // made up with a burst of ticks.
-                next_tick = p.tick_period(replica).map(|period| {
+                next_tick = r.link.tick().map(|period| {
                     let due = scheduled + period;
                     let now = Instant::now();
                     if now < due + period.max(CATCH_UP) { due } else { now + period }

@@ -87,25 +87,78 @@ impl CompiledModule {
 }
 
 /// The engine and the linker with every hostcall; one per process, cheap to clone.
+///
+/// Plugins in `per_stream` isolation need an engine with wasmtime's pooling allocator; a
+/// runtime made by [`Runtime::per_stream`] has it and shares everything else (shared
+/// data, queues, guest metrics, the compile cache's directory) with the one it came from.
 #[derive(Clone)]
 pub struct Runtime {
     inner: Arc<RuntimeInner>,
+    /// The engine this handle compiles and links for.
+    engines: Arc<Engines>,
     /// Where compiled modules are kept between runs, if anywhere.
     cache: Option<Arc<CompileCache>>,
 }
 
 struct RuntimeInner {
-    engine: Engine,
-    linker: Linker<HostState>,
-    registrations: Vec<Registration>,
     /// Shared data of every plugin built from this runtime (per `vm_id`).
     shared: Arc<crate::shared::SharedData>,
     /// Shared queues of every plugin built from this runtime.
     queues: Arc<crate::root::Queues>,
     /// Metrics the guests of every plugin built from this runtime define.
     guest_metrics: crate::GuestMetrics,
-    /// Advances the engine's epoch while the runtime lives.
+    /// The pooling engine for `per_stream` plugins, made when first asked for.
+    pooled: std::sync::Mutex<Option<Arc<Engines>>>,
+}
+
+/// An engine, its linker, and the ticker that ends callbacks at their deadline.
+struct Engines {
+    engine: Engine,
+    /// Instances come from the pooling allocator (`per_stream`).
+    pooled: bool,
+    linker: Linker<HostState>,
+    registrations: Vec<Registration>,
+    /// Advances the engine's epoch while the engine is used.
     _ticker: EpochTicker,
+}
+
+impl Engines {
+    fn new(config: &mut Config, pooled: bool) -> Result<Engines, EngineError> {
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // CPU deadlines (plugins[].limits.cpu): the ticker below advances the epoch.
+        config.epoch_interruption(true);
+        let engine = Engine::new(config).map_err(|e| EngineError(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        let registrations = hostcalls::add_to_linker(&engine, &mut linker)
+            .map_err(|e| EngineError(format!("{e:#}")))?;
+        Ok(Engines {
+            _ticker: EpochTicker::start(&engine)?,
+            engine,
+            pooled,
+            linker,
+            registrations,
+        })
+    }
+}
+
+/// The capacity of the pooling allocator behind `per_stream` plugins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerStreamPool {
+    /// How many `per_stream` VMs may exist at once, over all such plugins; a stream beyond
+    /// that fails by its plugin's policy.
+    pub instances: u32,
+    /// The largest linear memory one of them may have, in bytes (each plugin's own
+    /// `limits.memory` still applies below it).
+    pub memory: u64,
+}
+
+impl Default for PerStreamPool {
+    fn default() -> Self {
+        PerStreamPool {
+            instances: 1000,
+            memory: crate::Limits::default().memory_bytes,
+        }
+    }
 }
 
 /// A thread that advances the engine's epoch every [`crate::EPOCH_TICK`], which is what
@@ -145,25 +198,55 @@ pub struct EngineError(String);
 impl Runtime {
     /// Creates the engine and links every hostcall of the catalogue.
     pub fn new() -> Result<Runtime, EngineError> {
-        let mut config = Config::new();
-        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-        // CPU deadlines (plugins[].limits.cpu): the ticker below advances the epoch.
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(|e| EngineError(format!("{e:#}")))?;
-        let mut linker = Linker::new(&engine);
-        let registrations = hostcalls::add_to_linker(&engine, &mut linker)
-            .map_err(|e| EngineError(format!("{e:#}")))?;
+        let base = Arc::new(Engines::new(&mut Config::new(), false)?);
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
-                _ticker: EpochTicker::start(&engine)?,
-                engine,
-                linker,
-                registrations,
                 shared: Arc::default(),
                 queues: Arc::default(),
                 guest_metrics: crate::GuestMetrics::new(),
+                pooled: std::sync::Mutex::new(None),
             }),
+            engines: base,
             cache: None,
+        })
+    }
+
+    /// This runtime's sibling for `per_stream` plugins: an engine whose instances come
+    /// from wasmtime's pooling allocator (memory slots reserved once, data segments mapped
+    /// copy-on-write), so that a fresh VM per stream costs microseconds. Modules must be
+    /// compiled by the runtime that loads them. The first call sets the pool's capacity;
+    /// later ones share that engine.
+    pub fn per_stream(&self, pool: PerStreamPool) -> Result<Runtime, EngineError> {
+        let mut pooled = self.inner.pooled.lock().unwrap_or_else(|p| p.into_inner());
+        let engines = match &*pooled {
+            Some(e) => e.clone(),
+            None => {
+                let mut allocation = wasmtime::PoolingAllocationConfig::new();
+                allocation
+                    .total_core_instances(pool.instances)
+                    .total_memories(pool.instances)
+                    .total_tables(pool.instances)
+                    .max_memory_size(usize::try_from(pool.memory).unwrap_or(usize::MAX));
+                let mut config = Config::new();
+                config
+                    .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(allocation))
+                    .memory_init_cow(true);
+                let e = Arc::new(Engines::new(&mut config, true)?);
+                *pooled = Some(e.clone());
+                e
+            }
+        };
+        let cache = self.cache.as_ref().map(|c| {
+            Arc::new(CompileCache::new(
+                c.dir().to_path_buf(),
+                &engines.engine,
+                c.metrics(),
+            ))
+        });
+        Ok(Runtime {
+            inner: self.inner.clone(),
+            engines,
+            cache,
         })
     }
 
@@ -179,7 +262,7 @@ impl Runtime {
             .map_or_else(CompileCacheMetrics::new, |c| c.metrics());
         self.cache = Some(Arc::new(CompileCache::new(
             dir.into(),
-            &self.inner.engine,
+            &self.engines.engine,
             metrics,
         )));
         self
@@ -216,18 +299,23 @@ impl Runtime {
         crate::root::QueueMetrics::new(self.queues())
     }
 
+    /// True for a runtime made by [`Runtime::per_stream`].
+    pub fn is_per_stream(&self) -> bool {
+        self.engines.pooled
+    }
+
     /// Every registration the linker received (for the catalogue check).
     pub fn registrations(&self) -> &[Registration] {
-        &self.inner.registrations
+        &self.engines.registrations
     }
 
     #[cfg(test)]
     pub(crate) fn engine(&self) -> &Engine {
-        &self.inner.engine
+        &self.engines.engine
     }
 
     pub(crate) fn linker(&self) -> &Linker<HostState> {
-        &self.inner.linker
+        &self.engines.linker
     }
 
     /// Reads and compiles a module file for `plugin`.
@@ -260,7 +348,7 @@ impl Runtime {
             };
             return Err(err(LoadErrorKind::NotWasm { found }));
         }
-        let engine = &self.inner.engine;
+        let engine = &self.engines.engine;
         let compile = |cache: &'static str| {
             let started = Instant::now();
             let module = Module::new(engine, bytes)

@@ -21,6 +21,7 @@ use crate::context::{Action, HostState, LocalReply, Phase, StreamData, StreamSig
 use crate::headers::HeaderList;
 use crate::limits::Cap;
 use crate::plugin::{FailurePolicy, Gone, Plugin};
+use crate::pool::Pin;
 use crate::vm::{Callbacks, HeadersFn};
 
 /// A route's plugins, in the order the route lists them.
@@ -112,11 +113,11 @@ impl Dir {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
 enum Slot {
     NotCreated,
     Active {
-        replica: usize,
+        /// The replica the context lives in, held until the stream ends.
+        pin: Pin,
         generation: u64,
         context_id: u32,
     },
@@ -452,14 +453,12 @@ impl HttpStream {
     }
 
     fn alive(&self, i: usize) -> bool {
-        match self.members[i].slot {
+        match &self.members[i].slot {
             Slot::Active {
-                replica,
-                generation,
-                ..
+                pin, generation, ..
             } => self.members[i]
                 .plugin
-                .with_vm(replica, Some(generation), |_, _| ((), None))
+                .with_vm(pin.replica(), Some(*generation), |_, _| ((), None))
                 .is_ok(),
             _ => false,
         }
@@ -570,17 +569,19 @@ impl HttpStream {
                 continue;
             }
             let Slot::Active {
-                replica,
+                pin,
                 generation,
                 context_id,
-            } = self.members[i].slot
+            } = &self.members[i].slot
             else {
                 continue;
             };
+            let (replica, generation, context_id) =
+                (pin.replica().clone(), *generation, *context_id);
             let plugin = self.members[i].plugin.clone();
             let data = &mut self.data;
             let ctx = context_id as i32;
-            let _ = plugin.with_vm(replica, Some(generation), |vm, _| {
+            let _ = plugin.with_vm(&replica, Some(generation), |vm, _| {
                 let metrics = plugin.metrics.as_ref();
                 let cb = vm.cb.clone();
                 let mut failure = cb.log.and_then(|f| {
@@ -672,9 +673,13 @@ impl HttpStream {
             return Ok(());
         }
         let plugin = self.members[i].plugin.clone();
-        let replica = plugin.current_replica();
+        let pin = match plugin.checkout() {
+            Ok(pin) => pin,
+            Err(Gone::Unavailable(reason)) => return Err(self.fail(i, reason)),
+            Err(Gone::Dead) => return Err(self.fail(i, "the VM is gone".into())),
+        };
         let signal = self.signal.clone();
-        let created = plugin.with_vm(replica, None, |vm, generation| {
+        let created = plugin.with_vm(pin.replica(), None, |vm, generation| {
             let state = vm.store.data_mut();
             let id = state.next_context_id;
             state.next_context_id += 1;
@@ -705,7 +710,7 @@ impl HttpStream {
         match created {
             Ok(Ok((generation, context_id))) => {
                 self.members[i].slot = Slot::Active {
-                    replica,
+                    pin,
                     generation,
                     context_id,
                 };
@@ -746,16 +751,17 @@ impl HttpStream {
         run: impl FnOnce(X, &mut Store<HostState>, i32) -> wasmtime::Result<i32>,
     ) -> Invoked {
         let Slot::Active {
-            replica,
+            pin,
             generation,
             context_id,
-        } = self.members[i].slot
+        } = &self.members[i].slot
         else {
             return Invoked::NotExported;
         };
+        let (replica, generation, context_id) = (pin.replica().clone(), *generation, *context_id);
         let plugin = self.members[i].plugin.clone();
         let data = &mut self.data;
-        let r = plugin.with_vm(replica, Some(generation), |vm, _| {
+        let r = plugin.with_vm(&replica, Some(generation), |vm, _| {
             let Some(x) = select(&vm.cb) else {
                 return (Invoked::NotExported, None);
             };
