@@ -297,6 +297,7 @@ impl Emulator {
                 callouts: source.callouts,
                 foreign: Default::default(),
                 limits: Default::default(),
+                pool: Default::default(),
             };
             plugins.push(Plugin::load(&runtime, &compiled, spec, None)?);
         }
