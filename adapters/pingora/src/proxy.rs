@@ -638,8 +638,8 @@ where
         }
         if let Some(resp) = ctx.pending_reply.take() {
             if let Some(sent) = session.response_written() {
-                // Too late for a status: the connection is closed without finishing the
-                // body (an HTTP/1.1 client sees a truncated body, an HTTP/2 one a reset).
+                // Too late for a status: Pingora closes the connection without finishing
+                // the body (an HTTP/1.1 client sees a truncated chunked body).
                 tracing::warn!(
                     status = resp.status,
                     sent = sent.status.as_u16(),

@@ -8,8 +8,8 @@
 //! `end_of_stream`: a plugin still buffering gets its trailer callback, and what it held
 //! goes on, through the next plugins' body callbacks, once it continued from there.
 //! Flow changes a callback recorded (local reply, continue, close) are applied after it
-//! returns. Adapters drive a stream with the
-//! `on_*` methods and write back whatever the plugins changed in [`StreamData`].
+//! returns. Adapters drive a stream with the `on_*` methods and write back whatever the
+//! plugins changed in [`StreamData`].
 
 use std::sync::Arc;
 
