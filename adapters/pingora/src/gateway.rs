@@ -483,5 +483,58 @@ fn limits(config: &wasmbridge_config::LimitsConfig) -> Limits {
         .iter()
         .map(|(name, cpu)| (format!("proxy_{name}"), *cpu))
         .collect();
+    if let Some(bytes) = config.body {
+        limits.body_bytes = bytes;
+    }
+    if let Some(bytes) = config.header_bytes {
+        limits.header_bytes = bytes;
+    }
+    if let Some(pairs) = config.header_pairs {
+        limits.header_pairs = pairs;
+    }
+    if let Some(callouts) = config.callouts {
+        limits.callouts = callouts;
+    }
+    if let Some(bytes) = config.log_line {
+        limits.log_line_bytes = bytes;
+    }
     limits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_take_the_profile_then_what_the_config_sets() {
+        let config = wasmbridge_config::LimitsConfig {
+            profile: wasmbridge_config::LimitsProfile::Strict,
+            body: Some(1000),
+            header_pairs: Some(7),
+            log_line: Some(300),
+            ..Default::default()
+        };
+        assert_eq!(
+            limits(&config),
+            Limits {
+                body_bytes: 1000,
+                header_pairs: 7,
+                log_line_bytes: 300,
+                ..Limits::strict()
+            }
+        );
+        let config = wasmbridge_config::LimitsConfig {
+            header_bytes: Some(10),
+            callouts: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(
+            limits(&config),
+            Limits {
+                header_bytes: 10,
+                callouts: 3,
+                ..Limits::default()
+            }
+        );
+    }
 }

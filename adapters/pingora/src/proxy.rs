@@ -411,7 +411,14 @@ where
                     }
                     BodyOutcome::LocalReply(reply) => {
                         ctx.pending_reply = Some(stream.local_response(reply));
-                        return Err(plugin_error("local reply from a request body callback"));
+                        return Err(plugin_error(
+                            "local reply from a request body callback (a plugin's, or a body over its limits.body)",
+                        ));
+                    }
+                    BodyOutcome::ResponseTooLarge(resp) => {
+                        // Only response bodies give it; answered like a local reply.
+                        ctx.pending_reply = Some(resp);
+                        return Err(plugin_error("a plugin buffered too much body"));
                     }
                     BodyOutcome::Reset => {
                         ctx.reset = true;
@@ -505,6 +512,15 @@ where
                     );
                     ctx.reset = true;
                     return Err(reset_error());
+                }
+                BodyOutcome::ResponseTooLarge(resp) => {
+                    // Pingora may not have written the response header yet (it filters the
+                    // tasks it read together before writing any): then `fail_to_proxy`
+                    // writes this 503 instead; otherwise it can only abort the stream.
+                    ctx.pending_reply = Some(resp);
+                    return Err(plugin_error(
+                        "a plugin buffered more of the response body than its limits.body",
+                    ));
                 }
                 BodyOutcome::Reset => {
                     ctx.reset = true;
@@ -621,9 +637,20 @@ where
             };
         }
         if let Some(resp) = ctx.pending_reply.take() {
-            if session.response_written().is_none()
-                && let Err(err) = write_local(session, &resp, ctx.is_head).await
-            {
+            if let Some(sent) = session.response_written() {
+                // Too late for a status: Pingora closes the connection without finishing
+                // the body (an HTTP/1.1 client sees a truncated chunked body).
+                tracing::warn!(
+                    status = resp.status,
+                    sent = sent.status.as_u16(),
+                    "the response headers went out already, so the local reply cannot be sent: the stream is aborted"
+                );
+                return FailToProxy {
+                    error_code: 0,
+                    can_reuse_downstream: false,
+                };
+            }
+            if let Err(err) = write_local(session, &resp, ctx.is_head).await {
                 tracing::warn!("cannot write a plugin's local reply: {err}");
             }
             return FailToProxy {

@@ -195,6 +195,17 @@ pub struct LimitsConfig {
     /// `callbacks.<name>.cpu`: per-callback overrides, by callback name without the
     /// `proxy_` prefix (`on_request_headers`), in name order.
     pub cpu_by_callback: Vec<(String, Duration)>,
+    /// `body`: body bytes the host buffers for the plugin, per direction.
+    pub body: Option<u64>,
+    /// `headers.bytes`: the summed length of names and values a plugin may grow one header
+    /// map to.
+    pub header_bytes: Option<u64>,
+    /// `headers.pairs`: the entries a plugin may grow one header map to.
+    pub header_pairs: Option<u32>,
+    /// `callouts`: HTTP and gRPC callouts one context may have in flight.
+    pub callouts: Option<u32>,
+    /// `log_line`: the bytes of one guest log line that are logged.
+    pub log_line: Option<u64>,
 }
 
 /// `plugins[i].isolation`.
@@ -254,7 +265,8 @@ pub enum LimitsProfile {
     /// Generous limits that stop runaway plugins without constraining ordinary ones.
     #[default]
     Default,
-    /// Tight limits for untrusted plugins (1 ms per callback, 16 MiB per VM).
+    /// Tight limits for untrusted plugins (1 ms per callback, 16 MiB per VM, 64 KiB of
+    /// buffered body, 2 callouts in flight).
     Strict,
 }
 

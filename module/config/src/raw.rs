@@ -140,13 +140,27 @@ pub(crate) struct RawBackoff {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with optionally `profile`, `memory`, `cpu`, `callbacks`"
+    expecting = "a mapping with optionally `profile`, `memory`, `cpu`, `callbacks`, `body`, `headers`, `callouts`, `log_line`"
 )]
 pub(crate) struct RawLimits {
     pub profile: Option<RawProfile>,
     pub memory: Option<RawSize>,
     pub cpu: Option<String>,
     pub callbacks: Option<std::collections::BTreeMap<String, RawCallbackLimits>>,
+    pub body: Option<RawSize>,
+    pub headers: Option<RawHeaderLimits>,
+    pub callouts: Option<u64>,
+    pub log_line: Option<RawSize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with optionally `bytes`, `pairs`"
+)]
+pub(crate) struct RawHeaderLimits {
+    pub bytes: Option<RawSize>,
+    pub pairs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

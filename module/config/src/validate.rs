@@ -10,8 +10,8 @@ use std::time::Duration;
 use crate::error::ConfigError;
 use crate::payload;
 use crate::raw::{
-    RawAdmin, RawCluster, RawConfig, RawDirectResponse, RawHeaderMatch, RawLimits, RawListener,
-    RawMatch, RawNode, RawPlugin, RawProfile, RawRoute, RawServer, RawSize,
+    RawAdmin, RawCluster, RawConfig, RawDirectResponse, RawHeaderLimits, RawHeaderMatch, RawLimits,
+    RawListener, RawMatch, RawNode, RawPlugin, RawProfile, RawRoute, RawServer, RawSize,
 };
 use crate::raw::{RawIsolation, RawPool, RawReload, RawSelection};
 use crate::{
@@ -372,6 +372,13 @@ impl Validator<'_> {
                 cpu_by_callback.push((name, duration(format!("{key}.cpu"), &text)?));
             }
         }
+        let RawHeaderLimits {
+            bytes: header_bytes,
+            pairs: header_pairs,
+        } = raw.headers.unwrap_or(RawHeaderLimits {
+            bytes: None,
+            pairs: None,
+        });
         Ok(LimitsConfig {
             profile: match raw.profile {
                 None | Some(RawProfile::Default) => LimitsProfile::Default,
@@ -380,7 +387,39 @@ impl Validator<'_> {
             memory,
             cpu,
             cpu_by_callback,
+            body: self.cap_size(format!("{at}.body"), raw.body)?,
+            header_bytes: self.cap_size(format!("{at}.headers.bytes"), header_bytes)?,
+            header_pairs: self.cap_count(format!("{at}.headers.pairs"), header_pairs)?,
+            callouts: self.cap_count(format!("{at}.callouts"), raw.callouts)?,
+            log_line: self.cap_size(format!("{at}.log_line"), raw.log_line)?,
         })
+    }
+
+    /// A size cap (`body`, `headers.bytes`, `log_line`): bytes or a size with a unit, above
+    /// zero.
+    fn cap_size(&self, key: String, raw: Option<RawSize>) -> Result<Option<u64>, ConfigError> {
+        let bytes = match raw {
+            None => return Ok(None),
+            Some(RawSize::Bytes(n)) => n,
+            Some(RawSize::Text(text)) => {
+                parse_size(&text).map_err(|message| self.error(key.clone(), message))?
+            }
+        };
+        if bytes == 0 {
+            return Err(self.error(key, "must be above zero"));
+        }
+        Ok(Some(bytes))
+    }
+
+    /// A count cap (`headers.pairs`, `callouts`): a whole number from 1 to 2³²−1.
+    fn cap_count(&self, key: String, raw: Option<u64>) -> Result<Option<u32>, ConfigError> {
+        match raw {
+            None => Ok(None),
+            Some(0) => Err(self.error(key, "must be at least 1")),
+            Some(n) => u32::try_from(n)
+                .map(Some)
+                .map_err(|_| self.error(key, format!("{n} is too large (at most {})", u32::MAX))),
+        }
     }
 
     fn payload(

@@ -547,6 +547,62 @@ fn bad_limits_name_the_key() {
 }
 
 #[test]
+fn bad_limit_caps_name_the_key() {
+    let plugin = |limits: &str| {
+        valid_plus(&format!(
+            "plugins:\n  - name: a\n    module: a.wasm\n  - name: b\n    module: b.wasm\n    limits: {limits}\n"
+        ))
+    };
+    assert_rejects(
+        &plugin("{body: 1MB}"),
+        "plugins[1].limits.body",
+        "conf/gw.yaml: plugins[1].limits.body: `1MB`: unknown unit `MB` (use B, KiB, MiB or GiB)",
+    );
+    assert_rejects(
+        &plugin("{body: 0}"),
+        "plugins[1].limits.body",
+        "conf/gw.yaml: plugins[1].limits.body: must be above zero",
+    );
+    assert_rejects(
+        &plugin("{headers: {bytes: 0KiB}}"),
+        "plugins[1].limits.headers.bytes",
+        "conf/gw.yaml: plugins[1].limits.headers.bytes: must be above zero",
+    );
+    assert_rejects(
+        &plugin("{headers: {pairs: 0}}"),
+        "plugins[1].limits.headers.pairs",
+        "conf/gw.yaml: plugins[1].limits.headers.pairs: must be at least 1",
+    );
+    assert_rejects(
+        &plugin("{callouts: 0}"),
+        "plugins[1].limits.callouts",
+        "conf/gw.yaml: plugins[1].limits.callouts: must be at least 1",
+    );
+    assert_rejects(
+        &plugin("{callouts: 4294967296}"),
+        "plugins[1].limits.callouts",
+        "conf/gw.yaml: plugins[1].limits.callouts: 4294967296 is too large (at most 4294967295)",
+    );
+    assert_rejects(
+        &plugin("{log_line: KiB}"),
+        "plugins[1].limits.log_line",
+        "conf/gw.yaml: plugins[1].limits.log_line: `KiB` is not a size such as `16MiB`",
+    );
+    // Type errors come from the parser, with the key path all the same.
+    for (limits, key) in [
+        ("{callouts: -1}", "plugins[1].limits.callouts"),
+        ("{callouts: two}", "plugins[1].limits.callouts"),
+        ("{headers: {pairs: 1.5}}", "plugins[1].limits.headers.pairs"),
+        ("{headers: {count: 5}}", "plugins[1].limits.headers.count"),
+        ("{headers: 60KiB}", "plugins[1].limits.headers"),
+        ("{log_lines: 1KiB}", "plugins[1].limits.log_lines"),
+    ] {
+        let err = reject(&plugin(limits));
+        assert_eq!(err.key_path(), key, "{limits}: {err}");
+    }
+}
+
+#[test]
 fn bad_pools_name_the_key() {
     let plugin = |keys: &str| {
         valid_plus(&format!(

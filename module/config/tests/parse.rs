@@ -536,6 +536,46 @@ fn plugin_limits() {
 }
 
 #[test]
+fn plugin_limit_caps() {
+    let yaml = "listeners: [{address: 127.0.0.1:8080}]\n\
+                routes: [{match: {prefix: /}, direct_response: {status: 200}}]\n\
+                plugins:\n\
+                \x20 - {name: a, module: a.wasm, limits: {profile: strict}}\n\
+                \x20 - name: b\n\
+                \x20   module: b.wasm\n\
+                \x20   limits:\n\
+                \x20     body: 2MiB\n\
+                \x20     headers: {bytes: 8192, pairs: 20}\n\
+                \x20     callouts: 3\n\
+                \x20     log_line: 512B\n\
+                \x20 - {name: c, module: c.wasm, limits: {headers: {pairs: 64}}}\n";
+    let config = Config::from_yaml_str(yaml, Path::new("gw.yaml"), Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let a = &config.plugins[0].limits;
+    assert_eq!(a.profile, LimitsProfile::Strict);
+    assert_eq!(
+        (
+            a.body,
+            a.header_bytes,
+            a.header_pairs,
+            a.callouts,
+            a.log_line
+        ),
+        (None, None, None, None, None),
+        "unset caps come from the profile, in the host"
+    );
+    let b = &config.plugins[1].limits;
+    assert_eq!(b.profile, LimitsProfile::Default);
+    assert_eq!(b.body, Some(2 << 20));
+    assert_eq!(b.header_bytes, Some(8192));
+    assert_eq!(b.header_pairs, Some(20));
+    assert_eq!(b.callouts, Some(3));
+    assert_eq!(b.log_line, Some(512));
+    let c = &config.plugins[2].limits;
+    assert_eq!((c.header_bytes, c.header_pairs), (None, Some(64)));
+}
+
+#[test]
 fn plugin_pools_isolation_and_reload() {
     let yaml = "listeners: [{address: 127.0.0.1:8080}]\n\
                 routes: [{match: {prefix: /}, direct_response: {status: 200}}]\n\

@@ -43,6 +43,8 @@ pub(crate) struct PluginInfo {
     pub host_metrics: Option<crate::metrics::PluginMetrics>,
     /// Memory and CPU limits of each VM.
     pub limits: crate::Limits,
+    /// Which caps of `limits` the plugin reached already (for logging once).
+    pub cap_hits: crate::limits::CapHits,
 }
 
 impl PluginInfo {
@@ -55,6 +57,40 @@ impl PluginInfo {
     ) {
         if let Some(m) = &self.host_metrics {
             m.callout(cluster, kind, outcome);
+        }
+    }
+
+    /// Counts a cap the plugin reached in `wasmbridge_plugin_limit_exceeded_total` and logs
+    /// `what` happened: at warn the first time for this plugin and cap, then at debug.
+    pub(crate) fn cap_reached(
+        &self,
+        cap: crate::limits::Cap,
+        context_id: u32,
+        callback: &str,
+        what: std::fmt::Arguments<'_>,
+    ) {
+        if let Some(m) = &self.host_metrics {
+            m.limit_exceeded(cap.label());
+        }
+        let (key, value) = (cap.key(), self.limits.cap(cap));
+        if self.cap_hits.first(cap) {
+            tracing::warn!(
+                plugin = %self.name,
+                root_id = %self.root_id,
+                context_id,
+                callback,
+                limit = cap.label(),
+                "{what} ({key} is {value}); later hits of this limit are logged at debug level and counted in wasmbridge_plugin_limit_exceeded_total"
+            );
+        } else {
+            tracing::debug!(
+                plugin = %self.name,
+                root_id = %self.root_id,
+                context_id,
+                callback,
+                limit = cap.label(),
+                "{what} ({key} is {value})"
+            );
         }
     }
 }
@@ -407,7 +443,7 @@ pub(crate) struct HostState {
     /// Ticks, callouts and queue notifications of this VM's replica.
     pub root: Arc<crate::root::RootLink>,
     /// Callouts in flight, by token.
-    pub callouts: HashMap<u32, crate::root::Outstanding>,
+    pub callouts: crate::root::InFlight,
     /// The next callout token (steps by 4; the low 2 bits give the kind, as in Envoy).
     pub next_token: u32,
     /// The VM's generation in its replica (callout results carry it).
@@ -433,7 +469,7 @@ impl HostState {
             cpu: crate::limits::CpuWatch::new(std::time::Duration::ZERO),
             starting: true,
             root,
-            callouts: HashMap::new(),
+            callouts: Default::default(),
             next_token: 4,
             generation,
             plugin,

@@ -2,6 +2,10 @@
 //! values, with the pseudo-headers (`:method`, `:path`, `:authority`, `:scheme`, `:status`)
 //! first. Adapters convert their framework's headers into a [`HeaderList`] once per phase and
 //! write it back only when a plugin changed it.
+//!
+//! A map keeps its byte size (names plus values, Envoy's measure) as it changes, so that
+//! the header-map hostcalls check a plugin's change against `plugins[].limits.headers`
+//! ([`MapCaps`]) without summing the map again.
 
 use std::borrow::Cow;
 
@@ -11,7 +15,42 @@ use bytes::Bytes;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeaderList {
     entries: Vec<(Bytes, Bytes)>,
+    /// The summed length of names and values of `entries`.
+    bytes: usize,
     modified: bool,
+}
+
+/// The sizes a plugin's change may not grow a header map past.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MapCaps {
+    /// Summed length of names and values.
+    pub bytes: usize,
+    /// Entries, pseudo-headers included.
+    pub pairs: usize,
+}
+
+/// A change that would grow a map past a cap, with the size the map would have had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OverCap {
+    /// Too many entries.
+    Pairs(usize),
+    /// Too many bytes.
+    Bytes(usize),
+}
+
+impl MapCaps {
+    /// Whether a map may go from `before` to `after` (entries, bytes): a change may not
+    /// grow a measure past its cap, but may always shrink it, also in a map that was over
+    /// the cap already (the client sent it so).
+    fn allow(&self, before: (usize, usize), after: (usize, usize)) -> Result<(), OverCap> {
+        if after.0 > self.pairs && after.0 > before.0 {
+            return Err(OverCap::Pairs(after.0));
+        }
+        if after.1 > self.bytes && after.1 > before.1 {
+            return Err(OverCap::Bytes(after.1));
+        }
+        Ok(())
+    }
 }
 
 fn lower(name: &[u8]) -> Bytes {
@@ -30,7 +69,9 @@ impl HeaderList {
 
     /// Appends an entry while an adapter builds the map; does not count as a change.
     pub fn push(&mut self, name: impl AsRef<[u8]>, value: impl Into<Bytes>) {
-        self.entries.push((lower(name.as_ref()), value.into()));
+        let (name, value) = (lower(name.as_ref()), value.into());
+        self.bytes += name.len() + value.len();
+        self.entries.push((name, value));
     }
 
     /// The first value of `name` (case-insensitive).
@@ -92,9 +133,23 @@ impl HeaderList {
 
     /// Appends an occurrence (`proxy_add_header_map_value`).
     pub fn add(&mut self, name: &[u8], value: &[u8]) {
+        self.bytes += name.len() + value.len();
         self.entries
             .push((lower(name), Bytes::copy_from_slice(value)));
         self.modified = true;
+    }
+
+    /// [`HeaderList::add`] unless that grows the map past `caps`; the map is unchanged then.
+    pub(crate) fn try_add(
+        &mut self,
+        name: &[u8],
+        value: &[u8],
+        caps: MapCaps,
+    ) -> Result<(), OverCap> {
+        let after = (self.len() + 1, self.bytes + name.len() + value.len());
+        caps.allow(self.size(), after)?;
+        self.add(name, value);
+        Ok(())
     }
 
     /// Leaves exactly one entry `name: value`, in the place of the first occurrence, or
@@ -107,37 +162,103 @@ impl HeaderList {
             .position(|(k, _)| k.eq_ignore_ascii_case(name))
         {
             Some(first) => {
+                self.bytes = self.bytes - self.entries[first].1.len() + value.len();
                 self.entries[first].1 = value;
                 let mut index = 0;
-                self.entries.retain(|(k, _)| {
+                let mut removed = 0;
+                self.entries.retain(|(k, v)| {
                     let keep = index <= first || !k.eq_ignore_ascii_case(name);
                     index += 1;
+                    if !keep {
+                        removed += k.len() + v.len();
+                    }
                     keep
                 });
+                self.bytes -= removed;
             }
-            None => self.entries.push((lower(name), value)),
+            None => {
+                self.bytes += name.len() + value.len();
+                self.entries.push((lower(name), value));
+            }
         }
         self.modified = true;
     }
 
+    /// [`HeaderList::replace`] unless that grows the map past `caps`; the map is unchanged
+    /// then.
+    pub(crate) fn try_replace(
+        &mut self,
+        name: &[u8],
+        value: &[u8],
+        caps: MapCaps,
+    ) -> Result<(), OverCap> {
+        let (mut count, mut bytes) = (0, 0);
+        for (k, v) in self
+            .entries
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        {
+            count += 1;
+            bytes += k.len() + v.len();
+        }
+        let after = (
+            self.len() - count + 1,
+            self.bytes - bytes + name.len() + value.len(),
+        );
+        caps.allow(self.size(), after)?;
+        self.replace(name, value);
+        Ok(())
+    }
+
     /// Removes every occurrence of `name` (`proxy_remove_header_map_value`).
     pub fn remove(&mut self, name: &[u8]) {
-        self.entries.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        let mut removed = 0;
+        self.entries.retain(|(k, v)| {
+            let keep = !k.eq_ignore_ascii_case(name);
+            if !keep {
+                removed += k.len() + v.len();
+            }
+            keep
+        });
+        self.bytes -= removed;
         self.modified = true;
     }
 
     /// Replaces the whole map (`proxy_set_header_map_pairs`).
     pub fn set_all<'a>(&mut self, pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) {
+        let mut bytes = 0;
         self.entries = pairs
             .into_iter()
-            .map(|(k, v)| (lower(k), Bytes::copy_from_slice(v)))
+            .map(|(k, v)| {
+                bytes += k.len() + v.len();
+                (lower(k), Bytes::copy_from_slice(v))
+            })
             .collect();
+        self.bytes = bytes;
         self.modified = true;
+    }
+
+    /// [`HeaderList::set_all`] unless the new map is larger than the old one and than
+    /// `caps`; the map is unchanged then.
+    pub(crate) fn try_set_all(
+        &mut self,
+        pairs: &[(&[u8], &[u8])],
+        caps: MapCaps,
+    ) -> Result<(), OverCap> {
+        let bytes = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+        caps.allow(self.size(), (pairs.len(), bytes))?;
+        self.set_all(pairs.iter().copied());
+        Ok(())
     }
 
     /// Summed byte length of names and values (Envoy's `proxy_get_header_map_size`).
     pub fn byte_size(&self) -> usize {
-        self.entries.iter().map(|(k, v)| k.len() + v.len()).sum()
+        self.bytes
+    }
+
+    /// (entries, bytes).
+    fn size(&self) -> (usize, usize) {
+        (self.len(), self.bytes)
     }
 
     /// True when a plugin changed the map since it was built or last marked clean.
@@ -153,6 +274,7 @@ impl HeaderList {
     /// Removes every entry; counts as a change.
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.bytes = 0;
         self.modified = true;
     }
 }
@@ -169,59 +291,4 @@ impl FromIterator<(Bytes, Bytes)> for HeaderList {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn list() -> HeaderList {
-        let mut h = HeaderList::new();
-        h.push(":path", "/a");
-        h.push("X-A", "1");
-        h.push("x-b", "2");
-        h.push("x-a", "3");
-        h
-    }
-
-    #[test]
-    fn names_are_lower_cased_and_lookups_case_insensitive() {
-        let h = list();
-        assert_eq!(h.get(b"X-a").map(|v| &v[..]), Some(&b"1"[..]));
-        assert!(
-            h.iter()
-                .all(|(k, _)| k.iter().all(|c| !c.is_ascii_uppercase()))
-        );
-        assert!(!h.is_modified());
-        assert_eq!(h.status(), None);
-        let mut r = HeaderList::new();
-        r.push(":status", "404");
-        assert_eq!(r.status(), Some(404));
-        r.replace(b":status", b"nope");
-        assert_eq!(r.status(), None);
-    }
-
-    #[test]
-    fn replace_keeps_one_entry_at_the_first_place() {
-        let mut h = list();
-        h.replace(b"x-a", b"9");
-        let pairs: Vec<_> = h.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
-        assert_eq!(
-            pairs,
-            vec![
-                (b":path".to_vec(), b"/a".to_vec()),
-                (b"x-a".to_vec(), b"9".to_vec()),
-                (b"x-b".to_vec(), b"2".to_vec()),
-            ]
-        );
-        assert!(h.is_modified());
-        h.replace(b"x-new", b"v");
-        assert_eq!(h.get(b"x-new").map(|v| &v[..]), Some(&b"v"[..]));
-    }
-
-    #[test]
-    fn remove_drops_every_occurrence_and_size_sums_bytes() {
-        let mut h = list();
-        assert_eq!(h.byte_size(), 5 + 2 + 3 + 1 + 3 + 1 + 3 + 1);
-        h.remove(b"X-A");
-        assert_eq!(h.len(), 2);
-        assert_eq!(h.regular().count(), 1);
-    }
-}
+mod tests;

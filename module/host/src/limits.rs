@@ -3,10 +3,15 @@
 //! callback still running at a tick reads its thread's CPU clock ([`CpuWatch`]) and is
 //! stopped once it has used its budget, so time the thread spent descheduled on a busy
 //! machine does not count.
+//!
+//! Beside them, caps on what a plugin makes the host hold for it ([`Cap`]): buffered body
+//! bytes, header map sizes, callouts in flight per context and log line length. Reaching
+//! one is not a failure of the VM: the hostcall or the stream gets a defined answer, and
+//! the plugin's [`CapHits`] counts and logs it.
 
-use std::time::Instant;
-
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use std::time::Instant;
 
 /// How often the runtime's ticker advances the epoch: the resolution of CPU deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -26,29 +31,71 @@ pub struct Limits {
     /// Per-callback overrides by full callback name (`proxy_on_request_headers`); they win
     /// over `cpu` and `start_cpu`.
     pub cpu_by_callback: Vec<(String, Duration)>,
+    /// Body bytes the host holds for the plugin while it buffers (a PAUSE from a body
+    /// callback), per direction: beyond it a request gets 413 and a response 503 (or is
+    /// aborted once its headers went out), and `proxy_set_buffer_bytes` may not grow a
+    /// body past it.
+    pub body_bytes: u64,
+    /// The summed length of names and values of one header map (Envoy's byte size) that
+    /// the header-map hostcalls may not grow it past.
+    pub header_bytes: u64,
+    /// The entries of one header map (pseudo-headers included) that the header-map
+    /// hostcalls may not grow it past.
+    pub header_pairs: u32,
+    /// Callouts (`proxy_http_call`, `proxy_grpc_call`, `proxy_grpc_stream`) one context may
+    /// have in flight; one more is refused with INTERNAL_FAILURE.
+    pub callouts: u32,
+    /// The bytes of one guest log line (`proxy_log`, or a line on stdout/stderr) that are
+    /// logged; the rest is cut and the cut is marked.
+    pub log_line_bytes: u64,
 }
 
 impl Default for Limits {
-    /// Generous: 256 MiB per VM, 100 ms per callback, 1 s for start-up. They stop a
-    /// runaway plugin without constraining a sane one.
+    /// Generous: 256 MiB per VM, 100 ms per callback, 1 s for start-up; Envoy's defaults
+    /// for bodies (1 MiB) and header maps (60 KiB, 100 entries); 16 callouts in flight per
+    /// context and 4 KiB per log line. They stop a runaway plugin without constraining a
+    /// sane one.
     fn default() -> Self {
         Limits {
             memory_bytes: 256 << 20,
             cpu: Duration::from_millis(100),
             start_cpu: Duration::from_secs(1),
             cpu_by_callback: Vec::new(),
+            body_bytes: 1 << 20,
+            header_bytes: 60 << 10,
+            header_pairs: 100,
+            callouts: 16,
+            log_line_bytes: 4 << 10,
         }
     }
 }
 
 impl Limits {
-    /// For untrusted plugins: 16 MiB per VM, 1 ms per callback, 100 ms for start-up.
+    /// For untrusted plugins: 16 MiB per VM, 1 ms per callback, 100 ms for start-up,
+    /// 64 KiB of buffered body, header maps of 32 KiB and 100 entries, 2 callouts in
+    /// flight per context and 1 KiB per log line.
     pub fn strict() -> Self {
         Limits {
             memory_bytes: 16 << 20,
             cpu: Duration::from_millis(1),
             start_cpu: Duration::from_millis(100),
             cpu_by_callback: Vec::new(),
+            body_bytes: 64 << 10,
+            header_bytes: 32 << 10,
+            header_pairs: 100,
+            callouts: 2,
+            log_line_bytes: 1 << 10,
+        }
+    }
+
+    /// The value of `cap`, as a number for messages.
+    pub(crate) fn cap(&self, cap: Cap) -> u64 {
+        match cap {
+            Cap::Body => self.body_bytes,
+            Cap::HeaderBytes => self.header_bytes,
+            Cap::HeaderPairs => u64::from(self.header_pairs),
+            Cap::Callouts => u64::from(self.callouts),
+            Cap::LogLine => self.log_line_bytes,
         }
     }
 
@@ -59,6 +106,73 @@ impl Limits {
             None if starting => self.start_cpu,
             None => self.cpu,
         }
+    }
+}
+
+/// A cap on what a plugin makes the host hold; the `limit` label of
+/// `wasmbridge_plugin_limit_exceeded_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cap {
+    /// Buffered body bytes (`limits.body`).
+    Body,
+    /// A header map's byte size (`limits.headers.bytes`).
+    HeaderBytes,
+    /// A header map's entries (`limits.headers.pairs`).
+    HeaderPairs,
+    /// Callouts in flight per context (`limits.callouts`).
+    Callouts,
+    /// One log line (`limits.log_line`).
+    LogLine,
+}
+
+impl Cap {
+    const ALL: [Cap; 5] = [
+        Cap::Body,
+        Cap::HeaderBytes,
+        Cap::HeaderPairs,
+        Cap::Callouts,
+        Cap::LogLine,
+    ];
+
+    /// The `limit` label.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Cap::Body => "body",
+            Cap::HeaderBytes => "header_bytes",
+            Cap::HeaderPairs => "header_pairs",
+            Cap::Callouts => "callouts",
+            Cap::LogLine => "log_line",
+        }
+    }
+
+    /// The configuration key, for messages.
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            Cap::Body => "plugins[].limits.body",
+            Cap::HeaderBytes => "plugins[].limits.headers.bytes",
+            Cap::HeaderPairs => "plugins[].limits.headers.pairs",
+            Cap::Callouts => "plugins[].limits.callouts",
+            Cap::LogLine => "plugins[].limits.log_line",
+        }
+    }
+
+    fn index(self) -> usize {
+        Cap::ALL.iter().position(|c| *c == self).unwrap_or(0)
+    }
+}
+
+/// Which caps a plugin reached already, shared by its replicas: the first hit of each is
+/// logged at warn, the others at debug, so that a plugin that keeps hitting one cannot
+/// flood the log (the metric counts them all).
+#[derive(Debug, Default)]
+pub(crate) struct CapHits {
+    warned: [AtomicBool; Cap::ALL.len()],
+}
+
+impl CapHits {
+    /// True the first time `cap` is reached.
+    pub(crate) fn first(&self, cap: Cap) -> bool {
+        !self.warned[cap.index()].swap(true, Ordering::Relaxed)
     }
 }
 

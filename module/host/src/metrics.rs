@@ -1,5 +1,5 @@
 //! Host metrics: how often each plugin callback ran, how long it took, and how often it
-//! failed; how plugins' callouts ended. Registered on a registry the embedding application
+//! failed; how plugins' callouts ended; how often plugins reached a cap. Registered on a registry the embedding application
 //! owns.
 
 use std::time::Duration;
@@ -16,6 +16,7 @@ pub struct HostMetrics {
     duration: HistogramVec,
     callouts: IntCounterVec,
     poisonings: IntCounterVec,
+    limit_exceeded: IntCounterVec,
     pool: crate::pool::PoolEvents,
     log_only: IntCounterVec,
 }
@@ -67,6 +68,14 @@ impl HostMetrics {
         )?;
         registry.register(Box::new(callouts.clone()))?;
         registry.register(Box::new(poisonings.clone()))?;
+        let limit_exceeded = IntCounterVec::new(
+            Opts::new(
+                "wasmbridge_plugin_limit_exceeded_total",
+                "Times a plugin reached a cap of plugins[].limits, by plugin and limit (body, header_bytes, header_pairs, callouts, log_line).",
+            ),
+            &["plugin", "limit"],
+        )?;
+        registry.register(Box::new(limit_exceeded.clone()))?;
         let pool = crate::pool::PoolEvents::register(registry)?;
         let log_only = IntCounterVec::new(
             Opts::new(
@@ -84,6 +93,7 @@ impl HostMetrics {
             duration,
             callouts,
             poisonings,
+            limit_exceeded,
         })
     }
 
@@ -160,6 +170,14 @@ impl PluginMetrics {
         self.host
             .poisonings
             .with_label_values(&[self.plugin.as_str(), reason])
+            .inc();
+    }
+
+    /// Counts one time the plugin reached the cap labelled `limit`.
+    pub(crate) fn limit_exceeded(&self, limit: &str) {
+        self.host
+            .limit_exceeded
+            .with_label_values(&[self.plugin.as_str(), limit])
             .inc();
     }
 

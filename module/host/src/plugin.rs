@@ -237,6 +237,7 @@ impl Plugin {
             metrics: runtime.guest_metrics(),
             host_metrics: metrics.clone(),
             limits: spec.limits.clone(),
+            cap_hits: Default::default(),
         });
         let mut plugin = Plugin {
             info,

@@ -165,6 +165,53 @@ pub(crate) enum Outstanding {
     },
 }
 
+/// A VM's callouts in flight, by token, with the context that made each, and how many
+/// each context has (what `limits.callouts` caps).
+#[derive(Default)]
+pub(crate) struct InFlight {
+    by_token: HashMap<u32, (u32, Outstanding)>,
+    by_context: HashMap<u32, u32>,
+}
+
+impl InFlight {
+    /// Records a callout `context` made.
+    pub fn insert(&mut self, token: u32, context: u32, callout: Outstanding) {
+        if let Some((old, _)) = self.by_token.insert(token, (context, callout)) {
+            self.forget(old);
+        }
+        *self.by_context.entry(context).or_default() += 1;
+    }
+
+    /// Forgets a callout that ended.
+    pub fn remove(&mut self, token: &u32) -> Option<Outstanding> {
+        let (context, callout) = self.by_token.remove(token)?;
+        self.forget(context);
+        Some(callout)
+    }
+
+    pub fn get(&self, token: &u32) -> Option<&Outstanding> {
+        self.by_token.get(token).map(|(_, c)| c)
+    }
+
+    pub fn get_mut(&mut self, token: &u32) -> Option<&mut Outstanding> {
+        self.by_token.get_mut(token).map(|(_, c)| c)
+    }
+
+    /// How many callouts `context` has in flight.
+    pub fn of_context(&self, context: u32) -> u32 {
+        self.by_context.get(&context).copied().unwrap_or(0)
+    }
+
+    fn forget(&mut self, context: u32) {
+        if let Some(n) = self.by_context.get_mut(&context) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_context.remove(&context);
+            }
+        }
+    }
+}
+
 /// How late a tick may be and still keep its place in the cadence.
 const CATCH_UP: Duration = Duration::from_millis(5);
 
@@ -546,4 +593,33 @@ fn close(
         status,
         Some((status, Bytes::from(message))),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_counts_per_context_until_each_callout_ends() {
+        let mut calls = InFlight::default();
+        calls.insert(4, 2, Outstanding::Http);
+        calls.insert(8, 2, Outstanding::Http);
+        calls.insert(12, 3, Outstanding::Http);
+        assert_eq!((calls.of_context(2), calls.of_context(3)), (2, 1));
+        assert!(matches!(calls.remove(&4), Some(Outstanding::Http)));
+        assert!(calls.remove(&4).is_none(), "a token ends once");
+        assert_eq!(calls.of_context(2), 1);
+        assert!(calls.get(&8).is_some() && calls.get(&4).is_none());
+        calls.remove(&8);
+        calls.remove(&12);
+        assert_eq!((calls.of_context(2), calls.of_context(3)), (0, 0));
+        assert!(
+            calls.by_context.is_empty(),
+            "no entry left for ended contexts"
+        );
+        // A token given again (after 2³⁰ calls) replaces the old entry and its count.
+        calls.insert(16, 5, Outstanding::Http);
+        calls.insert(16, 6, Outstanding::Http);
+        assert_eq!((calls.of_context(5), calls.of_context(6)), (0, 1));
+    }
 }

@@ -3,12 +3,13 @@
 //! Request callbacks run in chain order, response callbacks in reverse. A PAUSE from a
 //! header callback stops the chain there ("stop all": no body callbacks) until the stream
 //! is resumed; a PAUSE from a body callback makes the host buffer that plugin's input and
-//! call it again with everything buffered. Trailers end a body that never had
+//! call it again with everything buffered, up to the plugin's `limits.body` (past it, a
+//! request gets Envoy's 413 and a response a 503). Trailers end a body that never had
 //! `end_of_stream`: a plugin still buffering gets its trailer callback, and what it held
 //! goes on, through the next plugins' body callbacks, once it continued from there.
-//! Flow changes a callback recorded (local reply,
-//! continue, close) are applied after it returns. Adapters drive a stream with the
-//! `on_*` methods and write back whatever the plugins changed in [`StreamData`].
+//! Flow changes a callback recorded (local reply, continue, close) are applied after it
+//! returns. Adapters drive a stream with the `on_*` methods and write back whatever the
+//! plugins changed in [`StreamData`].
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use wasmtime::Store;
 
 use crate::context::{Action, HostState, LocalReply, Phase, StreamData, StreamSignal};
 use crate::headers::HeaderList;
+use crate::limits::Cap;
 use crate::plugin::{FailurePolicy, Gone, Plugin};
 use crate::pool::Pin;
 use crate::vm::{Callbacks, HeadersFn};
@@ -53,6 +55,11 @@ pub enum BodyOutcome {
     Held,
     /// Reply with this instead.
     LocalReply(LocalReply),
+    /// A plugin buffered more of the response body than its `limits.body`. Send this
+    /// response instead (a 503 `response_payload_too_large`; Envoy sends 500) if the
+    /// response headers have not gone out yet — like Envoy's, it does not pass the response
+    /// callbacks again — or else abort the stream.
+    ResponseTooLarge(LocalResponse),
     /// Reset the stream.
     Reset,
 }
@@ -73,7 +80,7 @@ pub enum TrailersOutcome {
 }
 
 /// A complete response made from a local reply after the response callbacks ran.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalResponse {
     /// Final status.
     pub status: u16,
@@ -918,7 +925,14 @@ impl HttpStream {
         if !handles || !matches!(self.members[i].slot, Slot::Active { .. }) {
             return Step::Next(data);
         }
+        let cap = self.members[i].plugin.info.limits.body_bytes;
         let buf = &mut self.members[i].bufs[d];
+        let held = buf.len() + data.len();
+        if !buf.is_empty() && held as u64 > cap {
+            // The plugin buffers and the next chunk would take it past its cap: it is not
+            // called again with more than it may hold.
+            return self.body_too_large(dir, i, held);
+        }
         if buf.is_empty() {
             *buf = data;
         } else {
@@ -964,6 +978,8 @@ impl HttpStream {
                 }
                 if go_on || self.in_local_reply {
                     Step::Next(body)
+                } else if body.len() as u64 > cap {
+                    self.body_too_large(dir, i, body.len())
                 } else {
                     self.members[i].bufs[d] = body;
                     self.paused = Some(Paused {
@@ -976,6 +992,71 @@ impl HttpStream {
                 }
             }
         }
+    }
+
+    /// The plugin at `i` would buffer `held` body bytes, past its `limits.body`: Envoy's
+    /// answer to a filter buffer over its limit. A request gets the local reply 413
+    /// `request_payload_too_large` (through the response callbacks, as Envoy's local
+    /// replies); a response the ready-made 503 `response_payload_too_large` (Envoy: 500),
+    /// which an adapter that sent the response headers already turns into an abort. What
+    /// the plugin held is dropped.
+    fn body_too_large(&mut self, dir: Dir, i: usize, held: usize) -> Step {
+        self.members[i].bufs[dir.index()] = BytesMut::new();
+        self.paused = None;
+        let (callback, side, status, details) = match dir {
+            Dir::Request => (
+                "proxy_on_request_body",
+                "request",
+                413,
+                "request_payload_too_large",
+            ),
+            Dir::Response => (
+                "proxy_on_response_body",
+                "response",
+                503,
+                "response_payload_too_large",
+            ),
+        };
+        let context_id = match self.members[i].slot {
+            Slot::Active { context_id, .. } => context_id,
+            _ => 0,
+        };
+        self.members[i].plugin.info.cap_reached(
+            Cap::Body,
+            context_id,
+            callback,
+            format_args!(
+                "the plugin buffered {held} bytes of the {side} body; the stream gets {status} {details}"
+            ),
+        );
+        if self.replied {
+            return Step::End(BodyOutcome::Reset);
+        }
+        self.replied = true;
+        Step::End(match dir {
+            Dir::Request => BodyOutcome::LocalReply(LocalReply {
+                status,
+                details: details.to_string(),
+                body: Bytes::from_static(b"Payload Too Large"),
+                headers: Vec::new(),
+                grpc_status: None,
+            }),
+            Dir::Response => {
+                let body = Bytes::from_static(b"Service Unavailable");
+                let mut headers = HeaderList::new();
+                headers.push(":status", Bytes::from(status.to_string()));
+                headers.push("content-type", Bytes::from_static(b"text/plain"));
+                headers.push("content-length", Bytes::from(body.len().to_string()));
+                let info = &mut self.data.info;
+                info.response_code = Some(status);
+                info.response_details = Some(details.to_string());
+                BodyOutcome::ResponseTooLarge(LocalResponse {
+                    status,
+                    headers,
+                    body,
+                })
+            }
+        })
     }
 
     /// The trailer round from chain position `start`. `carry` is body data released by the

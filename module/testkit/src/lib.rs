@@ -698,7 +698,9 @@ impl Exchange {
                         }
                         return None;
                     }
-                    BodyOutcome::Reset => {
+                    // Envoy resets a response whose headers went out before a filter's
+                    // buffer passed its limit.
+                    BodyOutcome::Reset | BodyOutcome::ResponseTooLarge(_) => {
                         self.end = End::Reset;
                         return None;
                     }

@@ -1,8 +1,23 @@
 //! Resource limits and failure containment through the gateway: a plugin that loops, eats
 //! memory, overflows its stack or traps is stopped; only its replica is replaced; the
-//! gateway keeps serving; `/metrics` counts each poisoning by reason.
+//! gateway keeps serving; `/metrics` counts each poisoning by reason. A plugin that buffers
+//! a body past `limits.body` gets the request a 413 and the response a 503 (or, once the
+//! response headers went out, an aborted response); header maps, callouts and log lines
+//! are capped too; `/metrics` counts each hit by limit.
 
-use wasmbridge_e2e::{Gateway, Proto, Upstream, filter, get, sample, scrape, send};
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use tokio::sync::{Notify, mpsc};
+use wasmbridge_e2e::{Gateway, Proto, Upstream, filter, full, get, sample, scrape, send, serve};
 
 /// A gateway on `threads` workers whose only route runs the `misbehave` probe with
 /// `limits` (YAML flow mapping) and `failure_policy`.
@@ -227,5 +242,339 @@ async fn one_trap_in_ten_under_load_fails_only_its_replica() -> anyhow::Result<(
     // Still serving.
     let reply = send(gw.addr, Proto::H1, get(&gw.url("/"), &[])).await?;
     assert_eq!(reply.status, 200);
+    Ok(())
+}
+
+// ---- body, header, callout and log line caps ------------------------------------------
+
+/// `wasmbridge_plugin_limit_exceeded_total` of `plugin` for `limit`.
+async fn exceeded(gw: &Gateway, plugin: &str, limit: &str) -> anyhow::Result<Option<String>> {
+    let text = scrape(gw).await?;
+    Ok(sample(
+        &text,
+        &format!(r#"wasmbridge_plugin_limit_exceeded_total{{limit="{limit}",plugin="{plugin}"}}"#),
+    ))
+}
+
+/// A body whose chunks a test feeds through a channel; it ends when the sender is dropped.
+struct Fed(mpsc::Receiver<Bytes>);
+
+impl Body for Fed {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// Sends `req` on a new HTTP/1.1 connection and returns the response once its head is in,
+/// its body still to read.
+async fn send_head<B>(gw: &Gateway, req: Request<B>) -> anyhow::Result<Response<Incoming>>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = tokio::net::TcpStream::connect(gw.addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender.send_request(req).await?)
+}
+
+/// What an upstream saw of the requests that reached it.
+#[derive(Default)]
+struct Seen {
+    /// Requests whose head arrived.
+    heads: AtomicUsize,
+    /// Body bytes that arrived, over all requests.
+    body_bytes: AtomicUsize,
+    /// Requests whose body arrived to its end.
+    complete: AtomicUsize,
+}
+
+/// An upstream that reads each request body frame by frame, recording what arrived, and
+/// answers 200 `done` once it ended (a broken body ends the exchange).
+async fn counting_upstream()
+-> anyhow::Result<(std::net::SocketAddr, Arc<Seen>, tokio::task::JoinHandle<()>)> {
+    let seen = Arc::new(Seen::default());
+    let counted = Arc::clone(&seen);
+    let (addr, task) = serve(move |req: Request<Incoming>| {
+        let seen = Arc::clone(&counted);
+        async move {
+            seen.heads.fetch_add(1, Ordering::SeqCst);
+            let mut body = req.into_body();
+            loop {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        let n = frame.data_ref().map_or(0, Bytes::len);
+                        seen.body_bytes.fetch_add(n, Ordering::SeqCst);
+                    }
+                    Some(Err(_)) => break,
+                    None => {
+                        seen.complete.fetch_add(1, Ordering::SeqCst);
+                        break;
+                    }
+                }
+            }
+            Ok::<_, Infallible>(Response::new(full("done")))
+        }
+    })
+    .await?;
+    Ok((addr, seen, task))
+}
+
+/// A gateway whose only route runs the `body` probe (buffering request bodies until their
+/// end) with `limits: {body: 64KiB}`.
+fn body_yaml() -> String {
+    format!(
+        r#"
+server: {{threads: 1}}
+listeners: [{{address: "{{listen}}"}}]
+admin: {{address: "{{admin}}"}}
+clusters: [{{name: backend, endpoints: ["{{upstream}}"]}}]
+plugins:
+  - name: body
+    module: {}
+    configuration: {{request_suffix: "!"}}
+    limits: {{body: 64KiB}}
+routes:
+  - match: {{prefix: /}}
+    cluster: backend
+    plugins: [body]
+"#,
+        filter("body")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_over_the_cap_gets_413_and_no_body_reaches_the_upstream()
+-> anyhow::Result<()> {
+    let (addr, seen, _upstream) = counting_upstream().await?;
+    let gw = Gateway::start("limits-body-request", &body_yaml(), Some(addr)).await?;
+
+    // 80 KiB in two chunks, the stream kept open: the plugin buffers the first, and the
+    // second would take it past 64 KiB. (Pingora reads at most 64 KiB at a time, so the
+    // plugin never sees the whole body at once.) The client stops sending there, so the
+    // gateway closes a connection with nothing unread.
+    let (chunks, rx) = mpsc::channel(2);
+    chunks.send(Bytes::from(vec![b'a'; 40 << 10])).await?;
+    chunks.send(Bytes::from(vec![b'b'; 40 << 10])).await?;
+    let req = Request::post(gw.url("/upload")).body(Fed(rx))?;
+    let resp = send_head(&gw, req).await?;
+    assert_eq!(resp.status(), 413, "{}", gw.log_text());
+    let body = resp.into_body().collect().await?.to_bytes();
+    assert_eq!(&body[..], b"Payload Too Large");
+    drop(chunks);
+
+    gw.wait_for_stream_end().await;
+    // Pingora sends the request head upstream before the first body chunk (as Envoy's
+    // router does once the filter let the headers through); no body byte follows it.
+    assert_eq!(
+        seen.heads.load(Ordering::SeqCst),
+        1,
+        "only the head went upstream"
+    );
+    assert_eq!(
+        seen.body_bytes.load(Ordering::SeqCst),
+        0,
+        "no body byte went upstream"
+    );
+    assert_eq!(
+        seen.complete.load(Ordering::SeqCst),
+        0,
+        "no request reached its end"
+    );
+    let log = gw.log_text();
+    assert!(
+        log.contains("the plugin buffered 81920 bytes of the request body; the stream gets 413 request_payload_too_large (plugins[].limits.body is 65536)"),
+        "{log}"
+    );
+    assert_eq!(exceeded(&gw, "body", "body").await?.as_deref(), Some("1"));
+
+    // The gateway keeps serving, and a body within the cap is buffered and rewritten.
+    let reply = send(
+        gw.addr,
+        Proto::H1,
+        Request::post(gw.url("/small")).body(full("small body"))?,
+    )
+    .await?;
+    assert_eq!(reply.status, 200, "{}", gw.log_text());
+    assert_eq!(&reply.body[..], b"done");
+    assert_eq!(seen.complete.load(Ordering::SeqCst), 1);
+    assert_eq!(seen.body_bytes.load(Ordering::SeqCst), "small body!".len());
+    Ok(())
+}
+
+/// An upstream for the response-side tests: `/whole` answers a 2 KiB body in one piece
+/// with its length, `/late` sends 100 bytes and the rest (4 KiB) only once `more` is
+/// notified, anything else answers `small`.
+async fn response_upstream(
+    more: Arc<Notify>,
+) -> anyhow::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    Ok(serve(move |req: Request<Incoming>| {
+        let more = Arc::clone(&more);
+        async move {
+            let body = match req.uri().path() {
+                "/whole" => full(vec![b'w'; 2 << 10]),
+                "/late" => {
+                    let (tx, rx) = mpsc::channel(2);
+                    tokio::spawn(async move {
+                        let _ = tx.send(Bytes::from(vec![b'e'; 100])).await;
+                        more.notified().await;
+                        let _ = tx.send(Bytes::from(vec![b'l'; 4 << 10])).await;
+                    });
+                    Fed(rx).boxed()
+                }
+                _ => full("small"),
+            };
+            Ok::<_, Infallible>(Response::new(body))
+        }
+    })
+    .await?)
+}
+
+/// A gateway whose only route runs the `hostcalls` probe pausing every response body
+/// callback (so that it buffers all of a response), with `limits: {body: 1KiB}`.
+fn response_yaml() -> String {
+    format!(
+        r#"
+server: {{threads: 1}}
+listeners: [{{address: "{{listen}}"}}]
+admin: {{address: "{{admin}}"}}
+clusters: [{{name: backend, endpoints: ["{{upstream}}"]}}]
+plugins:
+  - name: holder
+    module: {}
+    configuration: '{{"return": {{"on_response_body": "pause"}}}}'
+    limits: {{body: 1KiB}}
+routes:
+  - match: {{prefix: /}}
+    cluster: backend
+    plugins: [holder]
+"#,
+        filter("hostcalls")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_body_over_the_cap_gets_503_while_its_headers_are_unsent() -> anyhow::Result<()>
+{
+    let (addr, _upstream) = response_upstream(Arc::new(Notify::new())).await?;
+    let gw = Gateway::start("limits-body-response", &response_yaml(), Some(addr)).await?;
+    // Head and body arrive in one read: Pingora filters them together before writing the
+    // head, so the 503 can replace the response.
+    let reply = send(gw.addr, Proto::H1, get(&gw.url("/whole"), &[])).await?;
+    assert_eq!(reply.status, 503, "{}", gw.log_text());
+    assert_eq!(&reply.body[..], b"Service Unavailable");
+    assert_eq!(reply.header("content-type"), "text/plain");
+    let log = gw.log_text();
+    assert!(
+        log.contains("the plugin buffered 2048 bytes of the response body; the stream gets 503 response_payload_too_large (plugins[].limits.body is 1024)"),
+        "{log}"
+    );
+    assert_eq!(exceeded(&gw, "holder", "body").await?.as_deref(), Some("1"));
+
+    // Still serving: a response within the cap is held to its end, then sent on.
+    let reply = send(gw.addr, Proto::H1, get(&gw.url("/small"), &[])).await?;
+    assert_eq!(reply.status, 200, "{}", gw.log_text());
+    assert_eq!(&reply.body[..], b"small");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_body_over_the_cap_after_its_headers_went_out_is_aborted() -> anyhow::Result<()>
+{
+    let more = Arc::new(Notify::new());
+    let (addr, _upstream) = response_upstream(Arc::clone(&more)).await?;
+    let gw = Gateway::start("limits-body-abort", &response_yaml(), Some(addr)).await?;
+    let resp = send_head(&gw, get(&gw.url("/late"), &[])).await?;
+    // The head is out; only now does the upstream send what takes the plugin over 1 KiB.
+    assert_eq!(resp.status(), 200);
+    more.notify_one();
+    let body = resp.into_body().collect().await;
+    assert!(
+        body.is_err(),
+        "the response is cut short, not ended normally: {body:?}"
+    );
+    gw.wait_for_stream_end().await;
+    let log = gw.log_text();
+    assert!(
+        log.contains("the plugin buffered 4196 bytes of the response body"),
+        "{log}"
+    );
+    assert!(
+        log.contains("the response headers went out already, so the local reply cannot be sent: the stream is aborted"),
+        "{log}"
+    );
+    assert_eq!(exceeded(&gw, "holder", "body").await?.as_deref(), Some("1"));
+
+    let reply = send(gw.addr, Proto::H1, get(&gw.url("/small"), &[])).await?;
+    assert_eq!(reply.status, 200, "{}", gw.log_text());
+    assert_eq!(&reply.body[..], b"small");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_callout_and_log_line_caps_hold_through_the_gateway() -> anyhow::Result<()> {
+    let upstream = Upstream::start().await;
+    let big = "v".repeat(2000);
+    let message = "m".repeat(300);
+    let call = r#"{"call": "http_call", "upstream": "backend", "headers": [[":method", "GET"], [":path", "/side"], [":authority", "side"]]}"#;
+    let config = format!(
+        r#"{{"on_request_headers": [
+              {{"call": "add_header_map_value", "map": "request_headers", "key": "x-small", "value": "1"}},
+              {{"call": "add_header_map_value", "map": "request_headers", "key": "x-big", "value": "{big}"}},
+              {{"call": "log", "message": "{message}"}},
+              {call}, {call}],
+            "on_http_call_response": [{{"call": "continue_stream", "stream": "request"}}],
+            "return": {{"on_request_headers": "pause"}}}}"#
+    )
+    .replace('\n', " ");
+    let yaml = format!(
+        r#"
+server: {{threads: 1}}
+listeners: [{{address: "{{listen}}"}}]
+admin: {{address: "{{admin}}"}}
+clusters: [{{name: backend, endpoints: ["{{upstream}}"]}}]
+plugins:
+  - name: capped
+    module: {}
+    configuration: '{config}'
+    limits: {{headers: {{bytes: 1KiB}}, callouts: 1, log_line: 128B}}
+routes:
+  - match: {{prefix: /}}
+    cluster: backend
+    plugins: [capped]
+"#,
+        filter("hostcalls")
+    );
+    let gw = Gateway::start("limits-caps", &yaml, Some(upstream.addr)).await?;
+    let reply = send(gw.addr, Proto::H1, get(&gw.url("/"), &[])).await?;
+    assert_eq!(reply.status, 200, "{}", gw.log_text());
+    assert_eq!(reply.upstream_header("x-small").as_deref(), Some("1"));
+    assert_eq!(
+        reply.upstream_header("x-big"),
+        None,
+        "the add past 1 KiB was refused"
+    );
+    gw.wait_for_stream_end().await;
+    let log = gw.log_text();
+    let expect = |needle: &str| assert!(log.contains(needle), "missing {needle:?} in\n{log}");
+    expect("probe on_request_headers add_header_map_value -> Ok");
+    expect("probe on_request_headers add_header_map_value -> BadArgument");
+    expect("probe on_request_headers http_call -> Ok token=");
+    expect("probe on_request_headers http_call -> InternalFailure");
+    expect(&format!("{}…[172 bytes cut]", &message[..128]));
+    for (limit, count) in [("header_bytes", "1"), ("callouts", "1"), ("log_line", "1")] {
+        assert_eq!(
+            exceeded(&gw, "capped", limit).await?.as_deref(),
+            Some(count),
+            "{limit}"
+        );
+    }
+    assert_eq!(exceeded(&gw, "capped", "header_pairs").await?, None);
     Ok(())
 }

@@ -184,7 +184,7 @@ fn body(outcome: BodyOutcome, stream: &mut HttpStream) -> Step {
     match outcome {
         BodyOutcome::Forward(_) => Step::Go,
         BodyOutcome::LocalReply(reply) => Step::Reply(reply),
-        BodyOutcome::Held | BodyOutcome::Reset => Step::Stop,
+        BodyOutcome::Held | BodyOutcome::Reset | BodyOutcome::ResponseTooLarge(_) => Step::Stop,
     }
 }
 

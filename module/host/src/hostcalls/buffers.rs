@@ -3,6 +3,8 @@
 //! Bodies exist only in their body callback (the current chunk, or everything buffered
 //! since the plugin paused); the VM configuration only in `proxy_on_vm_start`, the plugin
 //! configuration only in `proxy_on_configure`. Anything else is NOT_FOUND, as in Envoy.
+//!
+//! A body may not be grown past `plugins[].limits.body` with `proxy_set_buffer_bytes`.
 
 use bytes::{Bytes, BytesMut};
 use wasmbridge_abi::{BufferType, Status};
@@ -10,6 +12,7 @@ use wasmtime::Caller;
 
 use super::{HResult, Registrar, read_bytes, return_bytes, status, write_u32};
 use crate::context::{HostState, Phase};
+use crate::limits::Cap;
 
 pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
     reg.env("proxy_get_buffer_bytes", get_buffer_bytes)?;
@@ -116,10 +119,25 @@ pub(crate) fn edit(body: &mut BytesMut, start: u32, size: u32, data: &[u8]) -> R
     }
 }
 
+/// The length of a body of `len` bytes after [`edit`] with these arguments; `None` for a
+/// mid-buffer splice.
+fn edited_len(len: usize, start: u32, size: u32, added: usize) -> Option<usize> {
+    let size = size as usize;
+    match start as usize {
+        0 if size == 0 => Some(len + added),
+        0 if size < len => Some(len - size + added),
+        0 => Some(added),
+        start if start >= len => Some(len + added),
+        _ => None,
+    }
+}
+
 /// `proxy_set_buffer_bytes(type, start, size, data_ptr, data_size)` — all versions. OK;
 /// NOT_FOUND when the body does not exist in this callback; BAD_ARGUMENT for an unknown or
-/// read-only type, or a mid-buffer splice (Envoy supports prepend, replace-prefix,
-/// replace-all and append only).
+/// read-only type, a mid-buffer splice (Envoy supports prepend, replace-prefix,
+/// replace-all and append only), or a change that would grow the body past
+/// `limits.body` (the body is then unchanged; Envoy has no such check here, and the Rust
+/// SDK traps on any status but OK).
 fn set_buffer_bytes(
     mut caller: Caller<'_, HostState>,
     ty: i32,
@@ -144,7 +162,24 @@ fn set_buffer_bytes(
             Err(_) => return Err(Status::BadArgument.into()),
         }
         let data = read_bytes(&caller, data_ptr, data_size)?;
-        let stream = caller.data_mut().stream_mut().ok_or(Status::NotFound)?;
+        let state = caller.data_mut();
+        let cap = usize::try_from(state.plugin.limits.body_bytes).unwrap_or(usize::MAX);
+        let len = state.stream().ok_or(Status::NotFound)?.body.len();
+        if let Some(after) = edited_len(len, start as u32, size as u32, data.len())
+            && after > cap
+            && after > len
+        {
+            state.plugin.cap_reached(
+                Cap::Body,
+                state.call.effective_context_id,
+                state.call.callback,
+                format_args!(
+                    "proxy_set_buffer_bytes on {ty} refused with BAD_ARGUMENT: the body would have grown from {len} to {after} bytes"
+                ),
+            );
+            return Err(Status::BadArgument.into());
+        }
+        let stream = state.stream_mut().ok_or(Status::NotFound)?;
         edit(&mut stream.body, start as u32, size as u32, &data)?;
         Ok(())
     })
@@ -189,6 +224,25 @@ mod tests {
         edit(&mut b, u32::MAX, 0, b"!").ok();
         assert_eq!(&b[..], b"all!");
         assert_eq!(edit(&mut b, 1, 1, b"x"), Err(Status::BadArgument));
+    }
+
+    #[test]
+    fn edited_lengths_match_the_edits() {
+        for (start, size, data) in [
+            (0, 0, "hello "),
+            (0, 2, "HE"),
+            (0, 99, "all"),
+            (u32::MAX, 0, "!"),
+            (5, 1, "x"),
+            (3, 0, "mid"),
+        ] {
+            let mut b = body("world");
+            let predicted = edited_len(b.len(), start, size, data.len());
+            let done = edit(&mut b, start, size, data.as_bytes())
+                .ok()
+                .map(|()| b.len());
+            assert_eq!(predicted, done, "start {start} size {size}");
+        }
     }
 
     #[test]

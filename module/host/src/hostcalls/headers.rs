@@ -5,13 +5,20 @@
 //! in `proxy_on_request_trailers` / `proxy_on_response_trailers`, and all four are
 //! read-only in `proxy_on_log`. An unavailable map gives BAD_ARGUMENT to `get_value` and to
 //! writes (NOT_FOUND in `proxy_on_log`), and OK with an empty map to `get_pairs`.
+//!
+//! `proxy_add_header_map_value`, `proxy_replace_header_map_value` and
+//! `proxy_set_header_map_pairs` may not grow a map past `plugins[].limits.headers` (its
+//! entries, or the summed length of its names and values): such a change is refused with
+//! BAD_ARGUMENT, the map stays as it was, and the plugin's limit counter goes up. Envoy
+//! applies its header limits only to what the codecs receive, so this is a host difference.
 
 use wasmbridge_abi::{AbiVersion, MapType, Status, deserialize_pairs, serialize_pairs};
 use wasmtime::Caller;
 
 use super::{HResult, Registrar, read_bytes, return_bytes, status, write_u32};
 use crate::context::{HostState, Phase};
-use crate::headers::HeaderList;
+use crate::headers::{HeaderList, MapCaps, OverCap};
+use crate::limits::Cap;
 
 pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
     reg.env("proxy_get_header_map_pairs", get_header_map_pairs)?;
@@ -126,6 +133,42 @@ fn writable(state: &mut HostState, ty: MapType) -> HResult<&mut HeaderList> {
     })
 }
 
+/// The plugin's header-map caps.
+fn caps(state: &HostState) -> MapCaps {
+    let limits = &state.plugin.limits;
+    MapCaps {
+        bytes: usize::try_from(limits.header_bytes).unwrap_or(usize::MAX),
+        pairs: usize::try_from(limits.header_pairs).unwrap_or(usize::MAX),
+    }
+}
+
+/// Applies a capped change with `change`: OK, or BAD_ARGUMENT (counted and logged) when
+/// it would have grown the map past a cap.
+fn capped(
+    state: &mut HostState,
+    ty: MapType,
+    hostcall: &str,
+    change: impl FnOnce(&mut HeaderList, MapCaps) -> Result<(), OverCap>,
+) -> HResult {
+    let caps = caps(state);
+    let Err(over) = change(writable(state, ty)?, caps) else {
+        return Ok(());
+    };
+    let (cap, size, unit) = match over {
+        OverCap::Pairs(n) => (Cap::HeaderPairs, n, "entries"),
+        OverCap::Bytes(n) => (Cap::HeaderBytes, n, "bytes of names and values"),
+    };
+    state.plugin.cap_reached(
+        cap,
+        state.call.effective_context_id,
+        state.call.callback,
+        format_args!(
+            "{hostcall} on {ty} refused with BAD_ARGUMENT: the map would have had {size} {unit}"
+        ),
+    );
+    Err(Status::BadArgument.into())
+}
+
 /// `proxy_get_header_map_pairs(type, ret_ptr_ptr, ret_size_ptr)` — all versions. OK with
 /// every pair in order (an unavailable map is OK + empty); BAD_ARGUMENT for an unknown type.
 fn get_header_map_pairs(
@@ -146,8 +189,9 @@ fn get_header_map_pairs(
 }
 
 /// `proxy_set_header_map_pairs(type, map_ptr, map_size)` — all versions. Replaces the
-/// whole map, pseudo-headers included. OK; BAD_ARGUMENT when unavailable or read-only.
-/// A malformed serialized map counts as empty, as in Envoy.
+/// whole map, pseudo-headers included. OK; BAD_ARGUMENT when unavailable or read-only, or
+/// when the new map is larger than the old one and than `limits.headers` (the map is then
+/// unchanged). A malformed serialized map counts as empty, as in Envoy.
 fn set_header_map_pairs(
     mut caller: Caller<'_, HostState>,
     ty: i32,
@@ -158,8 +202,12 @@ fn set_header_map_pairs(
         let ty = MapType::try_from(ty as u32)?;
         let raw = read_bytes(&caller, ptr, len)?;
         let pairs = deserialize_pairs(&raw).unwrap_or_default();
-        writable(caller.data_mut(), ty)?.set_all(pairs);
-        Ok(())
+        capped(
+            caller.data_mut(),
+            ty,
+            "proxy_set_header_map_pairs",
+            |map, caps| map.try_set_all(&pairs, caps),
+        )
     })
 }
 
@@ -193,7 +241,8 @@ fn get_header_map_value(
 }
 
 /// `proxy_add_header_map_value(type, key, value)` — all versions. Appends an occurrence.
-/// OK; BAD_ARGUMENT when unavailable or read-only.
+/// OK; BAD_ARGUMENT when unavailable or read-only, or when the map would grow past
+/// `limits.headers` (it is then unchanged).
 fn add_header_map_value(
     mut caller: Caller<'_, HostState>,
     ty: i32,
@@ -206,13 +255,18 @@ fn add_header_map_value(
         let ty = MapType::try_from(ty as u32)?;
         let key = read_bytes(&caller, key_ptr, key_len)?;
         let value = read_bytes(&caller, value_ptr, value_len)?;
-        writable(caller.data_mut(), ty)?.add(&key, &value);
-        Ok(())
+        capped(
+            caller.data_mut(),
+            ty,
+            "proxy_add_header_map_value",
+            |map, caps| map.try_add(&key, &value, caps),
+        )
     })
 }
 
 /// `proxy_replace_header_map_value(type, key, value)` — all versions. Leaves exactly one
-/// entry (adds it when absent). OK; BAD_ARGUMENT when unavailable or read-only.
+/// entry (adds it when absent). OK; BAD_ARGUMENT when unavailable or read-only, or when the
+/// map would grow past `limits.headers` (it is then unchanged).
 fn replace_header_map_value(
     mut caller: Caller<'_, HostState>,
     ty: i32,
@@ -225,8 +279,12 @@ fn replace_header_map_value(
         let ty = MapType::try_from(ty as u32)?;
         let key = read_bytes(&caller, key_ptr, key_len)?;
         let value = read_bytes(&caller, value_ptr, value_len)?;
-        writable(caller.data_mut(), ty)?.replace(&key, &value);
-        Ok(())
+        capped(
+            caller.data_mut(),
+            ty,
+            "proxy_replace_header_map_value",
+            |map, caps| map.try_replace(&key, &value, caps),
+        )
     })
 }
 

@@ -1,15 +1,18 @@
 //! Logging and time: `proxy_log`, `proxy_get_log_level`, `proxy_get_current_time_nanoseconds`.
 //!
 //! Guest log lines go to `tracing` under the target `wasm`, with the plugin name, root id
-//! and context id as fields, so operators filter them like any other log.
+//! and context id as fields, so operators filter them like any other log. A line longer
+//! than the plugin's `limits.log_line` is cut at a character boundary and ends with a
+//! marker saying how many bytes were cut.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use wasmbridge_abi::LogLevel;
 use wasmtime::Caller;
 
-use super::{HResult, Registrar, finish, read_bytes, status, write_u32, write_u64};
+use super::{HResult, Registrar, finish, read_prefix, status, write_u32, write_u64};
 use crate::context::HostState;
+use crate::limits::Cap;
 
 pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
     reg.env("proxy_log", log)?;
@@ -45,13 +48,50 @@ pub(crate) fn emit(state: &HostState, level: LogLevel, message: &str) {
     }
 }
 
+/// Emits a guest log line of `total` bytes, of which `raw` holds at least the first
+/// `limits.log_line` + 1: whole when it fits the cap, else cut at the last UTF-8 character
+/// boundary within the cap, with `…[<n> bytes cut]` after it (and the cut counted). Bytes
+/// that are not UTF-8 are replaced, as before.
+pub(crate) fn emit_line(state: &HostState, level: LogLevel, raw: &[u8], total: usize) {
+    let cap = usize::try_from(state.plugin.limits.log_line_bytes).unwrap_or(usize::MAX);
+    if total <= cap {
+        emit(state, level, &String::from_utf8_lossy(raw));
+        return;
+    }
+    let cut = char_floor(raw, cap.min(raw.len()));
+    let kept = String::from_utf8_lossy(&raw[..cut]);
+    emit(state, level, &format!("{kept}…[{} bytes cut]", total - cut));
+    state.plugin.cap_reached(
+        Cap::LogLine,
+        state.call.effective_context_id,
+        state.call.callback,
+        format_args!("a log line of {total} bytes was cut after {cut} bytes"),
+    );
+}
+
+/// The largest index at most `at` that does not split a UTF-8 character of `raw` (one
+/// that begins a character, or `at` itself when nothing there continues one). Looks back
+/// at most three bytes: a longer run of continuation bytes is not UTF-8 anyway.
+fn char_floor(raw: &[u8], at: usize) -> usize {
+    let floor = at.saturating_sub(3);
+    let mut cut = at;
+    while cut > floor && raw.get(cut).is_some_and(|b| b & 0xc0 == 0x80) {
+        cut -= 1;
+    }
+    cut
+}
+
 /// `proxy_log(level, message_ptr, message_size)` — all versions. OK; BAD_ARGUMENT for a
-/// level above CRITICAL; INVALID_MEMORY_ACCESS for a bad message range.
+/// level above CRITICAL; INVALID_MEMORY_ACCESS for a bad message range. A message longer
+/// than `limits.log_line` is cut (see [`emit_line`]); only what is logged is copied out of
+/// guest memory.
 fn log(caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) -> wasmtime::Result<i32> {
     status(|| -> HResult {
         let level = LogLevel::try_from(level as u32)?;
-        let message = read_bytes(&caller, ptr, len)?;
-        emit(caller.data(), level, &String::from_utf8_lossy(&message));
+        let state = caller.data();
+        let cap = usize::try_from(state.plugin.limits.log_line_bytes).unwrap_or(usize::MAX);
+        let message = read_prefix(&caller, ptr, len, cap.saturating_add(1))?;
+        emit_line(caller.data(), level, &message, len as u32 as usize);
         Ok(())
     })
 }
@@ -92,4 +132,21 @@ pub(crate) fn wall_clock_nanos() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::char_floor;
+
+    #[test]
+    fn cuts_fall_on_character_boundaries() {
+        let text = "aé€😀b".as_bytes(); // 1 + 2 + 3 + 4 + 1 bytes
+        let cuts: Vec<usize> = (0..=text.len()).map(|at| char_floor(text, at)).collect();
+        assert_eq!(cuts, [0, 1, 1, 3, 3, 3, 6, 6, 6, 6, 10, 11]);
+        for cut in cuts {
+            assert!(std::str::from_utf8(&text[..cut]).is_ok(), "{cut}");
+        }
+        // Not UTF-8: at most three bytes back.
+        assert_eq!(char_floor(&[b'x', 0x80, 0x80, 0x80, 0x80, 0x80], 5), 2);
+    }
 }

@@ -209,6 +209,25 @@ pub(crate) fn read_bytes(caller: &Caller<'_, HostState>, ptr: i32, len: i32) -> 
         .ok_or(Fault::Status(Status::InvalidMemoryAccess))
 }
 
+/// Copies at most `max` of the `len` bytes at `ptr` out of guest memory; the whole range
+/// must be valid all the same.
+pub(crate) fn read_prefix(
+    caller: &Caller<'_, HostState>,
+    ptr: i32,
+    len: i32,
+    max: usize,
+) -> HResult<Vec<u8>> {
+    let mem = memory(caller)?;
+    let start = ptr as u32 as usize;
+    let len = len as u32 as usize;
+    let end = start.checked_add(len).ok_or(Status::InvalidMemoryAccess)?;
+    let data = mem.data(caller);
+    if end > data.len() {
+        return Err(Status::InvalidMemoryAccess.into());
+    }
+    Ok(data[start..start + len.min(max)].to_vec())
+}
+
 /// Writes `bytes` at `ptr` in guest memory.
 pub(crate) fn write_at(caller: &mut Caller<'_, HostState>, ptr: u32, bytes: &[u8]) -> HResult {
     let mem = memory(caller)?;

@@ -1,6 +1,10 @@
 //! Root-context services: the tick timer, shared queues, HTTP and gRPC callouts and
 //! `proxy_get_status`. Each hostcall only records or posts; the replica's root driver
 //! makes the callbacks later (reference §6.3, §6.4, §11).
+//!
+//! Each context (a stream's, or the root's) may have `plugins[].limits.callouts` HTTP and
+//! gRPC callouts in flight; one more is refused with INTERNAL_FAILURE, the status Envoy
+//! gives a call it could not send, which every SDK returns to the filter as an error.
 
 use std::time::Duration;
 
@@ -13,6 +17,7 @@ use crate::callout::{
     GrpcInbound, GrpcOutbound, GrpcRequest, HttpCallFailure, HttpCallRequest, Pairs,
 };
 use crate::context::HostState;
+use crate::limits::Cap;
 use crate::metrics::{CalloutKind, grpc_outcome};
 use crate::root::{Outstanding, QueueOwner, RootEvent};
 
@@ -171,11 +176,31 @@ fn token(state: &mut HostState, kind: u32) -> u32 {
     base | kind
 }
 
+/// OK when the effective context may start one more callout; INTERNAL_FAILURE (counted
+/// and logged) when it has `limits.callouts` in flight already.
+fn within_cap(state: &HostState, hostcall: &str) -> HResult {
+    let context = state.call.effective_context_id;
+    let in_flight = state.callouts.of_context(context);
+    if in_flight < state.plugin.limits.callouts {
+        return Ok(());
+    }
+    state.plugin.cap_reached(
+        Cap::Callouts,
+        context,
+        state.call.callback,
+        format_args!(
+            "{hostcall} refused with INTERNAL_FAILURE: the context has {in_flight} callouts in flight"
+        ),
+    );
+    Err(Status::InternalFailure.into())
+}
+
 /// `proxy_http_call(upstream_ptr, upstream_size, headers_ptr, headers_size, body_ptr,
 /// body_size, trailers_ptr, trailers_size, timeout_ms, ret_token_ptr)` — all versions.
 /// Sends a request to a named upstream (a cluster); the answer comes to
 /// `proxy_on_http_call_response` on this VM's root. OK with the token; BAD_ARGUMENT for an
-/// unknown upstream, a negative timeout, or a missing `:method`, `:path` or `:authority`.
+/// unknown upstream, a negative timeout, or a missing `:method`, `:path` or `:authority`;
+/// INTERNAL_FAILURE when the calling context has `limits.callouts` in flight.
 #[allow(clippy::too_many_arguments)]
 fn http_call(
     mut caller: Caller<'_, HostState>,
@@ -206,6 +231,7 @@ fn http_call(
             }
         }
         let state = caller.data_mut();
+        within_cap(state, "proxy_http_call")?;
         let request = HttpCallRequest {
             headers,
             body: Bytes::from(body),
@@ -223,7 +249,8 @@ fn http_call(
             }
         };
         let token = token(state, HTTP);
-        state.callouts.insert(token, Outstanding::Http);
+        let context = state.call.effective_context_id;
+        state.callouts.insert(token, context, Outstanding::Http);
         let results = state.root.sender();
         let generation = state.generation;
         let plugin = state.plugin.clone();
@@ -283,6 +310,12 @@ fn open_grpc(
 ) -> HResult<u32> {
     let cluster = grpc_cluster(upstream).ok_or(Status::ParseFailure)?;
     let state = caller.data_mut();
+    let hostcall = if message.is_some() {
+        "proxy_grpc_call"
+    } else {
+        "proxy_grpc_stream"
+    };
+    within_cap(state, hostcall)?;
     let channel = match state.plugin.upstreams.grpc_stream(&cluster, request) {
         Ok(channel) => channel,
         Err(unknown) => {
@@ -301,8 +334,10 @@ fn open_grpc(
         });
     }
     let token = token(state, if unary { GRPC_CALL } else { GRPC_STREAM });
+    let context = state.call.effective_context_id;
     state.callouts.insert(
         token,
+        context,
         Outstanding::Grpc {
             outbound: channel.outbound,
             unary,
@@ -355,7 +390,7 @@ fn grpc_target(
 /// ret_token_ptr)` — all versions. A unary call: exactly one `proxy_on_grpc_receive` on
 /// success, else one `proxy_on_grpc_close`. OK with the token; PARSE_FAILURE when the
 /// upstream is neither a GrpcService nor a known cluster; BAD_ARGUMENT for a negative
-/// timeout.
+/// timeout; INTERNAL_FAILURE when the calling context has `limits.callouts` in flight.
 #[allow(clippy::too_many_arguments)]
 fn grpc_call(
     mut caller: Caller<'_, HostState>,
@@ -392,7 +427,8 @@ fn grpc_call(
 /// `proxy_grpc_stream(upstream_ptr, upstream_size, service_ptr, service_size, method_ptr,
 /// method_size, metadata_ptr, metadata_size, ret_token_ptr)` — all versions. Opens a
 /// bidirectional stream: initial metadata, messages, trailing metadata and the close come
-/// to the root. OK with the token; PARSE_FAILURE as for `proxy_grpc_call`.
+/// to the root. OK with the token; PARSE_FAILURE and INTERNAL_FAILURE as for
+/// `proxy_grpc_call`.
 #[allow(clippy::too_many_arguments)]
 fn grpc_stream(
     mut caller: Caller<'_, HostState>,

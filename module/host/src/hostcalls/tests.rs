@@ -68,6 +68,7 @@ fn registered_signatures_match_the_catalogue() {
         metrics: Default::default(),
         host_metrics: None,
         limits: Default::default(),
+        cap_hits: Default::default(),
         failure_policy: FailurePolicy::FailClosed,
     });
     let (link, _events) = crate::root::RootLink::new();

@@ -19,7 +19,7 @@ use wasmbridge_abi::errno::{
 };
 use wasmtime::Caller;
 
-use super::logging::{emit, wall_clock_nanos};
+use super::logging::{emit, emit_line, wall_clock_nanos};
 use super::{Registrar, read_bytes, write_at, write_u32, write_u64};
 use crate::context::HostState;
 
@@ -115,7 +115,7 @@ fn errno(result: Result<(), super::Fault>) -> wasmtime::Result<i32> {
 }
 
 /// `fd_write`: fd 1 goes to the info log, fd 2 to the error log (one trailing newline
-/// stripped); any other fd is EBADF.
+/// stripped, cut at `limits.log_line` as `proxy_log` is); any other fd is EBADF.
 fn fd_write(
     mut caller: Caller<'_, HostState>,
     fd: i32,
@@ -139,7 +139,7 @@ fn fd_write(
         let total = text.len() as u32;
         let line = text.strip_suffix(b"\n").unwrap_or(&text);
         if !line.is_empty() {
-            emit(caller.data(), level, &String::from_utf8_lossy(line));
+            emit_line(caller.data(), level, line, line.len());
         }
         write_u32(&mut caller, nwritten, total)
     })
