@@ -43,6 +43,8 @@ pub(crate) struct PluginInfo {
     pub host_metrics: Option<crate::metrics::PluginMetrics>,
     /// Memory and CPU limits of each VM.
     pub limits: crate::Limits,
+    /// What the plugin may call and see, and its WASI environment.
+    pub policy: crate::policy::Policy,
 }
 
 impl PluginInfo {

@@ -135,6 +135,22 @@ impl HeaderList {
         self.modified = true;
     }
 
+    /// Replaces every entry but those `keep` names (`proxy_set_header_map_pairs` around
+    /// redacted headers): the given pairs, then the kept entries in their order.
+    pub(crate) fn set_all_keeping<'a>(
+        &mut self,
+        pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+        keep: impl Fn(&[u8]) -> bool,
+    ) {
+        let kept: Vec<(Bytes, Bytes)> = self
+            .entries
+            .drain(..)
+            .filter(|(k, _)| keep(k))
+            .collect();
+        self.set_all(pairs);
+        self.entries.extend(kept);
+    }
+
     /// Summed byte length of names and values (Envoy's `proxy_get_header_map_size`).
     pub fn byte_size(&self) -> usize {
         self.entries.iter().map(|(k, v)| k.len() + v.len()).sum()

@@ -38,6 +38,7 @@ mod limits;
 mod metrics;
 mod plugin;
 mod pool;
+mod policy;
 mod root;
 mod runtime;
 mod shared;
@@ -59,6 +60,7 @@ pub use limits::{EPOCH_TICK, Limits};
 pub use metrics::HostMetrics;
 pub use plugin::{FailurePolicy, NodeInfo, Plugin, PluginSpec};
 pub use pool::{Backoff, Isolation, PoolMetrics, PoolOptions, PoolState, ReplicaState, Selection};
+pub use policy::{Capabilities, EnvironmentVariables, Redaction};
 pub use root::QueueMetrics;
 pub use runtime::{CompiledModule, EngineError, EntryStyle, ModuleInfo, PerStreamPool, Runtime};
 pub use stream::{

@@ -17,6 +17,7 @@ pub struct HostMetrics {
     callouts: IntCounterVec,
     poisonings: IntCounterVec,
     pool: crate::pool::PoolEvents,
+    denied: IntCounterVec,
 }
 
 impl HostMetrics {
@@ -67,6 +68,14 @@ impl HostMetrics {
         registry.register(Box::new(callouts.clone()))?;
         registry.register(Box::new(poisonings.clone()))?;
         let pool = crate::pool::PoolEvents::register(registry)?;
+        let denied = IntCounterVec::new(
+            Opts::new(
+                "wasmbridge_plugin_denied_total",
+                "Calls refused by a plugin's capabilities or redaction, by plugin and capability (a hostcall name, clusters, redact.headers, redact.properties).",
+            ),
+            &["plugin", "capability"],
+        )?;
+        registry.register(Box::new(denied.clone()))?;
         Ok(HostMetrics {
             pool,
             calls,
@@ -74,6 +83,7 @@ impl HostMetrics {
             duration,
             callouts,
             poisonings,
+            denied,
         })
     }
 
@@ -142,6 +152,14 @@ impl PluginMetrics {
         self.host
             .poisonings
             .with_label_values(&[self.plugin.as_str(), reason])
+            .inc();
+    }
+
+    /// Counts one call refused by the plugin's capabilities or redaction.
+    pub(crate) fn denied(&self, capability: &str) {
+        self.host
+            .denied
+            .with_label_values(&[self.plugin.as_str(), capability])
             .inc();
     }
 

@@ -297,6 +297,9 @@ impl Emulator {
                 callouts: source.callouts,
                 foreign: Default::default(),
                 limits: Default::default(),
+                capabilities: Default::default(),
+                redact: Default::default(),
+                environment_variables: Default::default(),
             };
             plugins.push(Plugin::load(&runtime, &compiled, spec, None)?);
         }

@@ -1,6 +1,10 @@
 //! Root-context services: the tick timer, shared queues, HTTP and gRPC callouts and
 //! `proxy_get_status`. Each hostcall only records or posts; the replica's root driver
 //! makes the callbacks later (reference §6.3, §6.4, §11).
+//!
+//! A plugin whose `capabilities.clusters` is set may call only those clusters: a callout to
+//! any other is refused with INTERNAL_FAILURE before the name is looked up, so the status
+//! does not tell whether the cluster exists.
 
 use std::time::Duration;
 
@@ -14,6 +18,7 @@ use crate::callout::{
 };
 use crate::context::HostState;
 use crate::metrics::{CalloutKind, grpc_outcome};
+use crate::policy::{CLUSTERS, refuse};
 use crate::root::{Outstanding, QueueOwner, RootEvent};
 
 pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
@@ -164,6 +169,19 @@ fn timeout(ms: i32) -> HResult<Option<Duration>> {
     }
 }
 
+/// Refuses a callout to a cluster the plugin's `capabilities.clusters` does not list.
+fn check_cluster(state: &HostState, hostcall: &str, cluster: &str) -> HResult {
+    if state.plugin.policy.allows_cluster(cluster) {
+        return Ok(());
+    }
+    refuse(
+        state,
+        CLUSTERS,
+        format_args!("{hostcall} to cluster {cluster:?}, which capabilities.clusters does not list"),
+    );
+    Err(Status::InternalFailure.into())
+}
+
 /// The next token of `kind`.
 fn token(state: &mut HostState, kind: u32) -> u32 {
     let base = state.next_token;
@@ -175,7 +193,8 @@ fn token(state: &mut HostState, kind: u32) -> u32 {
 /// body_size, trailers_ptr, trailers_size, timeout_ms, ret_token_ptr)` — all versions.
 /// Sends a request to a named upstream (a cluster); the answer comes to
 /// `proxy_on_http_call_response` on this VM's root. OK with the token; BAD_ARGUMENT for an
-/// unknown upstream, a negative timeout, or a missing `:method`, `:path` or `:authority`.
+/// unknown upstream, a negative timeout, or a missing `:method`, `:path` or `:authority`;
+/// INTERNAL_FAILURE for an upstream outside the plugin's `capabilities.clusters`.
 #[allow(clippy::too_many_arguments)]
 fn http_call(
     mut caller: Caller<'_, HostState>,
@@ -206,6 +225,7 @@ fn http_call(
             }
         }
         let state = caller.data_mut();
+        check_cluster(state, "proxy_http_call", &upstream)?;
         let request = HttpCallRequest {
             headers,
             body: Bytes::from(body),
@@ -283,6 +303,7 @@ fn open_grpc(
 ) -> HResult<u32> {
     let cluster = grpc_cluster(upstream).ok_or(Status::ParseFailure)?;
     let state = caller.data_mut();
+    check_cluster(state, "gRPC callout", &cluster)?;
     let channel = match state.plugin.upstreams.grpc_stream(&cluster, request) {
         Ok(channel) => channel,
         Err(unknown) => {
@@ -355,7 +376,7 @@ fn grpc_target(
 /// ret_token_ptr)` — all versions. A unary call: exactly one `proxy_on_grpc_receive` on
 /// success, else one `proxy_on_grpc_close`. OK with the token; PARSE_FAILURE when the
 /// upstream is neither a GrpcService nor a known cluster; BAD_ARGUMENT for a negative
-/// timeout.
+/// timeout; INTERNAL_FAILURE for a cluster outside the plugin's `capabilities.clusters`.
 #[allow(clippy::too_many_arguments)]
 fn grpc_call(
     mut caller: Caller<'_, HostState>,
