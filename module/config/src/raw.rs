@@ -349,9 +349,7 @@ impl<'de> Deserialize<'de> for HeaderList {
 impl<'de> Deserialize<'de> for KeyValues {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer
-            .deserialize_map(PairsVisitor(
-                "a mapping of variable names to string values",
-            ))
+            .deserialize_map(PairsVisitor("a mapping of variable names to string values"))
             .map(KeyValues)
     }
 }

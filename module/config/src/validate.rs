@@ -236,11 +236,9 @@ impl Validator<'_> {
                     .and_then(|c| c.allow_host_port)
                     .unwrap_or(false),
             };
-            let capabilities =
-                self.capabilities(&at, plugin.capabilities, clusters, callouts)?;
+            let capabilities = self.capabilities(&at, plugin.capabilities, clusters, callouts)?;
             let redact = self.redact(&at, plugin.redact)?;
-            let environment_variables =
-                self.environment(&at, plugin.environment_variables)?;
+            let environment_variables = self.environment(&at, plugin.environment_variables)?;
             plugins.push(PluginConfig {
                 name: plugin.name,
                 root_id: plugin.root_id.unwrap_or_default(),

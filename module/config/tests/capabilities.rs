@@ -31,7 +31,8 @@ fn rejects(plugin: &str, key_path: &str, needle: &str) {
             assert_eq!(err.key_path(), key_path, "{err}");
             assert!(err.to_string().contains(needle), "{err}");
             assert!(
-                err.to_string().starts_with(&format!("{FILE}: {key_path}: ")),
+                err.to_string()
+                    .starts_with(&format!("{FILE}: {key_path}: ")),
                 "{err}"
             );
         }

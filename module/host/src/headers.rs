@@ -142,11 +142,7 @@ impl HeaderList {
         pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
         keep: impl Fn(&[u8]) -> bool,
     ) {
-        let kept: Vec<(Bytes, Bytes)> = self
-            .entries
-            .drain(..)
-            .filter(|(k, _)| keep(k))
-            .collect();
+        let kept: Vec<(Bytes, Bytes)> = self.entries.drain(..).filter(|(k, _)| keep(k)).collect();
         self.set_all(pairs);
         self.entries.extend(kept);
     }

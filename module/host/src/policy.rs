@@ -345,7 +345,10 @@ mod tests {
         assert!(hidden(&p, "source"), "a prefix would reveal it");
         assert!(!hidden(&p, "source.port"));
         assert!(!hidden(&p, "source.addressx"));
-        assert!(hidden(&p, "xds.node.id"), "an alias redacts what it stands for");
+        assert!(
+            hidden(&p, "xds.node.id"),
+            "an alias redacts what it stands for"
+        );
         assert!(hidden(&p, "node.metadata.x"));
         assert!(hidden(&p, "xds"));
         assert!(!hidden(&p, "xds.route_name"));
@@ -375,8 +378,7 @@ mod tests {
                 .collect(),
         };
         let resolve = |e: &EnvironmentVariables| {
-            Policy::new("t", &Capabilities::default(), &Redaction::default(), e)
-                .map(|p| p.environ)
+            Policy::new("t", &Capabilities::default(), &Redaction::default(), e).map(|p| p.environ)
         };
         // PATH is set under cargo; the unlikely name is not, and is left out.
         let entries = resolve(&env(

@@ -14,10 +14,9 @@ use bytes::Bytes;
 use common::{built_filter, logged};
 use prometheus::{Encoder, Registry, TextEncoder};
 use wasmbridge_host::{
-    BoxFuture, Callouts, Capabilities, EnvironmentVariables, FilterChain, GrpcChannel,
-    GrpcRequest, HeadersOutcome, HostMetrics, HttpCallFailure, HttpCallRequest,
-    HttpCallResponse, Plugin, PluginSpec, Redaction, Runtime, StreamData, UnknownUpstream,
-    Upstreams,
+    BoxFuture, Callouts, Capabilities, EnvironmentVariables, FilterChain, GrpcChannel, GrpcRequest,
+    HeadersOutcome, HostMetrics, HttpCallFailure, HttpCallRequest, HttpCallResponse, Plugin,
+    PluginSpec, Redaction, Runtime, StreamData, UnknownUpstream, Upstreams,
 };
 
 /// A loaded plugin and the registry its host metrics are on.
@@ -89,7 +88,12 @@ fn outcomes(log: &str) -> Vec<String> {
         .filter_map(|l| l.split_once("probe on_request_headers "))
         .filter_map(|(_, rest)| rest.split_once(" -> "))
         // The line's fields follow the message.
-        .map(|(call, outcome)| (call, outcome.rsplit_once(" plugin=").map_or(outcome, |o| o.0)))
+        .map(|(call, outcome)| {
+            (
+                call,
+                outcome.rsplit_once(" plugin=").map_or(outcome, |o| o.0),
+            )
+        })
         .map(|(call, outcome)| format!("{call} -> {outcome}"))
         .collect()
 }
@@ -139,7 +143,10 @@ fn a_denied_family_answers_internal_failure_logs_once_and_counts() {
     let warning = "hostcall proxy_define_metric is not allowed by the plugin's capabilities";
     assert_eq!(first.matches(warning).count(), 1, "{first}");
     assert!(first.contains("WARN"), "{first}");
-    assert!(first.contains("capability=\"proxy_define_metric\""), "{first}");
+    assert!(
+        first.contains("capability=\"proxy_define_metric\""),
+        "{first}"
+    );
     assert_eq!(second.matches(warning).count(), 0, "logged once:\n{second}");
     let r = &loaded.registry;
     assert_eq!(denied(r, "nometrics", "proxy_define_metric"), Some(2));
@@ -367,17 +374,29 @@ fn redacted_headers_are_invisible_and_untouchable() {
         ],
         "{log}"
     );
-    assert!(!log.contains("secret"), "the value never reaches the plugin:\n{log}");
+    assert!(
+        !log.contains("secret"),
+        "the value never reaches the plugin:\n{log}"
+    );
     // The redacted headers are still there, unchanged, for the upstream.
     let headers = &data.request_headers;
     assert_eq!(
         headers.get(b"authorization").map(|v| &v[..]),
         Some(&b"Bearer secret"[..])
     );
-    assert_eq!(headers.get(b"cookie").map(|v| &v[..]), Some(&b"session=1"[..]));
+    assert_eq!(
+        headers.get(b"cookie").map(|v| &v[..]),
+        Some(&b"session=1"[..])
+    );
     assert_eq!(headers.get(b"x-new").map(|v| &v[..]), Some(&b"1"[..]));
-    assert!(headers.get(b"accept").is_none(), "the visible ones were replaced");
-    assert_eq!(denied(&loaded.registry, "redact", "redact.headers"), Some(4));
+    assert!(
+        headers.get(b"accept").is_none(),
+        "the visible ones were replaced"
+    );
+    assert_eq!(
+        denied(&loaded.registry, "redact", "redact.headers"),
+        Some(4)
+    );
 }
 
 #[test]
@@ -418,7 +437,10 @@ fn redacted_properties_read_as_not_found() {
         "{log}"
     );
     assert!(!log.contains("192.0.2.7"), "{log}");
-    assert_eq!(denied(&loaded.registry, "props", "redact.properties"), Some(2));
+    assert_eq!(
+        denied(&loaded.registry, "props", "redact.properties"),
+        Some(2)
+    );
 }
 
 #[test]
@@ -495,7 +517,9 @@ fn a_wrong_capability_or_environment_fails_the_load_naming_the_plugin() {
         ..spec("bad")
     });
     assert!(
-        err.starts_with("plugin `bad` (module probe.wasm): capabilities: unknown capability `htttp_calls`"),
+        err.starts_with(
+            "plugin `bad` (module probe.wasm): capabilities: unknown capability `htttp_calls`"
+        ),
         "{err}"
     );
     let err = load(PluginSpec {

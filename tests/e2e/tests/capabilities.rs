@@ -35,9 +35,7 @@ async fn denied(gw: &Gateway, capability: &str) -> anyhow::Result<Option<String>
     let text = scrape(gw).await?;
     Ok(sample(
         &text,
-        &format!(
-            r#"wasmbridge_plugin_denied_total{{capability="{capability}",plugin="probe"}}"#
-        ),
+        &format!(r#"wasmbridge_plugin_denied_total{{capability="{capability}",plugin="probe"}}"#),
     ))
 }
 
@@ -59,16 +57,31 @@ async fn a_denied_capability_answers_internal_failure_and_is_counted() -> anyhow
     for round in 1..=2 {
         let reply = send(gw.addr, Proto::H1, get(&gw.url("/"), &[])).await?;
         assert_eq!(reply.status, 200, "{}", gw.log_text());
-        assert_eq!(reply.header("x-define-metric"), "InternalFailure", "round {round}");
-        assert_eq!(reply.header("x-http-call"), "InternalFailure", "round {round}");
+        assert_eq!(
+            reply.header("x-define-metric"),
+            "InternalFailure",
+            "round {round}"
+        );
+        assert_eq!(
+            reply.header("x-http-call"),
+            "InternalFailure",
+            "round {round}"
+        );
         assert_eq!(reply.header("x-method"), "Ok \"GET\"", "allowed calls work");
     }
-    assert_eq!(denied(&gw, "proxy_define_metric").await?.as_deref(), Some("2"));
+    assert_eq!(
+        denied(&gw, "proxy_define_metric").await?.as_deref(),
+        Some("2")
+    );
     assert_eq!(denied(&gw, "clusters").await?.as_deref(), Some("2"));
     let log = gw.log_text();
     let warning = "hostcall proxy_define_metric is not allowed by the plugin's capabilities";
     assert_eq!(log.matches(warning).count(), 1, "logged once:\n{log}");
-    assert_eq!(upstream.requests(), 2, "only the two proxied requests, no callout");
+    assert_eq!(
+        upstream.requests(),
+        2,
+        "only the two proxied requests, no callout"
+    );
     Ok(())
 }
 
@@ -103,7 +116,10 @@ async fn a_redacted_header_is_invisible_to_the_plugin_and_reaches_the_upstream()
     assert_eq!(reply.status, 200, "{}", gw.log_text());
     assert_eq!(reply.header("x-seen-authorization"), "NotFound");
     let pairs = reply.header("x-seen-pairs");
-    assert!(pairs.starts_with("Ok [") && pairs.contains("x-other=\"visible\""), "{pairs}");
+    assert!(
+        pairs.starts_with("Ok [") && pairs.contains("x-other=\"visible\""),
+        "{pairs}"
+    );
     assert!(!pairs.contains("authorization"), "{pairs}");
     assert_eq!(reply.header("x-seen-property"), "NotFound");
     assert_eq!(reply.header("x-seen-source"), "NotFound");

@@ -177,7 +177,9 @@ fn check_cluster(state: &HostState, hostcall: &str, cluster: &str) -> HResult {
     refuse(
         state,
         CLUSTERS,
-        format_args!("{hostcall} to cluster {cluster:?}, which capabilities.clusters does not list"),
+        format_args!(
+            "{hostcall} to cluster {cluster:?}, which capabilities.clusters does not list"
+        ),
     );
     Err(Status::InternalFailure.into())
 }
