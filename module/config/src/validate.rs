@@ -19,8 +19,7 @@ use crate::{
     AdminConfig, CalloutConfig, CapabilitiesConfig, ClusterConfig, Config, DirectResponse,
     EnvironmentConfig, FailurePolicy, HeaderMatch, HeaderRule, Isolation, LimitsConfig,
     LimitsProfile, ListenerConfig, NodeConfig, PluginConfig, PoolConfig, RedactConfig,
-    ReloadConfig, RouteAction, RouteConfig, RouteMatch, Selection, ServerConfig,
-    StructValue,
+    ReloadConfig, RouteAction, RouteConfig, RouteMatch, Selection, ServerConfig, StructValue,
 };
 
 const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 1;

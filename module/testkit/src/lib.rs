@@ -297,9 +297,8 @@ impl Emulator {
                 callouts: source.callouts,
                 foreign: Default::default(),
                 limits: Default::default(),
-                capabilities: Default::default(),
-                redact: Default::default(),
-                environment_variables: Default::default(),
+                // Pool, capabilities, redaction and environment: the defaults.
+                ..PluginSpec::default()
             };
             plugins.push(Plugin::load(&runtime, &compiled, spec, None)?);
         }
