@@ -16,8 +16,9 @@ use pingora::server::configuration::ServerConf;
 use prometheus::{IntCounterVec, Opts, Registry};
 use wasmbridge_config::{Config, RouteAction, RouteConfig};
 use wasmbridge_host::{
-    Backoff, Callouts, FilterChain, ForeignFunctions, HostMetrics, Isolation, Limits, LocalReply,
-    NodeInfo, PerStreamPool, Plugin, PluginSpec, PoolMetrics, PoolOptions, Runtime,
+    Backoff, Callouts, Capabilities, EnvironmentVariables, FilterChain, ForeignFunctions,
+    HostMetrics, Isolation, Limits, LocalReply, NodeInfo, PerStreamPool, Plugin, PluginSpec,
+    PoolMetrics, PoolOptions, Redaction, Runtime,
 };
 
 use crate::admin::admin_service;
@@ -321,6 +322,19 @@ impl Gateway {
                 callouts: Callouts::new(upstreams.allowing_addresses(pc.callouts.allow_host_port)),
                 foreign: ForeignFunctions::default(),
                 limits: limits(&pc.limits),
+                capabilities: Capabilities {
+                    allowed: pc.capabilities.allowed.clone(),
+                    denied: pc.capabilities.denied.clone(),
+                    clusters: pc.capabilities.clusters.clone(),
+                },
+                redact: Redaction {
+                    headers: pc.redact.headers.clone(),
+                    properties: pc.redact.properties.clone(),
+                },
+                environment_variables: EnvironmentVariables {
+                    host_env_keys: pc.environment_variables.host_env_keys.clone(),
+                    key_values: pc.environment_variables.key_values.clone(),
+                },
             };
             let plugin = Plugin::load(runtime, &module, spec, Some(host_metrics.clone()))?;
             for unknown in &plugin.module_info().unknown_imports {

@@ -554,8 +554,8 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         sections::HEADER_MAPS,
         C,
         "proxy_get_header_map_pairs(type, ret_ptr_ptr, ret_size_ptr): every pair in wire \
-         order, one per occurrence, serialized (reference 7.2); empty is 0/0. OK (an \
-         unavailable map is OK and empty); BAD_ARGUMENT for a type above 7; \
+         order, one per occurrence, serialized (reference 7.2), without the request headers \
+         the plugin's redaction hides; empty is 0/0. OK (an unavailable map is OK and empty); BAD_ARGUMENT for a type above 7; \
          INVALID_MEMORY_ACCESS.",
     ),
     env(
@@ -566,8 +566,9 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         sections::HEADER_MAPS,
         C,
         "proxy_set_header_map_pairs(type, map_ptr, map_size): drops every entry, pseudo-headers \
-         included, and adds the given pairs with lower-cased keys. OK; BAD_ARGUMENT if the map \
-         is unavailable or read-only; INVALID_MEMORY_ACCESS.",
+         included, and adds the given pairs with lower-cased keys; request headers the plugin's \
+         redaction hides stay. OK; BAD_ARGUMENT if the map is unavailable or read-only; \
+         INTERNAL_FAILURE if a pair names a redacted header; INVALID_MEMORY_ACCESS.",
     ),
     env(
         "proxy_get_header_map_value",
@@ -577,8 +578,8 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         sections::HEADER_MAPS,
         C,
         "proxy_get_header_map_value(type, key_ptr, key_size, ret_ptr_ptr, ret_size_ptr): the \
-         first value of the key, case-insensitively. OK; NOT_FOUND for a missing key (0.2.x; \
-         0.1.0 gives OK and empty); BAD_ARGUMENT if the map is unavailable in this phase \
+         first value of the key, case-insensitively; a redacted request header is missing. OK; \
+         NOT_FOUND for a missing key (0.2.x; 0.1.0 gives OK and empty); BAD_ARGUMENT if the map is unavailable in this phase \
          (NOT_FOUND during on_log); INVALID_MEMORY_ACCESS.",
     ),
     env(
@@ -590,7 +591,7 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         C,
         "proxy_add_header_map_value(type, key_ptr, key_size, value_ptr, value_size): appends \
          an occurrence. OK; BAD_ARGUMENT if the map is unavailable or read-only; \
-         INVALID_MEMORY_ACCESS.",
+         INTERNAL_FAILURE for a redacted request header; INVALID_MEMORY_ACCESS.",
     ),
     env(
         "proxy_replace_header_map_value",
@@ -601,7 +602,7 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         C,
         "proxy_replace_header_map_value(type, key_ptr, key_size, value_ptr, value_size): \
          leaves exactly one entry for the key, adding it if absent. OK; BAD_ARGUMENT; \
-         INVALID_MEMORY_ACCESS.",
+         INTERNAL_FAILURE for a redacted request header; INVALID_MEMORY_ACCESS.",
     ),
     env(
         "proxy_remove_header_map_value",
@@ -611,7 +612,8 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         sections::HEADER_MAPS,
         C,
         "proxy_remove_header_map_value(type, key_ptr, key_size): removes every occurrence. \
-         OK, also when absent; BAD_ARGUMENT; INVALID_MEMORY_ACCESS.",
+         OK, also when absent; BAD_ARGUMENT; INTERNAL_FAILURE for a redacted request header; \
+         INVALID_MEMORY_ACCESS.",
     ),
     env(
         "proxy_get_header_map_size",
@@ -621,8 +623,8 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         sections::HEADER_MAPS,
         R,
         "proxy_get_header_map_size(type, ret_size_ptr): the summed byte length of keys and \
-         values, as Envoy (the spec says the serialized size). OK; BAD_ARGUMENT; \
-         INVALID_MEMORY_ACCESS.",
+         values, as Envoy (the spec says the serialized size), redacted request headers left \
+         out. OK; BAD_ARGUMENT; INVALID_MEMORY_ACCESS.",
     ),
     // 5.5 Properties
     env(
@@ -635,8 +637,9 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         sections::PROPERTIES,
         C,
         "proxy_get_property(path_ptr, path_size, ret_ptr_ptr, ret_size_ptr): the value at a \
-         NUL-separated path, encoded as Envoy does (reference 13). OK; NOT_FOUND; \
-         SERIALIZATION_FAILURE; INTERNAL_FAILURE; INVALID_MEMORY_ACCESS.",
+         NUL-separated path, encoded as Envoy does (reference 13). OK; NOT_FOUND (also for \
+         what the plugin's redaction covers); SERIALIZATION_FAILURE; INTERNAL_FAILURE; \
+         INVALID_MEMORY_ACCESS.",
     ),
     env(
         "proxy_set_property",
@@ -648,7 +651,7 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_set_property(path_ptr, path_size, value_ptr, value_size): stores an opaque \
          per-stream value, readable back with proxy_get_property and by later filters. OK; \
          NOT_FOUND without a stream (e.g. in a root context); BAD_ARGUMENT if rejected; \
-         INVALID_MEMORY_ACCESS.",
+         INTERNAL_FAILURE for a path the plugin's redaction covers; INVALID_MEMORY_ACCESS.",
     ),
     // 5.6 Stream control, local replies
     env(
@@ -727,7 +730,8 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
          body_size, trailers_ptr, trailers_size, timeout_ms, ret_token_ptr): an async HTTP \
          call to a named upstream, answered by proxy_on_http_call_response on the root. OK; \
          BAD_ARGUMENT for an unknown upstream, a negative timeout or a missing :method, :path \
-         or :authority; INTERNAL_FAILURE if sending fails at once.",
+         or :authority; INTERNAL_FAILURE if sending fails at once, or for a cluster outside \
+         the plugin's capabilities.clusters (a wasmbridge setting).",
     ),
     env(
         "proxy_grpc_call",
@@ -739,7 +743,8 @@ pub static HOSTCALLS: &[HostcallSpec] = &[
         "proxy_grpc_call(upstream_ptr, upstream_size, service_ptr, service_size, method_ptr, \
          method_size, metadata_ptr, metadata_size, message_ptr, message_size, timeout_ms, \
          ret_token_ptr): a unary gRPC call. OK; PARSE_FAILURE for an upstream that is neither \
-         a GrpcService nor a known cluster; BAD_ARGUMENT; INTERNAL_FAILURE.",
+         a GrpcService nor a known cluster; BAD_ARGUMENT; INTERNAL_FAILURE (also for a \
+         cluster outside the plugin's capabilities.clusters).",
     ),
     env(
         "proxy_grpc_stream",

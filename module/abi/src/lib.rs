@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod capability;
 pub mod catalogue;
 pub mod map;
 pub mod property;

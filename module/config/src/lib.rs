@@ -169,6 +169,12 @@ pub struct PluginConfig {
     /// Log-only mode (`log_only`, default false): the plugin sees the traffic, and what it
     /// would change is logged and counted instead of applied.
     pub log_only: bool,
+    /// What the plugin may call (`capabilities`).
+    pub capabilities: CapabilitiesConfig,
+    /// What is hidden from the plugin (`redact`).
+    pub redact: RedactConfig,
+    /// The plugin's WASI environment variables (`environment_variables`).
+    pub environment_variables: EnvironmentConfig,
     /// Where the plugin sits in the file (`plugins[2]`), for messages.
     pub key_path: String,
 }
@@ -180,6 +186,41 @@ pub struct CalloutConfig {
     /// (`allow_host_port`, default false), as Kong's ngx_wasm_module does; a name that is
     /// a cluster always means the cluster.
     pub allow_host_port: bool,
+}
+
+/// What a plugin may call (`plugins[i].capabilities`): hostcall families (`http_calls`,
+/// `headers_write`, ...; `wasmbridge_abi::capability::FAMILIES`) or hostcall names
+/// (`proxy_http_call`, `fd_write`), as Envoy's `capability_restriction_config`. Every name is
+/// known; the default allows everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CapabilitiesConfig {
+    /// `allowed`: when set (never empty), only these may be called.
+    pub allowed: Option<Vec<String>>,
+    /// `denied`: these may not be called, whatever `allowed` says.
+    pub denied: Vec<String>,
+    /// `clusters`: when set, the only callout targets (cluster names, or `host:port` with
+    /// `callouts.allow_host_port`); each names a cluster of the file.
+    pub clusters: Option<Vec<String>>,
+}
+
+/// What is hidden from a plugin (`plugins[i].redact`); empty by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedactConfig {
+    /// `headers`: request header names, lower-cased (pseudo-headers allowed).
+    pub headers: Vec<String>,
+    /// `properties`: dotted property paths (`source.address`, `request.headers.cookie`).
+    pub properties: Vec<String>,
+}
+
+/// A plugin's WASI environment variables (`plugins[i].environment_variables`), as Envoy's
+/// `VmConfig.environment_variables`. Every name appears once across both lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvironmentConfig {
+    /// `host_env_keys`: names copied from the gateway's environment when the plugin loads
+    /// (skipped when unset there).
+    pub host_env_keys: Vec<String>,
+    /// `key_values`: names and values, in file order.
+    pub key_values: Vec<(String, String)>,
 }
 
 /// A plugin's resource limits (`plugins[i].limits`) as written: what is not set comes

@@ -68,7 +68,7 @@ pub(crate) struct RawCluster {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with `name`, `module` and optionally `root_id`, `vm_id`, `configuration`, `vm_configuration`, `failure_policy`, `callouts`, `limits`"
+    expecting = "a mapping with `name`, `module` and optionally `root_id`, `vm_id`, `configuration`, `vm_configuration`, `failure_policy`, `callouts`, `limits`, `isolation`, `pool`, `reload`, `capabilities`, `redact`, `environment_variables`"
 )]
 pub(crate) struct RawPlugin {
     pub name: String,
@@ -84,6 +84,9 @@ pub(crate) struct RawPlugin {
     pub pool: Option<RawPool>,
     pub reload: Option<RawReload>,
     pub log_only: Option<bool>,
+    pub capabilities: Option<RawCapabilities>,
+    pub redact: Option<RawRedact>,
+    pub environment_variables: Option<RawEnvironment>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -135,6 +138,37 @@ pub(crate) struct RawReload {
 pub(crate) struct RawBackoff {
     pub base_interval: Option<String>,
     pub max_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with optionally `allowed`, `denied`, `clusters`"
+)]
+pub(crate) struct RawCapabilities {
+    pub allowed: Option<Vec<String>>,
+    pub denied: Option<Vec<String>>,
+    pub clusters: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with optionally `headers`, `properties`"
+)]
+pub(crate) struct RawRedact {
+    pub headers: Option<Vec<String>>,
+    pub properties: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with optionally `host_env_keys`, `key_values`"
+)]
+pub(crate) struct RawEnvironment {
+    pub host_env_keys: Option<Vec<String>>,
+    pub key_values: Option<KeyValues>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -270,6 +304,11 @@ pub(crate) struct RawDirectResponse {
 #[derive(Debug, Default)]
 pub(crate) struct HeaderList(pub Vec<(String, String)>);
 
+/// A mapping of names to string values that keeps the order it was written in (and
+/// repeated names, which validation rejects).
+#[derive(Debug, Default)]
+pub(crate) struct KeyValues(pub Vec<(String, String)>);
+
 /// Parses the text in two passes: a plain YAML parse first, so that a syntax error is
 /// reported as such (the typed pass reads lazily and could trip over a bad key before it
 /// reaches the bad syntax), then the typed pass, which tracks key paths.
@@ -295,26 +334,37 @@ impl From<RawFailurePolicy> for crate::FailurePolicy {
     }
 }
 
+/// Reads a mapping of strings to strings in order; the text says what the mapping is.
+struct PairsVisitor(&'static str);
+
+impl<'de> Visitor<'de> for PairsVisitor {
+    type Value = Vec<(String, String)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        while let Some(entry) = map.next_entry::<String, String>()? {
+            pairs.push(entry);
+        }
+        Ok(pairs)
+    }
+}
+
 impl<'de> Deserialize<'de> for HeaderList {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct HeaderVisitor;
+        deserializer
+            .deserialize_map(PairsVisitor("a mapping of header names to values"))
+            .map(HeaderList)
+    }
+}
 
-        impl<'de> Visitor<'de> for HeaderVisitor {
-            type Value = HeaderList;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a mapping of header names to values")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HeaderList, A::Error> {
-                let mut headers = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some(entry) = map.next_entry::<String, String>()? {
-                    headers.push(entry);
-                }
-                Ok(HeaderList(headers))
-            }
-        }
-
-        deserializer.deserialize_map(HeaderVisitor)
+impl<'de> Deserialize<'de> for KeyValues {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_map(PairsVisitor("a mapping of variable names to string values"))
+            .map(KeyValues)
     }
 }

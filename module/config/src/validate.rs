@@ -10,15 +10,16 @@ use std::time::Duration;
 use crate::error::ConfigError;
 use crate::payload;
 use crate::raw::{
-    RawAdmin, RawCluster, RawConfig, RawDirectResponse, RawHeaderLimits, RawHeaderMatch, RawLimits,
-    RawListener, RawMatch, RawNode, RawPlugin, RawProfile, RawRoute, RawServer, RawSize,
+    RawAdmin, RawCapabilities, RawCluster, RawConfig, RawDirectResponse, RawEnvironment,
+    RawHeaderLimits, RawHeaderMatch, RawLimits, RawListener, RawMatch, RawNode, RawPlugin,
+    RawProfile, RawRedact, RawRoute, RawServer, RawSize,
 };
 use crate::raw::{RawIsolation, RawPool, RawReload, RawSelection};
 use crate::{
-    AdminConfig, CalloutConfig, ClusterConfig, Config, DirectResponse, FailurePolicy, HeaderMatch,
-    HeaderRule, Isolation, LimitsConfig, LimitsProfile, ListenerConfig, NodeConfig, PluginConfig,
-    PoolConfig, ReloadConfig, RouteAction, RouteConfig, RouteMatch, Selection, ServerConfig,
-    StructValue,
+    AdminConfig, CalloutConfig, CapabilitiesConfig, ClusterConfig, Config, DirectResponse,
+    EnvironmentConfig, FailurePolicy, HeaderMatch, HeaderRule, Isolation, LimitsConfig,
+    LimitsProfile, ListenerConfig, NodeConfig, PluginConfig, PoolConfig, RedactConfig,
+    ReloadConfig, RouteAction, RouteConfig, RouteMatch, Selection, ServerConfig, StructValue,
 };
 
 const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 1;
@@ -46,7 +47,7 @@ pub(crate) fn validate(
         .map(|admin| v.admin(admin, &listeners))
         .transpose()?;
     let clusters = v.clusters(raw.clusters.unwrap_or_default())?;
-    let plugins = v.plugins(raw.plugins.unwrap_or_default())?;
+    let plugins = v.plugins(raw.plugins.unwrap_or_default(), &clusters)?;
     let routes = v.routes(raw.routes.unwrap_or_default(), &clusters, &plugins)?;
     Ok(Config {
         source: source.to_path_buf(),
@@ -203,7 +204,11 @@ impl Validator<'_> {
         }
     }
 
-    fn plugins(&self, raw: Vec<RawPlugin>) -> Result<Vec<PluginConfig>, ConfigError> {
+    fn plugins(
+        &self,
+        raw: Vec<RawPlugin>,
+        clusters: &[ClusterConfig],
+    ) -> Result<Vec<PluginConfig>, ConfigError> {
         let mut seen = HashMap::new();
         let mut plugins = Vec::with_capacity(raw.len());
         for (index, plugin) in raw.into_iter().enumerate() {
@@ -224,6 +229,15 @@ impl Validator<'_> {
             };
             let pool = self.pool(&at, isolation, plugin.pool)?;
             let reload = self.reload(&at, failure_policy, plugin.reload)?;
+            let callouts = CalloutConfig {
+                allow_host_port: plugin
+                    .callouts
+                    .and_then(|c| c.allow_host_port)
+                    .unwrap_or(false),
+            };
+            let capabilities = self.capabilities(&at, plugin.capabilities, clusters, callouts)?;
+            let redact = self.redact(&at, plugin.redact)?;
+            let environment_variables = self.environment(&at, plugin.environment_variables)?;
             plugins.push(PluginConfig {
                 name: plugin.name,
                 root_id: plugin.root_id.unwrap_or_default(),
@@ -232,17 +246,15 @@ impl Validator<'_> {
                 configuration,
                 vm_configuration,
                 failure_policy,
-                callouts: CalloutConfig {
-                    allow_host_port: plugin
-                        .callouts
-                        .and_then(|c| c.allow_host_port)
-                        .unwrap_or(false),
-                },
+                callouts,
                 limits: self.limits(&at, plugin.limits)?,
                 isolation,
                 pool,
                 reload,
                 log_only: plugin.log_only.unwrap_or(false),
+                capabilities,
+                redact,
+                environment_variables,
                 key_path: at,
             });
         }
@@ -420,6 +432,146 @@ impl Validator<'_> {
                 .map(Some)
                 .map_err(|_| self.error(key, format!("{n} is too large (at most {})", u32::MAX))),
         }
+    }
+
+    fn capabilities(
+        &self,
+        at: &str,
+        raw: Option<RawCapabilities>,
+        clusters: &[ClusterConfig],
+        callouts: CalloutConfig,
+    ) -> Result<CapabilitiesConfig, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(CapabilitiesConfig::default());
+        };
+        let at = format!("{at}.capabilities");
+        let names = |key: &str, list: &[String]| {
+            for (i, name) in list.iter().enumerate() {
+                wasmbridge_abi::capability::expand(name)
+                    .map_err(|e| self.error(format!("{at}.{key}[{i}]"), e.to_string()))?;
+            }
+            Ok::<(), ConfigError>(())
+        };
+        if let Some(allowed) = &raw.allowed {
+            if allowed.is_empty() {
+                return Err(self.error(
+                    format!("{at}.allowed"),
+                    "an empty list would deny every hostcall; leave `allowed` out to allow                      them all, or list what the plugin needs",
+                ));
+            }
+            names("allowed", allowed)?;
+        }
+        let denied = raw.denied.unwrap_or_default();
+        names("denied", &denied)?;
+        if let Some(targets) = &raw.clusters {
+            for (i, name) in targets.iter().enumerate() {
+                let known = clusters.iter().any(|c| &c.name == name)
+                    || (callouts.allow_host_port && is_endpoint(name));
+                if !known {
+                    let also = if callouts.allow_host_port {
+                        " nor a `host:port` upstream"
+                    } else {
+                        " (a `host:port` upstream needs `callouts.allow_host_port: true`)"
+                    };
+                    return Err(self.error(
+                        format!("{at}.clusters[{i}]"),
+                        format!("`{name}` is not a cluster of this file{also}"),
+                    ));
+                }
+            }
+        }
+        Ok(CapabilitiesConfig {
+            allowed: raw.allowed,
+            denied,
+            clusters: raw.clusters,
+        })
+    }
+
+    fn redact(&self, at: &str, raw: Option<RawRedact>) -> Result<RedactConfig, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(RedactConfig::default());
+        };
+        let at = format!("{at}.redact");
+        let pseudo = [":authority", ":method", ":path", ":scheme"];
+        let header = |key: String, name: &str| {
+            let lower = name.to_ascii_lowercase();
+            if is_header_name(&lower) || pseudo.contains(&lower.as_str()) {
+                Ok(lower)
+            } else {
+                Err(self.error(
+                    key,
+                    format!(
+                        "`{name}` is not a request header name (a token, or one of {})",
+                        pseudo.join(", ")
+                    ),
+                ))
+            }
+        };
+        let mut headers = Vec::new();
+        for (i, name) in raw.headers.unwrap_or_default().iter().enumerate() {
+            headers.push(header(format!("{at}.headers[{i}]"), name)?);
+        }
+        let properties = raw.properties.unwrap_or_default();
+        for (i, path) in properties.iter().enumerate() {
+            let key = format!("{at}.properties[{i}]");
+            if path.is_empty() || path.split('.').any(str::is_empty) {
+                return Err(self.error(
+                    key,
+                    format!("`{path}` is not a dotted property path such as `source.address`"),
+                ));
+            }
+            if let Some(name) = path.strip_prefix("request.headers.") {
+                header(key, name)?;
+            }
+        }
+        Ok(RedactConfig {
+            headers,
+            properties,
+        })
+    }
+
+    fn environment(
+        &self,
+        at: &str,
+        raw: Option<RawEnvironment>,
+    ) -> Result<EnvironmentConfig, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(EnvironmentConfig::default());
+        };
+        let at = format!("{at}.environment_variables");
+        let mut seen: HashMap<String, String> = HashMap::new();
+        let mut name = |key: String, name: &str| {
+            if name.is_empty() || name.contains(['=', '\0']) {
+                return Err(self.error(
+                    key,
+                    format!("`{name}` is not a variable name (it is empty or holds `=` or NUL)"),
+                ));
+            }
+            if let Some(first) = seen.get(name) {
+                return Err(self.error(
+                    key,
+                    format!("`{name}` is already given at {first}; every name must be unique"),
+                ));
+            }
+            seen.insert(name.to_string(), key);
+            Ok(())
+        };
+        let key_values = raw.key_values.unwrap_or_default().0;
+        for (variable, value) in &key_values {
+            let key = format!("{at}.key_values.{variable}");
+            name(key.clone(), variable)?;
+            if value.contains('\0') {
+                return Err(self.error(key, "the value holds a NUL character"));
+            }
+        }
+        let host_env_keys = raw.host_env_keys.unwrap_or_default();
+        for (i, variable) in host_env_keys.iter().enumerate() {
+            name(format!("{at}.host_env_keys[{i}]"), variable)?;
+        }
+        Ok(EnvironmentConfig {
+            host_env_keys,
+            key_values,
+        })
     }
 
     fn payload(

@@ -45,6 +45,8 @@ pub(crate) struct PluginInfo {
     pub limits: crate::Limits,
     /// Which caps of `limits` the plugin reached already (for logging once).
     pub cap_hits: crate::limits::CapHits,
+    /// What the plugin may call and see, and its WASI environment.
+    pub policy: crate::policy::Policy,
 }
 
 impl PluginInfo {

@@ -85,6 +85,9 @@ pub enum LoadErrorKind {
     /// `proxy_on_configure` returned false.
     #[error("proxy_on_configure returned false: the plugin configuration was rejected")]
     ConfigureRejected,
+    /// The plugin's capabilities, redaction or environment variables are not valid.
+    #[error("{0}")]
+    Policy(String),
     /// The engine could not be set up.
     #[error("engine: {0}")]
     Engine(String),

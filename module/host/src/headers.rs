@@ -238,16 +238,28 @@ impl HeaderList {
         self.modified = true;
     }
 
-    /// [`HeaderList::set_all`] unless the new map is larger than the old one and than
-    /// `caps`; the map is unchanged then.
+    /// [`HeaderList::set_all`], keeping the entries `keep` names (redacted headers, after
+    /// the given pairs, in their order), unless the new map is larger than the old one and
+    /// than `caps`; the map is unchanged then.
     pub(crate) fn try_set_all(
         &mut self,
         pairs: &[(&[u8], &[u8])],
+        keep: impl Fn(&[u8]) -> bool,
         caps: MapCaps,
     ) -> Result<(), OverCap> {
-        let bytes = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
-        caps.allow(self.size(), (pairs.len(), bytes))?;
+        let kept: Vec<(Bytes, Bytes)> = self
+            .entries
+            .iter()
+            .filter(|(k, _)| keep(k))
+            .cloned()
+            .collect();
+        let bytes = pairs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            + kept.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        caps.allow(self.size(), (pairs.len() + kept.len(), bytes))?;
         self.set_all(pairs.iter().copied());
+        for (k, v) in kept {
+            self.push(k, v);
+        }
         Ok(())
     }
 

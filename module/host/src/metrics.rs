@@ -19,6 +19,7 @@ pub struct HostMetrics {
     limit_exceeded: IntCounterVec,
     pool: crate::pool::PoolEvents,
     log_only: IntCounterVec,
+    denied: IntCounterVec,
 }
 
 impl HostMetrics {
@@ -85,6 +86,14 @@ impl HostMetrics {
             &["plugin", "action"],
         )?;
         registry.register(Box::new(log_only.clone()))?;
+        let denied = IntCounterVec::new(
+            Opts::new(
+                "wasmbridge_plugin_denied_total",
+                "Calls refused by a plugin's capabilities or redaction, by plugin and capability (a hostcall name, clusters, redact.headers, redact.properties).",
+            ),
+            &["plugin", "capability"],
+        )?;
+        registry.register(Box::new(denied.clone()))?;
         Ok(HostMetrics {
             pool,
             log_only,
@@ -94,6 +103,7 @@ impl HostMetrics {
             callouts,
             poisonings,
             limit_exceeded,
+            denied,
         })
     }
 
@@ -178,6 +188,14 @@ impl PluginMetrics {
         self.host
             .limit_exceeded
             .with_label_values(&[self.plugin.as_str(), limit])
+            .inc();
+    }
+
+    /// Counts one call refused by the plugin's capabilities or redaction.
+    pub(crate) fn denied(&self, capability: &str) {
+        self.host
+            .denied
+            .with_label_values(&[self.plugin.as_str(), capability])
             .inc();
     }
 

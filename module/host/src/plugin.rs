@@ -80,6 +80,12 @@ pub struct PluginSpec {
     pub foreign: crate::foreign::ForeignFunctions,
     /// Memory and CPU limits of each VM.
     pub limits: crate::Limits,
+    /// The hostcalls the plugin may call and the clusters its callouts may reach.
+    pub capabilities: crate::Capabilities,
+    /// The request headers and properties the plugin cannot see.
+    pub redact: crate::Redaction,
+    /// The plugin's WASI environment variables.
+    pub environment_variables: crate::EnvironmentVariables,
 }
 
 /// The proxy's identity (Envoy's bootstrap `node`): filters read it as the `xds.node`
@@ -215,6 +221,7 @@ impl Plugin {
                 )
                 .map_err(|e| err(LoadErrorKind::Engine(format!("{e:#}"))))?;
         }
+        let policy = restrict(&mut linker, module, &spec).map_err(err)?;
         let pre = linker.instantiate_pre(&module.module).map_err(|e| {
             err(LoadErrorKind::Start {
                 stage: "link",
@@ -238,6 +245,7 @@ impl Plugin {
             host_metrics: metrics.clone(),
             limits: spec.limits.clone(),
             cap_hits: Default::default(),
+            policy,
         });
         let mut plugin = Plugin {
             info,
@@ -605,6 +613,25 @@ impl Plugin {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Resolves the plugin's capabilities, redaction and environment, and links the hostcalls
+/// it may not call to stubs that refuse them.
+fn restrict(
+    linker: &mut wasmtime::Linker<HostState>,
+    module: &CompiledModule,
+    spec: &PluginSpec,
+) -> Result<crate::policy::Policy, LoadErrorKind> {
+    let policy = crate::policy::Policy::new(
+        &spec.name,
+        &spec.capabilities,
+        &spec.redact,
+        &spec.environment_variables,
+    )
+    .map_err(LoadErrorKind::Policy)?;
+    crate::policy::link_denied(linker, &module.module, &policy)
+        .map_err(|e| LoadErrorKind::Engine(format!("{e:#}")))?;
+    Ok(policy)
 }
 
 /// Root services: the driver, ticks and the delivery of callout and queue events.

@@ -322,6 +322,8 @@ impl Emulator {
                 limits: Default::default(),
                 pool: source.pool,
                 log_only: source.log_only,
+                // Capabilities, redaction and environment: the defaults.
+                ..PluginSpec::default()
             };
             plugins.push(Plugin::load(runtime, &compiled, spec, None)?);
         }

@@ -3,7 +3,8 @@
 //! Every `unsafe` block here calls an import with pointers to live locals, slices or
 //! [`Returned`] slots of the size the ABI expects.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proxy_wasm::hostcalls::dispatch_http_call;
@@ -30,9 +31,25 @@ struct Done {
 /// A call family: `None` when `call` is not one of its calls.
 type Family = fn(call: &str, step: &Step, site: &Site) -> Option<Done>;
 
-const FAMILIES: [Family; 9] = [
-    logging, context, properties, buffers, maps, streams, shared, metrics, callouts,
+const FAMILIES: [Family; 10] = [
+    logging,
+    context,
+    properties,
+    buffers,
+    maps,
+    streams,
+    shared,
+    metrics,
+    callouts,
+    environment,
 ];
+
+thread_local! {
+    /// Outcomes of `report` steps waiting for their stream's response headers, by context
+    /// (a `BTreeMap`: a `HashMap` would seed itself with `random_get`, which a plugin may be
+    /// denied).
+    static REPORTS: RefCell<BTreeMap<u32, Vec<(String, String)>>> = RefCell::default();
+}
 
 /// Logs one probe line at INFO through the raw import; the status is ignored.
 pub(crate) fn log(line: &str) {
@@ -46,27 +63,59 @@ pub(crate) fn run(site: &Site, steps: &[Step]) {
     let callback = site.callback.name();
     for step in steps.iter().filter(|s| s.runs(site.end_of_stream)) {
         let call = &step.call;
-        let line = match &step.raw {
-            Some(args) => match abi::raw(call, args) {
-                Raw::Status(code) => format!("probe {callback} {call} raw -> {}", status(code)),
-                Raw::Arity(want) => {
-                    format!("probe {callback} {call} raw -> wrong argument count, want {want}")
-                }
-                Raw::Unknown => format!("probe {callback} {call} raw -> unknown call"),
-            },
-            None => match FAMILIES.iter().find_map(|family| family(call, step, site)) {
-                Some(Done {
-                    status: code,
-                    value: Some(value),
-                }) => format!("probe {callback} {call} -> {} {value}", status(code)),
-                Some(Done { status: code, .. }) => {
-                    format!("probe {callback} {call} -> {}", status(code))
-                }
-                None => format!("probe {callback} {call} -> unknown call"),
-            },
+        let (form, outcome) = match &step.raw {
+            Some(args) => (
+                " raw",
+                match abi::raw(call, args) {
+                    Raw::Status(code) => status(code),
+                    Raw::Arity(want) => format!("wrong argument count, want {want}"),
+                    Raw::Unknown => "unknown call".to_owned(),
+                },
+            ),
+            None => (
+                "",
+                match FAMILIES.iter().find_map(|family| family(call, step, site)) {
+                    Some(Done {
+                        status: code,
+                        value: Some(value),
+                    }) => format!("{} {value}", status(code)),
+                    Some(Done { status: code, .. }) => status(code),
+                    None => "unknown call".to_owned(),
+                },
+            ),
         };
-        log(&line);
+        log(&format!("probe {callback} {call}{form} -> {outcome}"));
+        if let Some(header) = &step.report
+            && site.self_id != site.root_id
+        {
+            REPORTS.with(|r| {
+                r.borrow_mut()
+                    .entry(site.self_id)
+                    .or_default()
+                    .push((header.clone(), outcome));
+            });
+        }
     }
+}
+
+/// Adds the reports of stream `context` to its response headers, logging
+/// `probe report <header> -> <Status>` for each.
+pub(crate) fn flush_reports(context: u32) {
+    let reports = REPORTS.with(|r| r.borrow_mut().remove(&context).unwrap_or_default());
+    for (name, value) in reports {
+        let (name_ptr, name_size) = bytes(name.as_bytes());
+        let (value_ptr, value_size) = bytes(value.as_bytes());
+        // SAFETY: see the module docs. Map 2 is the response headers.
+        let code = unsafe {
+            abi::proxy_add_header_map_value(2, name_ptr, name_size, value_ptr, value_size)
+        };
+        log(&format!("probe report {name} -> {}", status(code)));
+    }
+}
+
+/// Forgets the reports of a stream that ended before its response headers.
+pub(crate) fn drop_reports(context: u32) {
+    REPORTS.with(|r| r.borrow_mut().remove(&context));
 }
 
 /// Reads a whole buffer (the configuration at start-up); `None` unless OK.
@@ -143,6 +192,30 @@ fn logging(call: &str, step: &Step, _: &Site) -> Option<Done> {
         }
         "set_tick_period_milliseconds" => {
             Done::status(unsafe { abi::proxy_set_tick_period_milliseconds(int(step.period, 0)) })
+        }
+        _ => None,
+    }
+}
+
+/// `env_var`, `env_vars`: the WASI environment through the standard library (as a Rust
+/// filter reads it), not a Proxy-Wasm hostcall. NotFound for an unset variable (and one
+/// that is not UTF-8).
+fn environment(call: &str, step: &Step, _: &Site) -> Option<Done> {
+    match call {
+        "env_var" => match std::env::var(step.name.as_deref().unwrap_or_default()) {
+            Ok(value) => Done::with(0, || quoted(value.as_bytes())),
+            Err(_) => Done::status(1),
+        },
+        "env_vars" => {
+            let vars: Vec<(String, String)> = std::env::vars_os()
+                .map(|(k, v)| {
+                    (
+                        k.to_string_lossy().into_owned(),
+                        v.to_string_lossy().into_owned(),
+                    )
+                })
+                .collect();
+            Done::with(0, || pairs(&serialize_pairs(&vars)))
         }
         _ => None,
     }

@@ -100,6 +100,9 @@ pub(crate) struct Step {
     #[serde(skip)]
     pub(crate) reached: std::cell::Cell<u32>,
     pub(crate) raw: Option<Vec<i64>>,
+    /// A response header that gets the step's outcome (what its log line shows after
+    /// `-> `), added when the stream's response headers arrive.
+    pub(crate) report: Option<String>,
 
     pub(crate) level: Option<Arg<LogLevelName>>,
     pub(crate) message: Option<String>,

@@ -43,8 +43,14 @@
 //! # Steps
 //!
 //! ```json
-//! {"call": "<hostcall without proxy_>", "when": "always" | "eos" | "not_eos", "nth": [int], "raw": [int], ...}
+//! {"call": "<hostcall without proxy_>", "when": "always" | "eos" | "not_eos", "nth": [int], "raw": [int], "report": "<header>", ...}
 //! ```
+//!
+//! `report` (stream contexts only) adds a response header `<header>: <outcome>` when the
+//! stream's `on_response_headers` has run its steps, `<outcome>` being what the step's log
+//! line shows after `-> ` (`InternalFailure`, `Ok "GET"`); each added header logs
+//! `probe report <header> -> <Status>`. Reports of a stream that ends before its response
+//! headers (a local reply) are dropped.
 //!
 //! `when` (default `always`) filters on `end_of_stream`; in callbacks without the flag
 //! `eos` never matches and `not_eos` always does. `nth` (a list of 1-based numbers; default:
@@ -96,6 +102,8 @@
 //! | `grpc_stream` | `upstream`, `service`, `method`, `metadata` | `token=<n>` |
 //! | `grpc_send` | `token`, `message`, `end_stream` (bool) | |
 //! | `grpc_cancel`, `grpc_close` | `token` | |
+//! | `env_var` (not a hostcall: `std::env::var`) | `name` | string; `NotFound` when unset |
+//! | `env_vars` (not a hostcall: `std::env::vars_os`) | | pairs |
 //!
 //! Names: map `request_headers` 0, `request_trailers` 1, `response_headers` 2,
 //! `response_trailers` 3, `grpc_initial_metadata` 4, `grpc_trailing_metadata` 5,
@@ -172,7 +180,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
-use crate::calls::{Site, log, read_buffer, run};
+use crate::calls::{Site, drop_reports, flush_reports, log, read_buffer, run};
 use crate::config::{Callback, Config, Return};
 
 /// Buffer types of the configurations (reference §8).
@@ -302,6 +310,9 @@ impl Probe {
     ) -> Action {
         log(&format!("probe {} {details}", callback.name()));
         self.run(callback, end_of_stream);
+        if callback == Callback::ResponseHeaders {
+            flush_reports(self.id);
+        }
         if returns.pauses(end_of_stream) {
             Action::Pause
         } else {
@@ -390,5 +401,6 @@ impl Drop for Probe {
     fn drop(&mut self) {
         log("probe on_delete");
         self.run(Callback::Delete, None);
+        drop_reports(self.id);
     }
 }

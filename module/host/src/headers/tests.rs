@@ -112,7 +112,7 @@ fn changes_past_a_cap_are_refused_and_leave_the_map_alone() {
     );
     assert_eq!(h, full);
     let six: Vec<(&[u8], &[u8])> = (0..6).map(|_| (&b"k"[..], &b"v"[..])).collect();
-    assert_eq!(h.try_set_all(&six, caps), Err(OverCap::Pairs(6)));
+    assert_eq!(h.try_set_all(&six, |_| false, caps), Err(OverCap::Pairs(6)));
     assert_eq!(h, full);
     assert_eq!(h.try_replace(b"x-a", b"z", caps), Ok(()));
     assert_eq!((h.len(), h.byte_size()), (4, 20));
@@ -139,7 +139,7 @@ fn a_map_over_a_cap_may_still_shrink() {
     );
     let four: Vec<(&[u8], &[u8])> = (0..4).map(|_| (&b"k"[..], &b"v"[..])).collect();
     assert_eq!(
-        h.try_set_all(&four, caps),
+        h.try_set_all(&four, |_| false, caps),
         Ok(()),
         "fewer, though over the cap"
     );

@@ -11,6 +11,10 @@
 //! entries, or the summed length of its names and values): such a change is refused with
 //! BAD_ARGUMENT, the map stays as it was, and the plugin's limit counter goes up. Envoy
 //! applies its header limits only to what the codecs receive, so this is a host difference.
+//!
+//! Request headers the plugin's `redact.headers` names are filtered out of every read, as if
+//! absent, and a write that names one is refused with INTERNAL_FAILURE
+//! ([`crate::policy::refuse`]); `set_header_map_pairs` keeps them as they are.
 
 use wasmbridge_abi::{AbiVersion, MapType, Status, deserialize_pairs, serialize_pairs};
 use wasmtime::Caller;
@@ -19,6 +23,7 @@ use super::{HResult, Registrar, read_bytes, return_bytes, status, write_u32};
 use crate::context::{HostState, Phase};
 use crate::headers::{HeaderList, MapCaps, OverCap};
 use crate::limits::Cap;
+use crate::policy::{REDACTED_HEADERS, refuse};
 
 pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
     reg.env("proxy_get_header_map_pairs", get_header_map_pairs)?;
@@ -96,6 +101,35 @@ fn map(state: &HostState, ty: MapType) -> Option<&HeaderList> {
         MapType::HttpResponseTrailers => &stream.response_trailers,
         _ => return None,
     })
+}
+
+/// Whether entry `name` of map `ty` is redacted from the plugin: only request headers are.
+fn hidden(state: &HostState, ty: MapType, name: &[u8]) -> bool {
+    ty == MapType::HttpRequestHeaders && state.plugin.policy.header_hidden(name)
+}
+
+/// Checks that the plugin may write `names` in map `ty`: BAD_ARGUMENT when the map cannot
+/// be written now, INTERNAL_FAILURE (a refusal) when a name is redacted.
+fn may_write<'n>(
+    state: &HostState,
+    ty: MapType,
+    mut names: impl Iterator<Item = &'n [u8]>,
+) -> HResult {
+    if access(state, ty) != Some(Access::ReadWrite) {
+        return Err(Status::BadArgument.into());
+    }
+    if let Some(name) = names.find(|n| hidden(state, ty, n)) {
+        refuse(
+            state,
+            REDACTED_HEADERS,
+            format_args!(
+                "a change of the redacted request header `{}`",
+                String::from_utf8_lossy(name)
+            ),
+        );
+        return Err(Status::InternalFailure.into());
+    }
+    Ok(())
 }
 
 /// The map to change, or the status explaining why it cannot be changed.
@@ -181,7 +215,11 @@ fn get_header_map_pairs(
         let ty = MapType::try_from(ty as u32)?;
         let state = caller.data();
         let bytes = match (access(state, ty), map(state, ty)) {
-            (Some(_), Some(list)) => serialize_pairs(list.iter().map(|(k, v)| (&k[..], &v[..]))),
+            (Some(_), Some(list)) => serialize_pairs(
+                list.iter()
+                    .filter(|(k, _)| !hidden(state, ty, k))
+                    .map(|(k, v)| (&k[..], &v[..])),
+            ),
             _ => Vec::new(),
         };
         return_bytes(&mut caller, &bytes, ret_ptr, ret_size)
@@ -192,6 +230,8 @@ fn get_header_map_pairs(
 /// whole map, pseudo-headers included. OK; BAD_ARGUMENT when unavailable or read-only, or
 /// when the new map is larger than the old one and than `limits.headers` (the map is then
 /// unchanged). A malformed serialized map counts as empty, as in Envoy.
+/// Redacted request headers stay as they are; pairs naming one are refused with
+/// INTERNAL_FAILURE and nothing changes.
 fn set_header_map_pairs(
     mut caller: Caller<'_, HostState>,
     ty: i32,
@@ -202,18 +242,24 @@ fn set_header_map_pairs(
         let ty = MapType::try_from(ty as u32)?;
         let raw = read_bytes(&caller, ptr, len)?;
         let pairs = deserialize_pairs(&raw).unwrap_or_default();
-        capped(
-            caller.data_mut(),
-            ty,
-            "proxy_set_header_map_pairs",
-            |map, caps| map.try_set_all(&pairs, caps),
-        )
+        let state = caller.data_mut();
+        may_write(state, ty, pairs.iter().map(|(k, _)| *k))?;
+        let plugin = state.plugin.clone();
+        let redacted = ty == MapType::HttpRequestHeaders;
+        capped(state, ty, "proxy_set_header_map_pairs", |map, caps| {
+            map.try_set_all(
+                &pairs,
+                |name| redacted && plugin.policy.header_hidden(name),
+                caps,
+            )
+        })
     })
 }
 
 /// `proxy_get_header_map_value(type, key_ptr, key_size, ret_ptr_ptr, ret_size_ptr)` — all
 /// versions. OK with the first value; NOT_FOUND when missing (ABI 0.1.0: OK + empty);
-/// BAD_ARGUMENT when the map does not exist now (NOT_FOUND in `proxy_on_log`).
+/// BAD_ARGUMENT when the map does not exist now (NOT_FOUND in `proxy_on_log`). A redacted
+/// request header reads as missing.
 fn get_header_map_value(
     mut caller: Caller<'_, HostState>,
     ty: i32,
@@ -229,7 +275,10 @@ fn get_header_map_value(
         if access(state, ty).is_none() {
             return Err(unavailable(state).into());
         }
-        let value = map(state, ty).and_then(|m| m.get(&key)).cloned();
+        let value = map(state, ty)
+            .filter(|_| !hidden(state, ty, &key))
+            .and_then(|m| m.get(&key))
+            .cloned();
         match value {
             Some(v) => return_bytes(&mut caller, &v, ret_ptr, ret_size),
             None if state.plugin.abi == AbiVersion::V0_1_0 => {
@@ -255,12 +304,11 @@ fn add_header_map_value(
         let ty = MapType::try_from(ty as u32)?;
         let key = read_bytes(&caller, key_ptr, key_len)?;
         let value = read_bytes(&caller, value_ptr, value_len)?;
-        capped(
-            caller.data_mut(),
-            ty,
-            "proxy_add_header_map_value",
-            |map, caps| map.try_add(&key, &value, caps),
-        )
+        let state = caller.data_mut();
+        may_write(state, ty, std::iter::once(&key[..]))?;
+        capped(state, ty, "proxy_add_header_map_value", |map, caps| {
+            map.try_add(&key, &value, caps)
+        })
     })
 }
 
@@ -279,12 +327,11 @@ fn replace_header_map_value(
         let ty = MapType::try_from(ty as u32)?;
         let key = read_bytes(&caller, key_ptr, key_len)?;
         let value = read_bytes(&caller, value_ptr, value_len)?;
-        capped(
-            caller.data_mut(),
-            ty,
-            "proxy_replace_header_map_value",
-            |map, caps| map.try_replace(&key, &value, caps),
-        )
+        let state = caller.data_mut();
+        may_write(state, ty, std::iter::once(&key[..]))?;
+        capped(state, ty, "proxy_replace_header_map_value", |map, caps| {
+            map.try_replace(&key, &value, caps)
+        })
     })
 }
 
@@ -299,7 +346,9 @@ fn remove_header_map_value(
     status(|| -> HResult {
         let ty = MapType::try_from(ty as u32)?;
         let key = read_bytes(&caller, key_ptr, key_len)?;
-        writable(caller.data_mut(), ty)?.remove(&key);
+        let state = caller.data_mut();
+        may_write(state, ty, std::iter::once(&key[..]))?;
+        writable(state, ty)?.remove(&key);
         Ok(())
     })
 }
@@ -317,7 +366,12 @@ fn get_header_map_size(
         if access(state, ty).is_none() {
             return Err(Status::BadArgument.into());
         }
-        let size = map(state, ty).map_or(0, HeaderList::byte_size);
+        let size: usize = map(state, ty).map_or(0, |list| {
+            list.iter()
+                .filter(|(k, _)| !hidden(state, ty, k))
+                .map(|(k, v)| k.len() + v.len())
+                .sum()
+        });
         write_u32(&mut caller, ret, size as u32)
     })
 }

@@ -6,6 +6,12 @@
 //! top-level names (`node`, `route_name`, ...) serve their `xds.*` value. A top-level name
 //! the catalogue does not know reads what `proxy_set_property` stored, as Envoy reads the
 //! filter state `wasm.<name>`.
+//!
+//! The plugin's redaction applies to every read: a redacted property path, what contains it
+//! and what lies inside it read as NOT_FOUND ([`crate::policy::Policy::property_hidden`]);
+//! redacted request headers are left out of `request.headers` (and its sizes), and the
+//! properties made of one (`request.headers.<name>`, `request.useragent`, ...) read as
+//! NOT_FOUND. `proxy_set_property` on a redacted path is refused with INTERNAL_FAILURE.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,6 +26,7 @@ use super::{HResult, Registrar, read_bytes, return_bytes, status};
 use crate::context::{HostState, StreamData};
 use crate::headers::HeaderList;
 use crate::plugin::NodeInfo;
+use crate::policy::{Policy, REDACTED_PROPERTIES, refuse};
 
 pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
     reg.env("proxy_get_property", get_property)?;
@@ -55,6 +62,10 @@ pub(crate) fn static_properties(node: &NodeInfo) -> HashMap<String, Vec<u8>> {
 /// Resolves a property path to its encoded value, or `None` when it does not exist.
 pub(crate) fn lookup(state: &HostState, path: &[u8]) -> Option<Vec<u8>> {
     let segments = split_path(path);
+    let policy = &state.plugin.policy;
+    if policy.property_hidden(&segments) {
+        return None;
+    }
     let Some((spec, used)) = resolve(&segments) else {
         // Not a known property: a value a filter stored with proxy_set_property.
         return state.stream()?.properties.get(path).map(|v| v.to_vec());
@@ -77,7 +88,9 @@ pub(crate) fn lookup(state: &HostState, path: &[u8]) -> Option<Vec<u8>> {
         return plugin.static_properties.get(&key).cloned();
     }
     let stream = state.stream()?;
+    let view = View { stream, policy };
     match (name, rest) {
+        ("request.headers", [header]) if policy.header_hidden(header) => None,
         ("request.headers", [header]) => joined(&stream.request_headers, header),
         ("response.headers", [header]) => joined(&stream.response_headers, header),
         ("response.trailers", [header]) => joined(&stream.response_trailers, header),
@@ -89,7 +102,7 @@ pub(crate) fn lookup(state: &HostState, path: &[u8]) -> Option<Vec<u8>> {
             let key = keys.join(&b"."[..]);
             stream.filter_state.get(&key[..]).map(|v| v.to_vec())
         }
-        (_, []) => stream_property(stream, name),
+        (_, []) => stream_property(&view, name),
         _ => None,
     }
 }
@@ -104,8 +117,36 @@ fn exact(rest: &[&[u8]], value: &[u8]) -> Option<Vec<u8>> {
     rest.is_empty().then(|| value.to_vec())
 }
 
-fn header<'a>(stream: &'a StreamData, name: &[u8]) -> Option<&'a Bytes> {
-    stream.request_headers.get(name)
+/// A stream's data as one plugin may see it.
+struct View<'a> {
+    stream: &'a StreamData,
+    policy: &'a Policy,
+}
+
+impl<'a> View<'a> {
+    /// A request header, unless redacted.
+    fn header(&self, name: &[u8]) -> Option<&'a Bytes> {
+        if self.policy.header_hidden(name) {
+            return None;
+        }
+        self.stream.request_headers.get(name)
+    }
+
+    /// The request headers that are not redacted.
+    fn request_headers(&self) -> impl Iterator<Item = (&'a Bytes, &'a Bytes)> + Clone {
+        let policy = self.policy;
+        self.stream
+            .request_headers
+            .iter()
+            .filter(move |(k, _)| !policy.header_hidden(k))
+    }
+
+    /// The summed byte length of the request headers that are not redacted.
+    fn request_headers_bytes(&self) -> u64 {
+        self.request_headers()
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum()
+    }
 }
 
 fn non_empty(value: Option<&Bytes>) -> Option<Vec<u8>> {
@@ -136,16 +177,17 @@ fn map(list: &HeaderList) -> Vec<u8> {
     serialize_pairs(list.iter().map(|(k, v)| (&k[..], &v[..])))
 }
 
-/// `request.size` / `response.size` count: content-length when the headers give one, else
-/// the body bytes that went through.
-fn body_size(headers: &HeaderList, counted: u64) -> u64 {
-    headers
-        .get(b"content-length")
+/// `request.size` count: content-length when the headers give one, else the body bytes that
+/// went through.
+fn body_size(content_length: Option<&Bytes>, counted: u64) -> u64 {
+    content_length
         .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok())
         .unwrap_or(counted)
 }
 
-fn stream_property(stream: &StreamData, name: &str) -> Option<Vec<u8>> {
+fn stream_property(view: &View<'_>, name: &str) -> Option<Vec<u8>> {
+    let stream = view.stream;
+    let header = |_: &StreamData, name: &[u8]| view.header(name);
     let info = &stream.info;
     let up = &info.upstream;
     let path_and_query = || header(stream, b":path").map(|p| &p[..]).unwrap_or(b"");
@@ -171,24 +213,27 @@ fn stream_property(stream: &StreamData, name: &str) -> Option<Vec<u8>> {
         "request.referer" => non_empty(header(stream, b"referer")),
         "request.useragent" => non_empty(header(stream, b"user-agent")),
         "request.protocol" => Some(info.protocol.as_bytes().to_vec()).filter(|p| !p.is_empty()),
+        "request.id" if view.policy.header_hidden(b"x-request-id") => None,
         "request.id" => {
             text(info.request_id.as_ref()).or_else(|| non_empty(header(stream, b"x-request-id")))
         }
-        "request.headers" => Some(map(&stream.request_headers)),
-        "request.headers_bytes" => Some(int(stream.request_headers.byte_size() as u64)),
+        "request.headers" => Some(serialize_pairs(
+            view.request_headers().map(|(k, v)| (&k[..], &v[..])),
+        )),
+        "request.headers_bytes" => Some(int(view.request_headers_bytes())),
         "request.time" => info.start_time.map(|t| {
             let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
             encode::timestamp_nanos(i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)).to_vec()
         }),
         "request.duration" => info.duration.map(nanos),
         "request.size" => Some(int(body_size(
-            &stream.request_headers,
+            header(stream, b"content-length"),
             info.request_body_bytes,
         ))),
         "request.total_size" => Some(int(body_size(
-            &stream.request_headers,
+            header(stream, b"content-length"),
             info.request_body_bytes,
-        ) + stream.request_headers.byte_size() as u64)),
+        ) + view.request_headers_bytes())),
         "response.code" => info
             .response_code
             .or_else(|| stream.response_headers.status())
@@ -233,14 +278,15 @@ fn stream_property(stream: &StreamData, name: &str) -> Option<Vec<u8>> {
         "xds.route_name" => text(info.route_name.as_ref()),
         "xds.cluster_name" => text(info.cluster_name.as_ref()),
         "filter_state" => {
-            let keys: Vec<Vec<u8>> = stream
+            // Values stored at redacted paths are left out.
+            let visible: Vec<(Vec<u8>, &Bytes)> = stream
                 .properties
-                .keys()
-                .map(|k| [&b"wasm."[..], k].concat())
+                .iter()
+                .filter(|(k, _)| !view.policy.property_hidden(&split_path(k)))
+                .map(|(k, v)| ([&b"wasm."[..], k].concat(), v))
                 .collect();
-            let values = stream.properties.values();
             Some(serialize_pairs(
-                keys.iter().zip(values).map(|(k, v)| (&k[..], &v[..])),
+                visible.iter().map(|(k, v)| (&k[..], &v[..])),
             ))
         }
         _ => None,
@@ -267,7 +313,7 @@ fn get_property(
 /// an opaque per-stream value that later reads of the same path return (and
 /// `filter_state` lists as `wasm.<path>`). A known property (`request.path`) keeps its
 /// own value, as in Envoy. OK; NOT_FOUND outside a stream context (e.g. in a root
-/// context).
+/// context); INTERNAL_FAILURE (refused) for a path the plugin's redaction covers.
 fn set_property(
     mut caller: Caller<'_, HostState>,
     path_ptr: i32,
@@ -278,7 +324,22 @@ fn set_property(
     status(|| -> HResult {
         let path = read_bytes(&caller, path_ptr, path_len)?;
         let value = read_bytes(&caller, value_ptr, value_len)?;
-        let stream = caller.data_mut().stream_mut().ok_or(Status::NotFound)?;
+        let state = caller.data_mut();
+        if state.stream().is_none() {
+            return Err(Status::NotFound.into());
+        }
+        if state.plugin.policy.property_hidden(&split_path(&path)) {
+            refuse(
+                state,
+                REDACTED_PROPERTIES,
+                format_args!(
+                    "a change of the redacted property `{}`",
+                    String::from_utf8_lossy(&path).replace('\0', ".")
+                ),
+            );
+            return Err(Status::InternalFailure.into());
+        }
+        let stream = state.stream_mut().ok_or(Status::NotFound)?;
         stream.properties.insert(path, Bytes::from(value));
         Ok(())
     })

@@ -2,6 +2,10 @@
 //! `proxy_get_status`. Each hostcall only records or posts; the replica's root driver
 //! makes the callbacks later (reference §6.3, §6.4, §11).
 //!
+//! A plugin whose `capabilities.clusters` is set may call only those clusters: a callout to
+//! any other is refused with INTERNAL_FAILURE before the name is looked up, so the status
+//! does not tell whether the cluster exists.
+//!
 //! Each context (a stream's, or the root's) may have `plugins[].limits.callouts` HTTP and
 //! gRPC callouts in flight; one more is refused with INTERNAL_FAILURE, the status Envoy
 //! gives a call it could not send, which every SDK returns to the filter as an error.
@@ -19,6 +23,7 @@ use crate::callout::{
 use crate::context::HostState;
 use crate::limits::Cap;
 use crate::metrics::{CalloutKind, grpc_outcome};
+use crate::policy::{CLUSTERS, refuse};
 use crate::root::{Outstanding, QueueOwner, RootEvent};
 
 pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
@@ -169,6 +174,21 @@ fn timeout(ms: i32) -> HResult<Option<Duration>> {
     }
 }
 
+/// Refuses a callout to a cluster the plugin's `capabilities.clusters` does not list.
+fn check_cluster(state: &HostState, hostcall: &str, cluster: &str) -> HResult {
+    if state.plugin.policy.allows_cluster(cluster) {
+        return Ok(());
+    }
+    refuse(
+        state,
+        CLUSTERS,
+        format_args!(
+            "{hostcall} to cluster {cluster:?}, which capabilities.clusters does not list"
+        ),
+    );
+    Err(Status::InternalFailure.into())
+}
+
 /// The next token of `kind`.
 fn token(state: &mut HostState, kind: u32) -> u32 {
     let base = state.next_token;
@@ -200,6 +220,7 @@ fn within_cap(state: &HostState, hostcall: &str) -> HResult {
 /// Sends a request to a named upstream (a cluster); the answer comes to
 /// `proxy_on_http_call_response` on this VM's root. OK with the token; BAD_ARGUMENT for an
 /// unknown upstream, a negative timeout, or a missing `:method`, `:path` or `:authority`;
+/// INTERNAL_FAILURE for an upstream outside the plugin's `capabilities.clusters`.
 /// INTERNAL_FAILURE when the calling context has `limits.callouts` in flight.
 #[allow(clippy::too_many_arguments)]
 fn http_call(
@@ -231,6 +252,7 @@ fn http_call(
             }
         }
         let state = caller.data_mut();
+        check_cluster(state, "proxy_http_call", &upstream)?;
         within_cap(state, "proxy_http_call")?;
         let request = HttpCallRequest {
             headers,
@@ -310,6 +332,7 @@ fn open_grpc(
 ) -> HResult<u32> {
     let cluster = grpc_cluster(upstream).ok_or(Status::ParseFailure)?;
     let state = caller.data_mut();
+    check_cluster(state, "gRPC callout", &cluster)?;
     let hostcall = if message.is_some() {
         "proxy_grpc_call"
     } else {
@@ -390,6 +413,7 @@ fn grpc_target(
 /// ret_token_ptr)` — all versions. A unary call: exactly one `proxy_on_grpc_receive` on
 /// success, else one `proxy_on_grpc_close`. OK with the token; PARSE_FAILURE when the
 /// upstream is neither a GrpcService nor a known cluster; BAD_ARGUMENT for a negative
+/// timeout; INTERNAL_FAILURE for a cluster outside the plugin's `capabilities.clusters`.
 /// timeout; INTERNAL_FAILURE when the calling context has `limits.callouts` in flight.
 #[allow(clippy::too_many_arguments)]
 fn grpc_call(

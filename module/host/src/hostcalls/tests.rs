@@ -70,6 +70,7 @@ fn registered_signatures_match_the_catalogue() {
         limits: Default::default(),
         cap_hits: Default::default(),
         failure_policy: FailurePolicy::FailClosed,
+        policy: Default::default(),
     });
     let (link, _events) = crate::root::RootLink::new();
     let mut store = Store::new(rt.engine(), HostState::new(info, link, 0));

@@ -5,8 +5,9 @@
 //! of the differing fields, so one implementation serves both.
 //!
 //! A filter gets what SDK start-up code needs and nothing more: stdout and stderr go to the
-//! log, clocks and randomness work, there are no arguments, environment variables, files
-//! or sockets. Every other function answers with the errno Envoy's host gives, so start-up
+//! log, clocks and randomness work, the environment holds exactly the variables of the
+//! plugin's `environment_variables` (Envoy's `VmConfig.environment_variables`), and there
+//! are no arguments, files or sockets. Every other function answers with the errno Envoy's host gives, so start-up
 //! code takes its "not available" paths instead of trapping.
 
 use std::sync::OnceLock;
@@ -35,7 +36,8 @@ macro_rules! fixed {
 pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
     reg.wasi("fd_write", fd_write)?;
     reg.wasi("fd_fdstat_get", fd_fdstat_get)?;
-    reg.wasi("environ_sizes_get", zero_sizes)?;
+    reg.wasi("environ_sizes_get", environ_sizes_get)?;
+    reg.wasi("environ_get", environ_get)?;
     reg.wasi("args_sizes_get", zero_sizes)?;
     reg.wasi("clock_time_get", clock_time_get)?;
     reg.wasi("clock_res_get", clock_res_get)?;
@@ -44,7 +46,6 @@ pub(super) fn add_to_linker(reg: &mut Registrar<'_>) -> wasmtime::Result<()> {
     reg.wasi("poll_oneoff", poll_oneoff)?;
     reg.wasi("fd_seek", fd_seek)?;
     reg.wasi("fd_close", fd_close)?;
-    fixed!(reg, "environ_get", SUCCESS, (i32, i32));
     fixed!(reg, "args_get", SUCCESS, (i32, i32));
     fixed!(reg, "sched_yield", SUCCESS, ());
     fixed!(reg, "fd_read", ENOSYS, (i32, i32, i32, i32));
@@ -157,7 +158,45 @@ fn fd_fdstat_get(mut caller: Caller<'_, HostState>, fd: i32, buf: i32) -> wasmti
     errno(write_at(&mut caller, buf as u32, &stat))
 }
 
-/// `environ_sizes_get` / `args_sizes_get`: no variables, no arguments.
+/// `environ_sizes_get(ret_count, ret_buf_size)`: the number of the plugin's environment
+/// variables and the bytes `NAME=VALUE\0` of all of them take.
+fn environ_sizes_get(
+    mut caller: Caller<'_, HostState>,
+    count: i32,
+    size: i32,
+) -> wasmtime::Result<i32> {
+    let environ = caller.data().plugin.policy.environ();
+    let n = environ.len() as u32;
+    let bytes = environ.iter().map(|e| e.len() as u32).sum();
+    errno(write_u32(&mut caller, count, n).and_then(|()| write_u32(&mut caller, size, bytes)))
+}
+
+/// `environ_get(environ, environ_buf)`: writes each `NAME=VALUE\0` into `environ_buf`, one
+/// after the other, and its address into the `environ` array; EFAULT when either does not
+/// fit in guest memory.
+fn environ_get(
+    mut caller: Caller<'_, HostState>,
+    pointers: i32,
+    buf: i32,
+) -> wasmtime::Result<i32> {
+    let plugin = caller.data().plugin.clone();
+    errno_with(|| {
+        let mut at = buf as u32;
+        for (i, entry) in plugin.policy.environ().iter().enumerate() {
+            let slot = (pointers as u32)
+                .checked_add(4 * i as u32)
+                .ok_or(wasmbridge_abi::Status::InvalidMemoryAccess)?;
+            write_u32(&mut caller, slot as i32, at)?;
+            write_at(&mut caller, at, entry)?;
+            at = at
+                .checked_add(entry.len() as u32)
+                .ok_or(wasmbridge_abi::Status::InvalidMemoryAccess)?;
+        }
+        Ok(())
+    })
+}
+
+/// `args_sizes_get`: no arguments.
 fn zero_sizes(mut caller: Caller<'_, HostState>, count: i32, size: i32) -> wasmtime::Result<i32> {
     errno(write_u32(&mut caller, count, 0).and_then(|()| write_u32(&mut caller, size, 0)))
 }

@@ -88,3 +88,18 @@ pub fn logged<T>(level: tracing::Level, f: impl FnOnce() -> T) -> (T, String) {
     let out = tracing::subscriber::with_default(subscriber, f);
     (out, capture.text())
 }
+
+/// The bytes of the compiled filter `name` (`make filters`), found through
+/// `CARGO_MANIFEST_DIR` at run time.
+pub fn built_filter(name: &str) -> Vec<u8> {
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("run under cargo test");
+    let path = PathBuf::from(dir)
+        .join("../../filters/target/wasm32-wasip1/release")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the filters first (`make filters`)",
+            path.display()
+        )
+    })
+}
