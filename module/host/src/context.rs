@@ -43,10 +43,20 @@ pub(crate) struct PluginInfo {
     pub host_metrics: Option<crate::metrics::PluginMetrics>,
     /// Memory and CPU limits of each VM.
     pub limits: crate::Limits,
+    /// Log-only mode: what the plugin would change is logged and counted, not applied.
+    pub log_only: bool,
     /// Which caps of `limits` the plugin reached already (for logging once).
     pub cap_hits: crate::limits::CapHits,
     /// What the plugin may call and see, and its WASI environment.
     pub policy: crate::policy::Policy,
+}
+
+impl std::fmt::Debug for PluginInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginInfo")
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 impl PluginInfo {
@@ -176,7 +186,7 @@ pub(crate) enum Action {
 #[derive(Debug, Default)]
 pub(crate) struct StreamSignal {
     /// Set for a log-only plugin's context: actions are logged and counted, not kept.
-    log_only: Option<(String, Option<crate::metrics::PluginMetrics>)>,
+    log_only: Option<Arc<PluginInfo>>,
     pending: Mutex<Vec<Action>>,
     notify: tokio::sync::Notify,
     parked: Mutex<Parking>,
@@ -244,16 +254,20 @@ impl StreamSignal {
     }
 
     /// A signal for a log-only plugin's context, which logs and counts what arrives.
-    pub fn log_only(plugin: &str, metrics: Option<crate::metrics::PluginMetrics>) -> Self {
+    pub fn log_only(plugin: Arc<PluginInfo>) -> Self {
         StreamSignal {
-            log_only: Some((plugin.to_string(), metrics)),
+            log_only: Some(plugin),
             ..StreamSignal::default()
         }
     }
 
     pub fn push(&self, action: Action) {
-        if let Some((plugin, metrics)) = &self.log_only {
-            crate::stream::log_only_action(plugin, metrics.as_ref(), "a root callback", &action);
+        if let Some(plugin) = &self.log_only {
+            crate::stream::LogOnly {
+                plugin,
+                callback: "a root callback",
+            }
+            .action(&action);
             return;
         }
         if let Ok(mut pending) = self.pending.lock() {

@@ -70,7 +70,8 @@ pub struct PluginSpec {
     /// Isolation, replica selection, recycling and the `fail_reload` back-off.
     pub pool: PoolOptions,
     /// Log-only mode: the plugin sees the traffic, but what it would change (maps, bodies,
-    /// local replies, pauses, closes) is logged and counted, not applied; a failure skips it.
+    /// local replies, pauses, closes) is logged and counted, not applied; a failure skips it
+    /// (its failure policy becomes `FailOpen`).
     pub log_only: bool,
     /// The proxy's identity, served as `xds.node` in every context.
     pub node: Arc<NodeInfo>,
@@ -109,9 +110,7 @@ pub struct Plugin {
     /// replaced when it is recycled.
     pool: Box<[Mutex<Arc<Replica>>]>,
     options: PoolOptions,
-    log_only: bool,
     counters: Arc<PoolCounters>,
-    pub(crate) metrics: Option<PluginMetrics>,
     /// Whether the module exports the request and response body callbacks.
     body_callbacks: [bool; 2],
     /// Whether the module has root callbacks a driver must run (ticks, callout answers,
@@ -235,7 +234,13 @@ impl Plugin {
             configuration: spec.configuration.clone(),
             vm_configuration: spec.vm_configuration.clone(),
             abi: module.info().abi,
-            failure_policy: spec.failure_policy,
+            // A log-only plugin must never change the traffic, failing included.
+            failure_policy: if spec.log_only {
+                FailurePolicy::FailOpen
+            } else {
+                spec.failure_policy
+            },
+            log_only: spec.log_only,
             static_properties: crate::hostcalls::static_properties(&spec.node),
             shared: runtime.shared(),
             queues: runtime.queues(),
@@ -253,9 +258,7 @@ impl Plugin {
             pre,
             pool: Box::new([]),
             options: spec.pool.clone(),
-            log_only: spec.log_only,
             counters: Arc::default(),
-            metrics,
             body_callbacks: [
                 module.info().exports_callback("proxy_on_request_body"),
                 module.info().exports_callback("proxy_on_response_body"),
@@ -296,9 +299,9 @@ impl Plugin {
             generation,
             self.module.info().entry,
             self.module.info().allocator,
-            self.metrics.as_ref(),
+            self.metrics(),
         )?;
-        if let Some(m) = &self.metrics {
+        if let Some(m) = self.metrics() {
             m.instantiated(self.options.isolation, started.elapsed());
         }
         Ok(vm)
@@ -349,7 +352,12 @@ impl Plugin {
 
     /// True in log-only mode (see [`PluginSpec::log_only`]).
     pub fn log_only(&self) -> bool {
-        self.log_only
+        self.info.log_only
+    }
+
+    /// The plugin's host metric handles, when the embedding registered host metrics.
+    pub(crate) fn metrics(&self) -> Option<&PluginMetrics> {
+        self.info.host_metrics.as_ref()
     }
 
     /// How the plugin's streams share VMs.
@@ -379,17 +387,19 @@ impl Plugin {
 
     /// A snapshot of the pool, for metrics and the admin API.
     pub fn pool_state(&self) -> PoolState {
-        let each: Vec<ReplicaState> = self
-            .pool
-            .iter()
-            .map(|s| ReplicaState::of(&lock(s)))
-            .collect();
+        let replicas: Vec<Arc<Replica>> = self.pool.iter().map(|s| lock(s).clone()).collect();
+        let each: Vec<ReplicaState> = replicas.iter().map(|r| ReplicaState::of(r)).collect();
         PoolState {
             replicas: match self.options.isolation {
                 Isolation::Shared => each.len(),
                 Isolation::PerStream => self.counters.per_stream_live.load(Ordering::Relaxed),
             },
-            busy: self.counters.busy.load(Ordering::Relaxed),
+            // A replica whose VM is locked is running a callback: nothing on the call path
+            // counts it.
+            busy: replicas
+                .iter()
+                .filter(|r| r.slot.try_lock().is_err())
+                .count(),
             waited: self.counters.waited.load(Ordering::Relaxed),
             each,
         }
@@ -425,7 +435,8 @@ impl Plugin {
         };
         let mut index = first;
         let mut replica = lock(&self.pool[first]).clone();
-        if replica.backing_off() {
+        // Only `fail_reload` leaves a failed slot empty for a while.
+        if self.info.failure_policy == FailurePolicy::FailReload && replica.backing_off() {
             // Another replica that is ready serves the stream meanwhile.
             if let Some((i, r)) = (1..n)
                 .map(|k| (first + k) % n)
@@ -479,7 +490,7 @@ impl Plugin {
         *current = fresh.clone();
         drop(current);
         self.spawn_driver(&fresh);
-        if let Some(m) = &self.metrics {
+        if let Some(m) = self.metrics() {
             m.recycled(reason);
         }
         tracing::info!(
@@ -563,9 +574,7 @@ impl Plugin {
         let Some(vm) = slot.vm.as_mut() else {
             return Err(Gone::Dead);
         };
-        self.counters.busy.fetch_add(1, Ordering::Relaxed);
         let (result, failure) = f(vm, generation);
-        self.counters.busy.fetch_sub(1, Ordering::Relaxed);
         replica.memory.store(vm.memory_size(), Ordering::Relaxed);
         if let Some(message) = failure {
             let reason = vm
@@ -575,7 +584,7 @@ impl Plugin {
                 .unwrap_or(crate::limits::FailureReason::Trap);
             let why = reason.describe(&self.info.limits);
             tracing::error!(plugin = %self.info.name, root_id = %self.info.root_id, replica = %replica.label(), reason = reason.label(), "VM failed and is replaced: {why}: {message}");
-            if let Some(m) = &self.metrics {
+            if let Some(m) = self.metrics() {
                 m.poisoned(reason.label());
             }
             if let Some(dead) = slot.vm.take() {
@@ -690,7 +699,7 @@ impl Plugin {
         if replica.retired.load(Ordering::Relaxed) {
             return;
         }
-        let metrics = self.metrics.as_ref();
+        let metrics = self.metrics();
         self.with_live_vm(replica, None, |vm| {
             let f = vm.cb.tick.clone()?;
             let root = vm.store.data().root_context_id;
@@ -703,7 +712,7 @@ impl Plugin {
 
     /// Delivers a queue notification or a callout result to the replica's root.
     pub(crate) fn deliver(&self, replica: &Replica, event: RootEvent) {
-        let metrics = self.metrics.as_ref();
+        let metrics = self.metrics();
         match event {
             RootEvent::QueueReady { generation, queue } => {
                 self.with_live_vm(replica, Some(generation), |vm| {

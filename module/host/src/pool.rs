@@ -222,8 +222,6 @@ impl Drop for Pin {
 pub(crate) struct PoolCounters {
     /// Checkouts that found the replica busy and waited for it.
     pub waited: AtomicU64,
-    /// Callbacks running now.
-    pub busy: AtomicUsize,
     /// `per_stream` VMs alive now.
     pub per_stream_live: AtomicUsize,
 }
@@ -278,7 +276,7 @@ impl PoolEvents {
 /// The state of every plugin's pool, read when the registry is scraped:
 ///
 /// - `wasmbridge_pool_replicas{plugin}`: replicas in the pool (live `per_stream` VMs);
-/// - `wasmbridge_pool_busy{plugin}`: callbacks running now;
+/// - `wasmbridge_pool_busy{plugin}`: pool replicas running a callback now;
 /// - `wasmbridge_pool_checkouts_waited_total{plugin}`: checkouts that waited for a busy
 ///   replica;
 /// - `wasmbridge_pool_replica_streams{plugin, replica}`: streams pinned to each replica;
@@ -308,7 +306,7 @@ impl PoolMetrics {
             ),
             busy: gauge(
                 "wasmbridge_pool_busy",
-                "Plugin callbacks running now, by plugin.",
+                "Pool replicas running a callback now, by plugin.",
                 &["plugin"],
             ),
             waited: IntCounterVec::new(
@@ -382,7 +380,7 @@ impl Collector for PoolMetrics {
 pub struct PoolState {
     /// Replicas in the pool (live VMs under `per_stream`).
     pub replicas: usize,
-    /// Callbacks running now.
+    /// Pool replicas running a callback now.
     pub busy: usize,
     /// Checkouts that waited for a busy replica since the plugin was loaded.
     pub waited: u64,

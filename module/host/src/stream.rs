@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use wasmbridge_abi::{BodyAction, HeadersAction, StreamType, TrailersAction};
 use wasmtime::Store;
 
-use crate::context::{Action, HostState, LocalReply, Phase, StreamData, StreamSignal};
+use crate::context::{Action, HostState, LocalReply, Phase, PluginInfo, StreamData, StreamSignal};
 use crate::headers::HeaderList;
 use crate::limits::Cap;
 use crate::plugin::{FailurePolicy, Gone, Plugin};
@@ -568,21 +568,20 @@ impl HttpStream {
             if matches!(self.members[i].slot, Slot::NotCreated) && self.ensure_context(i).is_err() {
                 continue;
             }
+            let member = &self.members[i];
             let Slot::Active {
                 pin,
                 generation,
                 context_id,
-            } = &self.members[i].slot
+            } = &member.slot
             else {
                 continue;
             };
-            let (replica, generation, context_id) =
-                (pin.replica().clone(), *generation, *context_id);
-            let plugin = self.members[i].plugin.clone();
+            let (plugin, context_id) = (&member.plugin, *context_id);
             let data = &mut self.data;
             let ctx = context_id as i32;
-            let _ = plugin.with_vm(&replica, Some(generation), |vm, _| {
-                let metrics = plugin.metrics.as_ref();
+            let _ = plugin.with_vm(pin.replica(), Some(*generation), |vm, _| {
+                let metrics = plugin.metrics();
                 let cb = vm.cb.clone();
                 let mut failure = cb.log.and_then(|f| {
                     end_call(
@@ -680,10 +679,7 @@ impl HttpStream {
         };
         // What a log-only plugin asks for later (from a callout's answer) is only logged.
         let signal = if plugin.log_only() {
-            Arc::new(StreamSignal::log_only(
-                plugin.name(),
-                plugin.metrics.clone(),
-            ))
+            Arc::new(StreamSignal::log_only(plugin.info.clone()))
         } else {
             self.signal.clone()
         };
@@ -700,7 +696,7 @@ impl HttpStream {
                         id,
                         Phase::Start,
                         None,
-                        plugin.metrics.as_ref(),
+                        plugin.metrics(),
                         |s| f.call(s, (id as i32, root as i32)),
                     )
                     .result
@@ -733,11 +729,6 @@ impl HttpStream {
     fn fail(&mut self, i: usize, reason: String) -> Effect {
         let plugin = self.members[i].plugin.clone();
         tracing::error!(plugin = %plugin.name(), policy = %plugin.failure_policy(), "plugin failed for this stream: {reason}");
-        if plugin.log_only() {
-            // A plugin in log-only mode never changes the traffic, failing included.
-            self.members[i].slot = Slot::Skipped;
-            return Effect::Skip;
-        }
         match plugin.failure_policy() {
             FailurePolicy::FailOpen => {
                 self.members[i].slot = Slot::Skipped;
@@ -763,20 +754,23 @@ impl HttpStream {
         select: impl FnOnce(&Callbacks) -> Option<X>,
         run: impl FnOnce(X, &mut Store<HostState>, i32) -> wasmtime::Result<i32>,
     ) -> Invoked {
+        // Borrowed field by field: the member is read while the stream's data is lent to
+        // the call.
+        let member = &self.members[i];
         let Slot::Active {
             pin,
             generation,
             context_id,
-        } = &self.members[i].slot
+        } = &member.slot
         else {
             return Invoked::NotExported;
         };
-        let (replica, generation, context_id) = (pin.replica().clone(), *generation, *context_id);
-        let plugin = self.members[i].plugin.clone();
+        let (generation, context_id) = (*generation, *context_id);
+        let plugin = &member.plugin;
         // A log-only plugin works on the stream as it is, and its changes are undone.
         let before = plugin.log_only().then(|| Snapshot::take(&self.data));
         let data = &mut self.data;
-        let r = plugin.with_vm(&replica, Some(generation), |vm, _| {
+        let r = plugin.with_vm(pin.replica(), Some(generation), |vm, _| {
             let Some(x) = select(&vm.cb) else {
                 return (Invoked::NotExported, None);
             };
@@ -785,7 +779,7 @@ impl HttpStream {
                 context_id,
                 phase,
                 Some(data),
-                plugin.metrics.as_ref(),
+                plugin.metrics(),
                 |s| run(x, s, context_id as i32),
             );
             match called.result {
@@ -806,7 +800,7 @@ impl HttpStream {
         match (before, invoked) {
             (Some(before), Invoked::Ran(raw, actions)) => {
                 let logger = LogOnly {
-                    plugin: &plugin,
+                    plugin: &plugin.info,
                     callback,
                 };
                 before.restore(&mut self.data, &logger);
@@ -1257,60 +1251,37 @@ fn header_diff(before: &HeaderList, after: &HeaderList) -> String {
 
 /// Logs and counts what a log-only plugin would have done.
 pub(crate) struct LogOnly<'a> {
-    pub plugin: &'a Plugin,
+    pub plugin: &'a PluginInfo,
     pub callback: &'static str,
 }
 
 impl LogOnly<'_> {
     pub fn would(&self, what: &str, detail: std::fmt::Arguments<'_>) {
-        tracing::warn!(plugin = %self.plugin.name(), callback = self.callback, would = what, "log-only: the plugin would {detail}");
-        if let Some(m) = &self.plugin.metrics {
+        tracing::warn!(plugin = %self.plugin.name, callback = self.callback, would = what, "log-only: the plugin would {detail}");
+        if let Some(m) = &self.plugin.host_metrics {
             m.log_only(what);
         }
     }
 
+    /// An action the plugin asked for (a continue is nothing to report).
     pub fn action(&self, action: &Action) {
-        log_only_action(
-            self.plugin.name(),
-            self.plugin.metrics.as_ref(),
-            self.callback,
-            action,
-        );
-    }
-}
-
-/// Logs and counts an action a log-only plugin asked for.
-pub(crate) fn log_only_action(
-    plugin: &str,
-    metrics: Option<&crate::metrics::PluginMetrics>,
-    callback: &str,
-    action: &Action,
-) {
-    let (what, detail) = match action {
-        Action::LocalReply(r) => (
-            "local_reply",
-            format!(
-                "send a local reply {} ({}{})",
-                r.status,
-                r.details,
-                if r.body.is_empty() {
-                    String::new()
-                } else {
-                    format!(", body {:?}", String::from_utf8_lossy(&r.body))
-                }
+        match action {
+            Action::LocalReply(r) => self.would(
+                "local_reply",
+                format_args!(
+                    "send a local reply {} ({}{})",
+                    r.status,
+                    r.details,
+                    if r.body.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", body {:?}", String::from_utf8_lossy(&r.body))
+                    }
+                ),
             ),
-        ),
-        Action::Close(t) => ("close", format!("close the {t:?} stream")),
-        Action::Continue(_) | Action::VmFailed => return,
-    };
-    tracing::warn!(
-        plugin,
-        callback,
-        would = what,
-        "log-only: the plugin would {detail}"
-    );
-    if let Some(m) = metrics {
-        m.log_only(what);
+            Action::Close(t) => self.would("close", format_args!("close the {t:?} stream")),
+            Action::Continue(_) | Action::VmFailed => {}
+        }
     }
 }
 

@@ -375,3 +375,96 @@ fn fail_reload_rebuilds_with_an_exponential_back_off() {
         2.0
     );
 }
+
+/// While a callback runs, its replica counts as busy; a second stream that needs the same
+/// replica waits for it and is counted in `checkouts_waited`. The probe runs inside the
+/// callback (a foreign function), so nothing depends on timing.
+#[test]
+fn a_replica_held_by_a_callback_is_busy_and_a_second_checkout_waits() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Mutex, OnceLock, Weak, mpsc};
+
+    const HOLDER: &str = r#"(module
+  (import "env" "proxy_call_foreign_function"
+    (func $foreign (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 128) "inside")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "_initialize"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 4096))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $foreign (i32.const 128) (i32.const 6) (i32.const 0) (i32.const 0)
+      (i32.const 64) (i32.const 68)))
+    (i32.const 0)))"#;
+
+    let me: Arc<OnceLock<Weak<Plugin>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<(usize, u64)>>> = Arc::default();
+    let (done, other_done) = mpsc::channel();
+    let done = Mutex::new(done);
+    let started = AtomicBool::new(false);
+    let mut foreign = wasmbridge_host::ForeignFunctions::new();
+    {
+        let (me, seen) = (me.clone(), seen.clone());
+        foreign.register("inside", move |_| {
+            let plugin = me.get().and_then(Weak::upgrade).expect("the plugin");
+            let busy = plugin.pool_state().busy;
+            if !started.swap(true, Ordering::SeqCst) {
+                // A stream on another thread needs the only replica, which this callback holds.
+                let other = plugin.clone();
+                let done = done.lock().expect("sender").clone();
+                std::thread::spawn(move || {
+                    let chain = FilterChain::new(vec![other]);
+                    let mut s = chain.start(common::request("GET"));
+                    let outcome = s.on_request_headers(true);
+                    s.finish();
+                    let _ = done.send(outcome);
+                });
+                while plugin.pool_state().waited == 0 {
+                    std::thread::yield_now();
+                }
+            }
+            seen.lock()
+                .expect("seen")
+                .push((busy, plugin.pool_state().waited));
+            Ok(bytes::Bytes::new())
+        });
+    }
+    let runtime = Runtime::new().expect("engine");
+    let module = runtime
+        .compile(
+            "holder",
+            Path::new("holder.wasm"),
+            &wat::parse_str(HOLDER).expect("wat"),
+        )
+        .expect("compile");
+    let spec = PluginSpec {
+        name: "holder".into(),
+        replicas: 1,
+        foreign,
+        ..PluginSpec::default()
+    };
+    let plugin = Plugin::load(&runtime, &module, spec, None).expect("load");
+    me.set(Arc::downgrade(&plugin)).expect("set once");
+
+    let chain = FilterChain::new(vec![plugin.clone()]);
+    let mut s = chain.start(common::request("GET"));
+    assert_eq!(s.on_request_headers(true), HeadersOutcome::Continue);
+    s.finish();
+    let outcome = other_done
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the waiting stream ran once the replica was free");
+    assert_eq!(outcome, HeadersOutcome::Continue);
+
+    let seen = seen.lock().expect("seen").clone();
+    assert_eq!(seen.len(), 2, "one callback per stream");
+    assert_eq!(
+        seen[0],
+        (1, 1),
+        "busy while held; the other checkout waited"
+    );
+    assert_eq!(seen[1].0, 1, "busy again for the second stream's callback");
+    let state = plugin.pool_state();
+    assert_eq!(state.busy, 0, "nothing runs now");
+    assert!(state.waited >= 1);
+}

@@ -130,3 +130,25 @@ fn log_only_plugins_change_nothing_and_say_what_they_would_have_done() {
         "{log}"
     );
 }
+
+/// A log-only plugin that traps is skipped for the stream, whatever its failure policy:
+/// log-only never changes the traffic.
+#[test]
+fn a_failing_log_only_plugin_is_skipped() {
+    use wasmbridge_host::FailurePolicy;
+    use wasmbridge_testkit::PluginSource;
+
+    let emu = Emulator::chain_of(vec![PluginSource {
+        log_only: true,
+        failure_policy: FailurePolicy::FailClosed,
+        ..PluginSource::file("misbehave", filter("misbehave"), "")
+    }])
+    .expect("load");
+    assert_eq!(
+        emu.chain().plugins()[0].failure_policy(),
+        FailurePolicy::FailOpen
+    );
+    let ex = emu.run(Request::get("/").header("x-misbehave", "trap-request-headers"));
+    assert_eq!(ex.request_outcome, HeadersOutcome::Continue);
+    assert_eq!(ex.status, 200);
+}

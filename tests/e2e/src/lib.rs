@@ -637,3 +637,48 @@ pub fn sample(text: &str, name: &str) -> Option<String> {
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .map(str::to_string)
 }
+
+/// One reply of [`one_trap_in_ten`]: whether the request asked the `misbehave` probe to
+/// trap, the status, and the probe's `x-misbehave` header (`ok` when it served).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrapReply {
+    /// The request carried `x-misbehave: trap-request-headers`.
+    pub trap: bool,
+    /// The reply's status.
+    pub status: u16,
+    /// The reply's `x-misbehave` header (empty when absent).
+    pub by: String,
+}
+
+/// `clients` concurrent clients each send `clients` requests to `gw` in turn; client `c`'s
+/// `c`-th request makes the `misbehave` probe trap, so one request in `clients` traps.
+pub async fn one_trap_in_ten(gw: &Gateway, clients: usize) -> Result<Vec<TrapReply>> {
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let (addr, url) = (gw.addr, gw.url("/"));
+            tokio::spawn(async move {
+                let mut replies = Vec::new();
+                for i in 0..clients {
+                    let trap = i == client;
+                    let headers: &[(&str, &str)] = if trap {
+                        &[("x-misbehave", "trap-request-headers")]
+                    } else {
+                        &[]
+                    };
+                    let reply = send(addr, Proto::H1, get(&url, headers)).await?;
+                    replies.push(TrapReply {
+                        trap,
+                        status: reply.status.as_u16(),
+                        by: reply.header("x-misbehave").to_string(),
+                    });
+                }
+                anyhow::Ok(replies)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    Ok(all)
+}

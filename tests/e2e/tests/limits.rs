@@ -17,7 +17,9 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use tokio::sync::{Notify, mpsc};
-use wasmbridge_e2e::{Gateway, Proto, Upstream, filter, full, get, sample, scrape, send, serve};
+use wasmbridge_e2e::{
+    Gateway, Proto, Upstream, filter, full, get, one_trap_in_ten, sample, scrape, send, serve,
+};
 
 /// A gateway on `threads` workers whose only route runs the `misbehave` probe with
 /// `limits` (YAML flow mapping) and `failure_policy`.
@@ -176,7 +178,7 @@ async fn a_fail_open_loop_is_skipped_for_its_stream() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trap_in_ten_under_load_fails_only_its_replica() -> anyhow::Result<()> {
     const CLIENTS: usize = 10;
-    const EACH: usize = 10;
+    const EACH: usize = CLIENTS;
     let upstream = Upstream::start().await;
     let gw = Gateway::start(
         "limits-load",
@@ -184,37 +186,15 @@ async fn one_trap_in_ten_under_load_fails_only_its_replica() -> anyhow::Result<(
         Some(upstream.addr),
     )
     .await?;
-    let tasks: Vec<_> = (0..CLIENTS)
-        .map(|client| {
-            let (addr, url) = (gw.addr, gw.url("/"));
-            tokio::spawn(async move {
-                let mut replies = Vec::new();
-                for i in 0..EACH {
-                    // The client's i-th request traps when i == client: one in ten overall.
-                    let trap = i == client;
-                    let headers: &[(&str, &str)] = if trap {
-                        &[("x-misbehave", "trap-request-headers")]
-                    } else {
-                        &[]
-                    };
-                    let reply = send(addr, Proto::H1, get(&url, headers)).await?;
-                    replies.push((trap, reply.status.as_u16()));
-                }
-                anyhow::Ok(replies)
-            })
-        })
-        .collect();
     let mut traps = 0;
     let mut ok = 0;
     let mut bystanders_failed = 0;
-    for task in tasks {
-        for (trap, status) in task.await?? {
-            match (trap, status) {
-                (true, 503) => traps += 1,
-                (false, 200) => ok += 1,
-                (false, 503) => bystanders_failed += 1,
-                other => panic!("unexpected {other:?}:\n{}", gw.log_text()),
-            }
+    for reply in one_trap_in_ten(&gw, CLIENTS).await? {
+        match (reply.trap, reply.status) {
+            (true, 503) => traps += 1,
+            (false, 200) => ok += 1,
+            (false, 503) => bystanders_failed += 1,
+            _ => panic!("unexpected {reply:?}:\n{}", gw.log_text()),
         }
     }
     assert_eq!(

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use wasmbridge_e2e::{Gateway, Proto, Upstream, filter, get, sample, scrape, send};
+use wasmbridge_e2e::{
+    Gateway, Proto, Upstream, filter, get, one_trap_in_ten, sample, scrape, send,
+};
 
 /// A gateway on `threads` workers whose only route runs plugin `name` (module `module`)
 /// with the extra plugin keys `keys` (YAML lines at the plugin's indentation).
@@ -38,7 +40,7 @@ async fn metric(gw: &Gateway, series: &str) -> anyhow::Result<Option<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_stream_isolation_fails_exactly_the_trapping_requests() -> anyhow::Result<()> {
     const CLIENTS: usize = 10;
-    const EACH: usize = 10;
+    const EACH: usize = CLIENTS;
     let upstream = Upstream::start().await;
     let gw = Gateway::start(
         "pool-per-stream",
@@ -46,37 +48,12 @@ async fn per_stream_isolation_fails_exactly_the_trapping_requests() -> anyhow::R
         Some(upstream.addr),
     )
     .await?;
-    let tasks: Vec<_> = (0..CLIENTS)
-        .map(|client| {
-            let (addr, url) = (gw.addr, gw.url("/"));
-            tokio::spawn(async move {
-                let mut replies = Vec::new();
-                for i in 0..EACH {
-                    let trap = i == client;
-                    let headers: &[(&str, &str)] = if trap {
-                        &[("x-misbehave", "trap-request-headers")]
-                    } else {
-                        &[]
-                    };
-                    let reply = send(addr, Proto::H1, get(&url, headers)).await?;
-                    replies.push((
-                        trap,
-                        reply.status.as_u16(),
-                        reply.header("x-misbehave").to_string(),
-                    ));
-                }
-                anyhow::Ok(replies)
-            })
-        })
-        .collect();
     let (mut traps, mut ok) = (0, 0);
-    for task in tasks {
-        for (trap, status, by) in task.await?? {
-            match (trap, status) {
-                (true, 503) => traps += 1,
-                (false, 200) if by == "ok" => ok += 1,
-                other => panic!("unexpected {other:?} ({by:?}):\n{}", gw.log_text()),
-            }
+    for reply in one_trap_in_ten(&gw, CLIENTS).await? {
+        match (reply.trap, reply.status, reply.by.as_str()) {
+            (true, 503, _) => traps += 1,
+            (false, 200, "ok") => ok += 1,
+            _ => panic!("unexpected {reply:?}:\n{}", gw.log_text()),
         }
     }
     assert_eq!((traps, ok), (CLIENTS, CLIENTS * (EACH - 1)));

@@ -68,6 +68,7 @@ fn registered_signatures_match_the_catalogue() {
         metrics: Default::default(),
         host_metrics: None,
         limits: Default::default(),
+        log_only: false,
         cap_hits: Default::default(),
         failure_policy: FailurePolicy::FailClosed,
         policy: Default::default(),
