@@ -17,8 +17,8 @@ use prometheus::{IntCounterVec, Opts, Registry};
 use wasmbridge_config::{Config, RouteAction, RouteConfig};
 use wasmbridge_host::{
     Backoff, Callouts, Capabilities, EnvironmentVariables, FilterChain, ForeignFunctions,
-    HostMetrics, Isolation, Limits, LocalReply, NodeInfo, PerStreamPool, Plugin, PluginSpec,
-    PoolMetrics, PoolOptions, Redaction, Runtime,
+    HostMetrics, Isolation, Limits, LocalReply, NodeInfo, PerStreamPool, Plugin, PluginLoad,
+    PluginSpec, PoolMetrics, PoolOptions, Redaction, Runtime,
 };
 
 use crate::admin::admin_service;
@@ -292,6 +292,7 @@ impl Gateway {
             })?),
             None => None,
         };
+        let mut loads = Vec::with_capacity(config.plugins.len());
         for pc in &config.plugins {
             let runtime = match (&per_stream_runtime, pc.isolation) {
                 (Some(r), wasmbridge_config::Isolation::PerStream) => r,
@@ -336,11 +337,21 @@ impl Gateway {
                     key_values: pc.environment_variables.key_values.clone(),
                 },
             };
-            let plugin = Plugin::load(runtime, &module, spec, Some(host_metrics.clone()))?;
+            loads.push(PluginLoad {
+                runtime,
+                module,
+                spec,
+            });
+        }
+        // Plugins with the same module, vm_id and VM configuration share their VMs.
+        for plugin in Plugin::load_all(loads, Some(host_metrics.clone()))? {
             for unknown in &plugin.module_info().unknown_imports {
-                tracing::warn!(plugin = %pc.name, "module imports `{unknown}`, which wasmbridge does not know; calls return UNIMPLEMENTED");
+                tracing::warn!(plugin = %plugin.name(), "module imports `{unknown}`, which wasmbridge does not know; calls return UNIMPLEMENTED");
             }
-            plugins.insert(pc.name.clone(), plugin.clone());
+            if plugin.vm_tenants().len() > 1 {
+                tracing::info!(plugin = %plugin.name(), shares_with = ?plugin.vm_tenants(), "the plugin's root context shares its VMs");
+            }
+            plugins.insert(plugin.name().to_string(), plugin.clone());
             loaded.push(plugin);
         }
         let mut routes = Vec::new();

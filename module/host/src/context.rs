@@ -442,7 +442,16 @@ impl CallState {
 }
 
 /// The store data of one VM replica.
+/// One plugin whose root context lives in a VM: VMs shared by plugins with the same
+/// `vm_id` and module hold one each.
+pub(crate) struct Tenant {
+    pub plugin: Arc<PluginInfo>,
+    pub root: Arc<crate::root::RootLink>,
+    pub root_context_id: u32,
+}
+
 pub(crate) struct HostState {
+    /// The plugin whose context the current call runs in (its tenant's).
     pub plugin: Arc<PluginInfo>,
     pub memory: Option<Memory>,
     pub allocator: Option<TypedFunc<i32, i32>>,
@@ -456,8 +465,13 @@ pub(crate) struct HostState {
     /// An empty box swapped with the caller's stream data during a call, so moving the data
     /// into the store never allocates.
     pub spare: Option<Box<StreamData>>,
-    /// Ticks, callouts and queue notifications of this VM's replica.
+    /// Ticks, callouts and queue notifications of the current tenant's root.
     pub root: Arc<crate::root::RootLink>,
+    /// Every plugin with a root context in this VM; `plugin`, `root` and
+    /// `root_context_id` are those of `tenants[tenant]`.
+    pub tenants: Box<[Tenant]>,
+    /// The current tenant.
+    pub tenant: usize,
     /// Callouts in flight, by token.
     pub callouts: crate::root::InFlight,
     /// The next callout token (steps by 4; the low 2 bits give the kind, as in Envoy).
@@ -475,8 +489,25 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub fn new(plugin: Arc<PluginInfo>, root: Arc<crate::root::RootLink>, generation: u64) -> Self {
+    /// The state of a new VM for `tenants` (at least one: plugin and root link), the
+    /// first current; root context ids are set when the roots are created.
+    pub fn new(
+        tenants: Vec<(Arc<PluginInfo>, Arc<crate::root::RootLink>)>,
+        generation: u64,
+    ) -> Self {
+        let tenants: Box<[Tenant]> = tenants
+            .into_iter()
+            .map(|(plugin, root)| Tenant {
+                plugin,
+                root,
+                root_context_id: 0,
+            })
+            .collect();
+        let plugin = tenants[0].plugin.clone();
+        let root = tenants[0].root.clone();
         HostState {
+            tenants,
+            tenant: 0,
             limiter: crate::limits::MemoryLimiter {
                 max_bytes: usize::try_from(plugin.limits.memory_bytes).unwrap_or(usize::MAX),
                 refused: false,
@@ -502,7 +533,21 @@ impl HostState {
 
     /// True when `id` names a context of this VM.
     pub fn knows_context(&self, id: u32) -> bool {
-        id == self.root_context_id || self.streams.contains_key(&id)
+        id == self.root_context_id
+            || self.streams.contains_key(&id)
+            || self.tenants.iter().any(|t| t.root_context_id == id)
+    }
+
+    /// Makes tenant `t` the current one: the plugin, root link and root context the next
+    /// call runs with. Free when it is already current (always, in a VM of one plugin).
+    pub fn enter(&mut self, t: usize) {
+        if self.tenant != t {
+            let tenant = &self.tenants[t];
+            self.plugin = tenant.plugin.clone();
+            self.root = tenant.root.clone();
+            self.root_context_id = tenant.root_context_id;
+            self.tenant = t;
+        }
     }
 
     /// The stream data of the effective context: the stream being run, or a paused

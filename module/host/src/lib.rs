@@ -58,7 +58,7 @@ pub use headers::HeaderList;
 pub use hostcalls::Registration;
 pub use limits::{EPOCH_TICK, Limits};
 pub use metrics::HostMetrics;
-pub use plugin::{FailurePolicy, NodeInfo, Plugin, PluginSpec};
+pub use plugin::{FailurePolicy, NodeInfo, Plugin, PluginLoad, PluginSpec};
 pub use policy::{Capabilities, EnvironmentVariables, Redaction};
 pub use pool::{Backoff, Isolation, PoolMetrics, PoolOptions, PoolState, ReplicaState, Selection};
 pub use root::QueueMetrics;

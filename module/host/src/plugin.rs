@@ -1,7 +1,10 @@
 //! Plugins and their VM replicas.
 //!
 //! A plugin owns one replica per worker; each replica is a VM with its own root context,
-//! started with `proxy_on_vm_start` and `proxy_on_configure`. A stream is pinned to the
+//! started with `proxy_on_vm_start` and `proxy_on_configure`. Plugins with the same
+//! module, `vm_id` and VM configuration share their replicas, as in Envoy: each VM then
+//! holds one root context per plugin (its tenants), and a call runs in the tenancy of the
+//! plugin it is made for. A stream is pinned to the
 //! replica of the thread it started on and keeps it until `proxy_on_delete`; each callback
 //! locks the replica only for that one synchronous call. A trap poisons only its replica:
 //! the VM is dropped, streams that lived in it fail by the plugin's failure policy, and the
@@ -9,7 +12,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use bytes::Bytes;
 use wasmtime::{ExternType, InstancePre, Val};
@@ -101,9 +104,23 @@ pub struct NodeInfo {
     pub metadata: Vec<(String, wasmbridge_abi::StructValue)>,
 }
 
-/// A loaded plugin: its module, its facts and its VM replicas.
+/// A loaded plugin: its facts, and the VMs its root context lives in — its own, or those
+/// it shares with plugins of the same `vm_id` and module (see [`Plugin::load_all`]).
 pub struct Plugin {
     pub(crate) info: Arc<PluginInfo>,
+    /// The plugin's place among the tenants of its VMs.
+    tenant: usize,
+    vms: Arc<Vms>,
+}
+
+/// The VMs of one plugin, or of several plugins that share them (each with its own root
+/// context in every VM, as Envoy shares a VM between plugins with the same `vm_id`, code
+/// and VM configuration).
+struct Vms {
+    /// The facts of each plugin with a root context in these VMs, by tenant index.
+    tenants: Box<[Arc<PluginInfo>]>,
+    /// The plugins themselves, to start the root drivers of replicas made later.
+    plugins: OnceLock<Box<[Weak<Plugin>]>>,
     module: CompiledModule,
     pre: InstancePre<HostState>,
     /// The shared replicas (empty under `per_stream` isolation); a slot's replica is
@@ -135,9 +152,10 @@ impl fmt::Debug for Plugin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Plugin")
             .field("name", &self.info.name)
-            .field("module", &self.module.path())
-            .field("isolation", &self.options.isolation)
-            .field("replicas", &self.pool.len())
+            .field("module", &self.vms.module.path())
+            .field("isolation", &self.vms.options.isolation)
+            .field("replicas", &self.vms.pool.len())
+            .field("tenants", &self.vms.tenants.len())
             .finish()
     }
 }
@@ -161,6 +179,48 @@ const ROOT_SERVICES: [&str; 7] = [
     "proxy_on_grpc_receive_trailing_metadata",
 ];
 
+/// One plugin to load with [`Plugin::load_all`]: the runtime that compiled its module,
+/// the module and the spec.
+pub struct PluginLoad<'a> {
+    /// The runtime that compiled `module`.
+    pub runtime: &'a Runtime,
+    /// The compiled module.
+    pub module: CompiledModule,
+    /// What the plugin is.
+    pub spec: PluginSpec,
+}
+
+impl PluginSpec {
+    /// Why a plugin of this spec cannot share VMs with one of `other` (same module and
+    /// runtime assumed), or `None` when it can: the `vm_id`, the VM configuration, the
+    /// pool and everything linked into or enforced on the VM as a whole (limits,
+    /// capabilities, redaction, environment) must be the same, and isolation `shared`.
+    /// Name, root id, configuration, failure policy and log-only are each plugin's own.
+    pub fn vm_difference(&self, other: &PluginSpec) -> Option<&'static str> {
+        if self.vm_id != other.vm_id {
+            Some("vm_id")
+        } else if self.vm_configuration != other.vm_configuration {
+            Some("vm_configuration")
+        } else if self.pool.isolation != Isolation::Shared
+            || other.pool.isolation != Isolation::Shared
+        {
+            Some("isolation")
+        } else if self.replicas.max(1) != other.replicas.max(1) || self.pool != other.pool {
+            Some("pool")
+        } else if self.limits != other.limits {
+            Some("limits")
+        } else if self.capabilities != other.capabilities {
+            Some("capabilities")
+        } else if self.redact != other.redact {
+            Some("redact")
+        } else if self.environment_variables != other.environment_variables {
+            Some("environment_variables")
+        } else {
+            None
+        }
+    }
+}
+
 impl Plugin {
     /// Links the module (unknown imports become stubs that return UNIMPLEMENTED and log
     /// once), then starts every replica: start-up code, root context, `proxy_on_vm_start`,
@@ -173,8 +233,79 @@ impl Plugin {
         spec: PluginSpec,
         metrics: Option<HostMetrics>,
     ) -> Result<Arc<Plugin>, LoadError> {
-        let metrics = metrics.map(|m| m.for_plugin(&spec.name));
+        let mut loaded = Plugin::load_group(runtime, module, vec![spec], metrics)?;
+        Ok(loaded.remove(0))
+    }
+
+    /// Loads plugins as Envoy does a configuration: plugins with the same module (by
+    /// content), runtime engine, `vm_id` and VM configuration share their VMs — one root
+    /// context each in every replica, created, started and configured in order — unless
+    /// something enforced on a VM as a whole differs between them
+    /// ([`PluginSpec::vm_difference`]; that is logged). A trap in a shared VM fails the
+    /// streams of every plugin in it, each by its own policy. Returns the plugins in the
+    /// order given.
+    pub fn load_all(
+        loads: Vec<PluginLoad<'_>>,
+        metrics: Option<HostMetrics>,
+    ) -> Result<Vec<Arc<Plugin>>, LoadError> {
+        // Groups of indices into `loads`, in order of their first member.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (i, load) in loads.iter().enumerate() {
+            let joined = groups.iter_mut().find(|g| {
+                let first = &loads[g[0]];
+                if first.module.digest() != load.module.digest()
+                    || !first.runtime.same_engine(load.runtime)
+                    || first.spec.vm_id != load.spec.vm_id
+                    || first.spec.vm_configuration != load.spec.vm_configuration
+                {
+                    return false;
+                }
+                match first.spec.vm_difference(&load.spec) {
+                    None => true,
+                    Some(field) => {
+                        tracing::info!(plugin = %load.spec.name, other = %first.spec.name, vm_id = %load.spec.vm_id, "the plugins have the same module and vm_id but do not share VMs: their `{field}` differs");
+                        false
+                    }
+                }
+            });
+            match joined {
+                Some(group) => group.push(i),
+                None => groups.push(vec![i]),
+            }
+        }
+        let mut loaded: Vec<Option<Arc<Plugin>>> = vec![None; loads.len()];
+        for group in groups {
+            let first = &loads[group[0]];
+            let specs = group.iter().map(|&i| loads[i].spec.clone()).collect();
+            let plugins = Plugin::load_group(first.runtime, &first.module, specs, metrics.clone())?;
+            for (i, plugin) in group.into_iter().zip(plugins) {
+                loaded[i] = Some(plugin);
+            }
+        }
+        Ok(loaded.into_iter().flatten().collect())
+    }
+
+    /// Loads `specs` (at least one; all able to share, see [`PluginSpec::vm_difference`])
+    /// as the tenants of one set of VMs.
+    fn load_group(
+        runtime: &Runtime,
+        module: &CompiledModule,
+        specs: Vec<PluginSpec>,
+        metrics: Option<HostMetrics>,
+    ) -> Result<Vec<Arc<Plugin>>, LoadError> {
+        let spec = &specs[0];
         let err = |kind| LoadError::new(&spec.name, module.path(), kind);
+        if let Some(other) = specs
+            .iter()
+            .skip(1)
+            .find(|s| spec.vm_difference(s).is_some())
+        {
+            return Err(err(LoadErrorKind::Engine(format!(
+                "cannot share VMs with plugin `{}`: their `{}` differs",
+                other.name,
+                spec.vm_difference(other).unwrap_or_default()
+            ))));
+        }
         if (spec.pool.isolation == Isolation::PerStream) != runtime.is_per_stream() {
             return Err(err(LoadErrorKind::Engine(format!(
                 "{} isolation needs the module compiled and loaded by {}",
@@ -185,6 +316,41 @@ impl Plugin {
                     "the runtime from Runtime::per_stream"
                 }
             ))));
+        }
+        let mut tenants = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            let policy = crate::policy::Policy::new(
+                &spec.name,
+                &spec.capabilities,
+                &spec.redact,
+                &spec.environment_variables,
+            )
+            .map_err(|e| LoadError::new(&spec.name, module.path(), LoadErrorKind::Policy(e)))?;
+            tenants.push(Arc::new(PluginInfo {
+                name: spec.name.clone(),
+                root_id: spec.root_id.clone(),
+                vm_id: spec.vm_id.clone(),
+                configuration: spec.configuration.clone(),
+                vm_configuration: spec.vm_configuration.clone(),
+                abi: module.info().abi,
+                // A log-only plugin must never change the traffic, failing included.
+                failure_policy: if spec.log_only {
+                    FailurePolicy::FailOpen
+                } else {
+                    spec.failure_policy
+                },
+                log_only: spec.log_only,
+                static_properties: crate::hostcalls::static_properties(&spec.node),
+                shared: runtime.shared(),
+                queues: runtime.queues(),
+                upstreams: spec.callouts.0.clone(),
+                foreign: spec.foreign.clone(),
+                metrics: runtime.guest_metrics(),
+                host_metrics: metrics.as_ref().map(|m| m.for_plugin(&spec.name)),
+                limits: spec.limits.clone(),
+                cap_hits: Default::default(),
+                policy,
+            }));
         }
         let mut linker = runtime.linker().clone();
         for import in module.module.imports() {
@@ -220,40 +386,18 @@ impl Plugin {
                 )
                 .map_err(|e| err(LoadErrorKind::Engine(format!("{e:#}"))))?;
         }
-        let policy = restrict(&mut linker, module, &spec).map_err(err)?;
+        // Capabilities are linked into the VM, so they are the same for every tenant.
+        crate::policy::link_denied(&mut linker, &module.module, &tenants[0].policy)
+            .map_err(|e| err(LoadErrorKind::Engine(format!("{e:#}"))))?;
         let pre = linker.instantiate_pre(&module.module).map_err(|e| {
             err(LoadErrorKind::Start {
                 stage: "link",
                 message: format!("{e:#}"),
             })
         })?;
-        let info = Arc::new(PluginInfo {
-            name: spec.name.clone(),
-            root_id: spec.root_id.clone(),
-            vm_id: spec.vm_id.clone(),
-            configuration: spec.configuration.clone(),
-            vm_configuration: spec.vm_configuration.clone(),
-            abi: module.info().abi,
-            // A log-only plugin must never change the traffic, failing included.
-            failure_policy: if spec.log_only {
-                FailurePolicy::FailOpen
-            } else {
-                spec.failure_policy
-            },
-            log_only: spec.log_only,
-            static_properties: crate::hostcalls::static_properties(&spec.node),
-            shared: runtime.shared(),
-            queues: runtime.queues(),
-            upstreams: spec.callouts.0.clone(),
-            foreign: spec.foreign.clone(),
-            metrics: runtime.guest_metrics(),
-            host_metrics: metrics.clone(),
-            limits: spec.limits.clone(),
-            cap_hits: Default::default(),
-            policy,
-        });
-        let mut plugin = Plugin {
-            info,
+        let mut vms = Vms {
+            tenants: tenants.into(),
+            plugins: OnceLock::new(),
             module: module.clone(),
             pre,
             pool: Box::new([]),
@@ -272,62 +416,47 @@ impl Plugin {
             spawner: OnceLock::new(),
             _runtime: runtime.clone(),
         };
-        match plugin.options.isolation {
+        let tenant_err =
+            |(t, kind): (usize, LoadErrorKind)| LoadError::new(&specs[t].name, module.path(), kind);
+        match vms.options.isolation {
             Isolation::Shared => {
                 let mut pool = Vec::new();
                 for index in 0..spec.replicas.max(1) {
-                    let replica = plugin.fresh_replica(Some(index)).map_err(err)?;
+                    let replica = vms.fresh_replica(Some(index)).map_err(tenant_err)?;
                     pool.push(Mutex::new(replica));
                 }
-                plugin.pool = pool.into_boxed_slice();
+                vms.pool = pool.into_boxed_slice();
             }
             Isolation::PerStream => {
-                drop(plugin.fresh_replica(None).map_err(err)?);
+                drop(vms.fresh_replica(None).map_err(tenant_err)?);
             }
         }
-        Ok(Arc::new(plugin))
-    }
-
-    /// Starts a VM for a replica (generation 0 on a new link, or the next one of a
-    /// replica rebuilt after a failure), timing it.
-    fn start_vm(&self, link: &Arc<RootLink>, generation: u64) -> Result<Vm, LoadErrorKind> {
-        let started = std::time::Instant::now();
-        let vm = Vm::start(
-            &self.pre,
-            self.info.clone(),
-            link.clone(),
-            generation,
-            self.module.info().entry,
-            self.module.info().allocator,
-            self.metrics(),
-        )?;
-        if let Some(m) = self.metrics() {
-            m.instantiated(self.options.isolation, started.elapsed());
-        }
-        Ok(vm)
-    }
-
-    /// A new replica with a started VM; its driver is not running yet.
-    fn fresh_replica(&self, index: Option<usize>) -> Result<Arc<Replica>, LoadErrorKind> {
-        let (link, events) = RootLink::new();
-        let vm = self.start_vm(&link, 0)?;
-        let memory = vm.memory_size();
-        let mut replica = Replica::new(index, Some(vm), link);
-        *replica.memory.get_mut() = memory;
-        *replica.events.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(events);
-        if index.is_none() {
-            replica.live = Some(LiveGuard::new(self.counters.clone()));
-        }
-        Ok(Arc::new(replica))
+        let vms = Arc::new(vms);
+        let plugins: Vec<Arc<Plugin>> = vms
+            .tenants
+            .iter()
+            .enumerate()
+            .map(|(tenant, info)| {
+                Arc::new(Plugin {
+                    info: info.clone(),
+                    tenant,
+                    vms: vms.clone(),
+                })
+            })
+            .collect();
+        let _ = vms
+            .plugins
+            .set(plugins.iter().map(Arc::downgrade).collect());
+        Ok(plugins)
     }
 
     /// Starts one VM as a `per_stream` stream does (instantiate, start-up code, root
     /// context, `proxy_on_vm_start`, `proxy_on_configure`) and drops it: a health check,
     /// and what the instantiation benchmark measures.
     pub fn start_and_drop_vm(&self) -> Result<(), LoadError> {
-        self.fresh_replica(None)
-            .map(drop)
-            .map_err(|kind| LoadError::new(&self.info.name, self.module.path(), kind))
+        self.vms.fresh_replica(None).map(drop).map_err(|(t, kind)| {
+            LoadError::new(&self.vms.tenants[t].name, self.vms.module.path(), kind)
+        })
     }
 
     /// The plugin name.
@@ -337,12 +466,18 @@ impl Plugin {
 
     /// The module's compatibility report.
     pub fn module_info(&self) -> &ModuleInfo {
-        self.module.info()
+        self.vms.module.info()
     }
 
     /// The module file the plugin was loaded from.
     pub fn module_path(&self) -> &std::path::Path {
-        self.module.path()
+        self.vms.module.path()
+    }
+
+    /// The names of the plugins whose root contexts live in the same VMs as this one's
+    /// (itself included), in load order.
+    pub fn vm_tenants(&self) -> Vec<&str> {
+        self.vms.tenants.iter().map(|t| t.name.as_str()).collect()
     }
 
     /// The failure policy.
@@ -362,37 +497,39 @@ impl Plugin {
 
     /// How the plugin's streams share VMs.
     pub fn isolation(&self) -> Isolation {
-        self.options.isolation
+        self.vms.options.isolation
     }
 
     /// Number of VM replicas in the pool (0 under `per_stream` isolation).
     pub fn replica_count(&self) -> usize {
-        self.pool.len()
+        self.vms.pool.len()
     }
 
     /// True when the module can see and change request bodies.
     pub fn handles_request_body(&self) -> bool {
-        self.body_callbacks[0]
+        self.vms.body_callbacks[0]
     }
 
     /// True when the module can see and change response bodies.
     pub fn handles_response_body(&self) -> bool {
-        self.body_callbacks[1]
+        self.vms.body_callbacks[1]
     }
 
     /// The pool replica of the current worker thread (see [`Selection::Thread`]).
     pub fn current_replica(&self) -> usize {
-        worker_slot() % self.pool.len().max(1)
+        worker_slot() % self.vms.pool.len().max(1)
     }
 
-    /// A snapshot of the pool, for metrics and the admin API.
+    /// A snapshot of the pool, for metrics and the admin API (plugins that share VMs
+    /// report the same pool).
     pub fn pool_state(&self) -> PoolState {
-        let replicas: Vec<Arc<Replica>> = self.pool.iter().map(|s| lock(s).clone()).collect();
+        let vms = &self.vms;
+        let replicas: Vec<Arc<Replica>> = vms.pool.iter().map(|s| lock(s).clone()).collect();
         let each: Vec<ReplicaState> = replicas.iter().map(|r| ReplicaState::of(r)).collect();
         PoolState {
-            replicas: match self.options.isolation {
+            replicas: match vms.options.isolation {
                 Isolation::Shared => each.len(),
-                Isolation::PerStream => self.counters.per_stream_live.load(Ordering::Relaxed),
+                Isolation::PerStream => vms.counters.per_stream_live.load(Ordering::Relaxed),
             },
             // A replica whose VM is locked is running a callback: nothing on the call path
             // counts it.
@@ -400,7 +537,7 @@ impl Plugin {
                 .iter()
                 .filter(|r| r.slot.try_lock().is_err())
                 .count(),
-            waited: self.counters.waited.load(Ordering::Relaxed),
+            waited: vms.counters.waited.load(Ordering::Relaxed),
             each,
         }
     }
@@ -408,49 +545,198 @@ impl Plugin {
     /// Where the drivers of replicas made later (recycled, or `per_stream` VMs) run when
     /// they are made outside a tokio runtime; within one, they run on the current thread's.
     pub fn set_root_runtime(&self, handle: tokio::runtime::Handle) {
-        let _ = self.spawner.set(handle);
+        let _ = self.vms.spawner.set(handle);
     }
 
     /// The replica a new stream is pinned to: a fresh VM under `per_stream` isolation, else
     /// one of the pool by the selection rule — recycled first when it is due, and passed
     /// over while it backs off from failures if another is ready.
     pub(crate) fn checkout(self: &Arc<Self>) -> Result<Pin, Gone> {
-        if self.options.isolation == Isolation::PerStream {
-            let replica = self.fresh_replica(None).map_err(|kind| {
+        let vms = &self.vms;
+        if vms.options.isolation == Isolation::PerStream {
+            let replica = vms.fresh_replica(None).map_err(|(_, kind)| {
                 let message = kind.to_string();
                 tracing::error!(plugin = %self.info.name, "cannot start a per-stream VM: {message}");
                 Gone::Unavailable(message)
             })?;
-            if self.root_services {
-                self.spawn_driver(&replica);
+            if vms.root_services {
+                vms.spawn_drivers(&replica);
             }
             return Ok(Pin::new(replica));
         }
-        let n = self.pool.len();
-        let first = match self.options.selection {
+        let n = vms.pool.len();
+        let first = match vms.options.selection {
             Selection::Thread => self.current_replica(),
             Selection::LeastLoaded => (0..n)
-                .min_by_key(|&i| lock(&self.pool[i]).streams.load(Ordering::Relaxed))
+                .min_by_key(|&i| lock(&vms.pool[i]).streams.load(Ordering::Relaxed))
                 .unwrap_or(0),
         };
         let mut index = first;
-        let mut replica = lock(&self.pool[first]).clone();
+        let mut replica = lock(&vms.pool[first]).clone();
         // Only `fail_reload` leaves a failed slot empty for a while.
         if self.info.failure_policy == FailurePolicy::FailReload && replica.backing_off() {
             // Another replica that is ready serves the stream meanwhile.
             if let Some((i, r)) = (1..n)
                 .map(|k| (first + k) % n)
-                .map(|i| (i, lock(&self.pool[i]).clone()))
+                .map(|i| (i, lock(&vms.pool[i]).clone()))
                 .find(|(_, r)| !r.backing_off())
             {
                 index = i;
                 replica = r;
             }
         }
-        if let Some(reason) = self.recycle_due(&replica) {
-            replica = self.recycle(index, replica, reason);
+        if let Some(reason) = vms.recycle_due(&replica) {
+            replica = vms.recycle(index, replica, reason);
         }
         Ok(Pin::new(replica))
+    }
+
+    /// Runs `f` on the replica's VM, in this plugin's root context's tenancy. With
+    /// `generation`, the stream's context must still live in that VM; without, a dropped
+    /// VM is rebuilt first (under `fail_reload`, not before its back-off ended). When `f`
+    /// says the guest failed, the VM is dropped and every other stream waiting on it —
+    /// of every plugin sharing it — is told.
+    pub(crate) fn with_vm<R>(
+        &self,
+        replica: &Replica,
+        generation: Option<u64>,
+        f: impl FnOnce(&mut Vm, u64) -> (R, Option<String>),
+    ) -> Result<R, Gone> {
+        let vms = &self.vms;
+        let mut slot = replica.lock(&vms.counters.waited);
+        if let Some(g) = generation
+            && (g != slot.generation || slot.vm.is_none())
+        {
+            return Err(Gone::Dead);
+        }
+        if slot.vm.is_none() {
+            if let Some(at) = slot.retry_at {
+                let now = std::time::Instant::now();
+                if now < at {
+                    return Err(Gone::Unavailable(format!(
+                        "the VM is rebuilt in {} ms (fail_reload back-off after {} failure(s) in a row)",
+                        (at - now).as_millis(),
+                        slot.failures
+                    )));
+                }
+            }
+            match vms.start_vm(&replica.links, slot.generation) {
+                Ok(vm) => {
+                    tracing::info!(plugin = %self.info.name, replica = %replica.label(), "started a fresh VM after a failure");
+                    slot.vm = Some(vm);
+                    slot.started = std::time::Instant::now();
+                    slot.retry_at = None;
+                }
+                Err((t, kind)) => {
+                    let message = kind.to_string();
+                    tracing::error!(plugin = %vms.tenants[t].name, replica = %replica.label(), "cannot start a fresh VM: {message}");
+                    self.back_off(&mut slot, None);
+                    return Err(Gone::Unavailable(message));
+                }
+            }
+        }
+        let generation = slot.generation;
+        let Some(vm) = slot.vm.as_mut() else {
+            return Err(Gone::Dead);
+        };
+        vm.store.data_mut().enter(self.tenant);
+        let (result, failure) = f(vm, generation);
+        replica.memory.store(vm.memory_size(), Ordering::Relaxed);
+        if let Some(message) = failure {
+            let reason = vm
+                .store
+                .data()
+                .failure
+                .unwrap_or(crate::limits::FailureReason::Trap);
+            let why = reason.describe(&self.info.limits);
+            tracing::error!(plugin = %self.info.name, root_id = %self.info.root_id, replica = %replica.label(), reason = reason.label(), "VM failed and is replaced: {why}: {message}");
+            if let Some(m) = self.metrics() {
+                m.poisoned(reason.label());
+            }
+            if let Some(dead) = slot.vm.take() {
+                for signal in dead.store.data().streams.values() {
+                    signal.push(Action::VmFailed);
+                }
+            }
+            slot.generation += 1;
+            let lived = slot.started.elapsed();
+            self.back_off(&mut slot, Some(lived));
+            // No ticks after a failure; a new VM's roots set their own periods.
+            for link in &replica.links {
+                link.set_tick(None);
+            }
+        }
+        Ok(result)
+    }
+
+    /// Under `fail_reload`, delays the next rebuild of a failed slot: the base back-off
+    /// after a first failure, doubling for each further one in a row. A VM that failed
+    /// after living longer than the longest back-off (`lived`) starts the count again; a
+    /// VM that could not start (`None`) continues it.
+    fn back_off(&self, slot: &mut Slot, lived: Option<std::time::Duration>) {
+        if self.info.failure_policy != FailurePolicy::FailReload {
+            return;
+        }
+        let backoff = self.vms.options.backoff;
+        slot.failures = match lived {
+            Some(lived) if lived > backoff.max => 1,
+            _ => slot.failures + 1,
+        };
+        let wait = backoff.after(slot.failures);
+        slot.retry_at = Some(std::time::Instant::now() + wait);
+        tracing::warn!(plugin = %self.info.name, failures = slot.failures, "fail_reload: the next VM starts in {} ms", wait.as_millis());
+    }
+}
+
+impl Vms {
+    /// Starts a VM with a root context per tenant (generation 0 on new links, or the next
+    /// one of a replica rebuilt after a failure), timing it; a failure names its tenant.
+    fn start_vm(
+        &self,
+        links: &[Arc<RootLink>],
+        generation: u64,
+    ) -> Result<Vm, (usize, LoadErrorKind)> {
+        let started = std::time::Instant::now();
+        let tenants = self
+            .tenants
+            .iter()
+            .cloned()
+            .zip(links.iter().cloned())
+            .collect();
+        let vm = Vm::start(
+            &self.pre,
+            tenants,
+            generation,
+            self.module.info().entry,
+            self.module.info().allocator,
+        )?;
+        let took = started.elapsed();
+        for info in &self.tenants {
+            if let Some(m) = &info.host_metrics {
+                m.instantiated(self.options.isolation, took);
+            }
+        }
+        Ok(vm)
+    }
+
+    /// A new replica with a started VM; its drivers are not running yet.
+    fn fresh_replica(&self, index: Option<usize>) -> Result<Arc<Replica>, (usize, LoadErrorKind)> {
+        let (links, events): (Vec<_>, Vec<_>) = self
+            .tenants
+            .iter()
+            .map(|_| {
+                let (link, events) = RootLink::new();
+                (link, Some(events))
+            })
+            .unzip();
+        let vm = self.start_vm(&links, 0)?;
+        let memory = vm.memory_size();
+        let mut replica = Replica::new(index, Some(vm), links.into_boxed_slice(), events);
+        *replica.memory.get_mut() = memory;
+        if index.is_none() {
+            replica.live = Some(LiveGuard::new(self.counters.clone()));
+        }
+        Ok(Arc::new(replica))
     }
 
     fn recycle_due(&self, replica: &Replica) -> Option<&'static str> {
@@ -473,11 +759,12 @@ impl Plugin {
 
     /// Replaces pool slot `index`'s replica `old` with a fresh one; `old` finishes the
     /// streams it has and is dropped after the last. Keeps `old` when no VM can start.
-    fn recycle(self: &Arc<Self>, index: usize, old: Arc<Replica>, reason: &str) -> Arc<Replica> {
+    fn recycle(&self, index: usize, old: Arc<Replica>, reason: &str) -> Arc<Replica> {
+        let name = &self.tenants[0].name;
         let fresh = match self.fresh_replica(Some(index)) {
             Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(plugin = %self.info.name, replica = index, "cannot recycle the replica (it keeps serving): {e}");
+            Err((t, e)) => {
+                tracing::warn!(plugin = %self.tenants[t].name, replica = index, "cannot recycle the replica (it keeps serving): {e}");
                 return old;
             }
         };
@@ -489,12 +776,15 @@ impl Plugin {
         old.retired.store(true, Ordering::Relaxed);
         *current = fresh.clone();
         drop(current);
-        self.spawn_driver(&fresh);
-        if let Some(m) = self.metrics() {
-            m.recycled(reason);
+        self.spawn_drivers(&fresh);
+        for info in &self.tenants {
+            if let Some(m) = &info.host_metrics {
+                m.recycled(reason);
+            }
         }
         tracing::info!(
-            plugin = %self.info.name,
+            plugin = %name,
+            tenants = self.tenants.len(),
             replica = index,
             reason,
             served = old.served.load(Ordering::Relaxed),
@@ -505,142 +795,40 @@ impl Plugin {
         fresh
     }
 
-    fn spawn_driver(self: &Arc<Self>, replica: &Arc<Replica>) {
-        let Some(events) = replica
-            .events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        else {
+    /// Starts the root driver of every tenant of a replica made after loading.
+    fn spawn_drivers(&self, replica: &Arc<Replica>) {
+        let Some(plugins) = self.plugins.get() else {
             return;
         };
-        let driver = crate::root::drive(Arc::downgrade(self), Arc::downgrade(replica), events);
-        match tokio::runtime::Handle::try_current()
+        let handle = tokio::runtime::Handle::try_current()
             .ok()
-            .or_else(|| self.spawner.get().cloned())
-        {
-            Some(handle) => {
-                handle.spawn(driver);
-            }
-            None => {
-                tracing::warn!(plugin = %self.info.name, "no runtime to run a new replica's root services; its ticks and callouts will not run");
-            }
-        }
-    }
-
-    /// Runs `f` on the replica's VM. With `generation`, the stream's context must still
-    /// live in that VM; without, a dropped VM is rebuilt first (under `fail_reload`, not
-    /// before its back-off ended). When `f` says the guest failed, the VM is dropped and
-    /// every other stream waiting on it is told.
-    pub(crate) fn with_vm<R>(
-        &self,
-        replica: &Replica,
-        generation: Option<u64>,
-        f: impl FnOnce(&mut Vm, u64) -> (R, Option<String>),
-    ) -> Result<R, Gone> {
-        let mut slot = replica.lock(&self.counters.waited);
-        if let Some(g) = generation
-            && (g != slot.generation || slot.vm.is_none())
-        {
-            return Err(Gone::Dead);
-        }
-        if slot.vm.is_none() {
-            if let Some(at) = slot.retry_at {
-                let now = std::time::Instant::now();
-                if now < at {
-                    return Err(Gone::Unavailable(format!(
-                        "the VM is rebuilt in {} ms (fail_reload back-off after {} failure(s) in a row)",
-                        (at - now).as_millis(),
-                        slot.failures
-                    )));
+            .or_else(|| self.spawner.get().cloned());
+        for (tenant, plugin) in plugins.iter().enumerate() {
+            let Some(events) = replica
+                .events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(tenant)
+                .and_then(Option::take)
+            else {
+                continue;
+            };
+            let driver =
+                crate::root::drive(plugin.clone(), Arc::downgrade(replica), tenant, events);
+            match &handle {
+                Some(handle) => {
+                    handle.spawn(driver);
                 }
-            }
-            match self.start_vm(&replica.link, slot.generation) {
-                Ok(vm) => {
-                    tracing::info!(plugin = %self.info.name, replica = %replica.label(), "started a fresh VM after a failure");
-                    slot.vm = Some(vm);
-                    slot.started = std::time::Instant::now();
-                    slot.retry_at = None;
-                }
-                Err(kind) => {
-                    let message = kind.to_string();
-                    tracing::error!(plugin = %self.info.name, replica = %replica.label(), "cannot start a fresh VM: {message}");
-                    self.back_off(&mut slot, None);
-                    return Err(Gone::Unavailable(message));
+                None => {
+                    tracing::warn!(plugin = %self.tenants[tenant].name, "no runtime to run a new replica's root services; its ticks and callouts will not run");
                 }
             }
         }
-        let generation = slot.generation;
-        let Some(vm) = slot.vm.as_mut() else {
-            return Err(Gone::Dead);
-        };
-        let (result, failure) = f(vm, generation);
-        replica.memory.store(vm.memory_size(), Ordering::Relaxed);
-        if let Some(message) = failure {
-            let reason = vm
-                .store
-                .data()
-                .failure
-                .unwrap_or(crate::limits::FailureReason::Trap);
-            let why = reason.describe(&self.info.limits);
-            tracing::error!(plugin = %self.info.name, root_id = %self.info.root_id, replica = %replica.label(), reason = reason.label(), "VM failed and is replaced: {why}: {message}");
-            if let Some(m) = self.metrics() {
-                m.poisoned(reason.label());
-            }
-            if let Some(dead) = slot.vm.take() {
-                for signal in dead.store.data().streams.values() {
-                    signal.push(Action::VmFailed);
-                }
-            }
-            slot.generation += 1;
-            let lived = slot.started.elapsed();
-            self.back_off(&mut slot, Some(lived));
-            // No ticks after a failure; a new VM sets its own period.
-            replica.link.set_tick(None);
-        }
-        Ok(result)
-    }
-
-    /// Under `fail_reload`, delays the next rebuild of a failed slot: the base back-off
-    /// after a first failure, doubling for each further one in a row. A VM that failed
-    /// after living longer than the longest back-off (`lived`) starts the count again; a
-    /// VM that could not start (`None`) continues it.
-    fn back_off(&self, slot: &mut Slot, lived: Option<std::time::Duration>) {
-        if self.info.failure_policy != FailurePolicy::FailReload {
-            return;
-        }
-        let backoff = self.options.backoff;
-        slot.failures = match lived {
-            Some(lived) if lived > backoff.max => 1,
-            _ => slot.failures + 1,
-        };
-        let wait = backoff.after(slot.failures);
-        slot.retry_at = Some(std::time::Instant::now() + wait);
-        tracing::warn!(plugin = %self.info.name, failures = slot.failures, "fail_reload: the next VM starts in {} ms", wait.as_millis());
     }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Resolves the plugin's capabilities, redaction and environment, and links the hostcalls
-/// it may not call to stubs that refuse them.
-fn restrict(
-    linker: &mut wasmtime::Linker<HostState>,
-    module: &CompiledModule,
-    spec: &PluginSpec,
-) -> Result<crate::policy::Policy, LoadErrorKind> {
-    let policy = crate::policy::Policy::new(
-        &spec.name,
-        &spec.capabilities,
-        &spec.redact,
-        &spec.environment_variables,
-    )
-    .map_err(LoadErrorKind::Policy)?;
-    crate::policy::link_denied(linker, &module.module, &policy)
-        .map_err(|e| LoadErrorKind::Engine(format!("{e:#}")))?;
-    Ok(policy)
 }
 
 /// Root services: the driver, ticks and the delivery of callout and queue events.
@@ -654,11 +842,17 @@ impl Plugin {
         self: &Arc<Self>,
         replica: usize,
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
-        let r = lock(self.pool.get(replica)?).clone();
-        let events = r.events.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        let r = lock(self.vms.pool.get(replica)?).clone();
+        let events = r
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(self.tenant)?
+            .take()?;
         Some(crate::root::drive(
             Arc::downgrade(self),
             Arc::downgrade(&r),
+            self.tenant,
             events,
         ))
     }
@@ -669,11 +863,12 @@ impl Plugin {
     pub async fn root_settled(&self) {
         // Settled means all replicas at once: one may get work while another is awaited.
         loop {
-            let replicas: Vec<Arc<Replica>> = self.pool.iter().map(|s| lock(s).clone()).collect();
+            let replicas: Vec<Arc<Replica>> =
+                self.vms.pool.iter().map(|s| lock(s).clone()).collect();
             for replica in &replicas {
-                replica.link.settled().await;
+                replica.links[self.tenant].settled().await;
             }
-            if replicas.iter().all(|r| r.link.is_settled()) {
+            if replicas.iter().all(|r| r.links[self.tenant].is_settled()) {
                 return;
             }
         }
@@ -687,7 +882,7 @@ impl Plugin {
         generation: Option<u64>,
         f: impl FnOnce(&mut Vm) -> Option<String>,
     ) {
-        let current = replica.lock(&self.counters.waited).generation;
+        let current = replica.lock(&self.vms.counters.waited).generation;
         if generation.is_some_and(|g| g != current) {
             return;
         }

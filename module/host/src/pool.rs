@@ -1,7 +1,8 @@
 //! A plugin's VM replicas: the pool they live in, how a stream picks one, recycling, and
 //! the pool's metrics.
 //!
-//! A [`Replica`] is one VM slot with its root link. Streams hold the replica they were
+//! A [`Replica`] is one VM slot with its root links (one per plugin whose root lives in
+//! the VM). Streams hold the replica they were
 //! pinned to by an `Arc` (a [`Pin`]), so a replica taken out of the pool — recycled, or
 //! made for one stream in `per_stream` isolation — lives on until its last stream ended,
 //! and is dropped with its VM afterwards. A replica's root driver only holds a weak
@@ -83,7 +84,7 @@ impl Backoff {
 }
 
 /// How a plugin's VMs are pooled.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PoolOptions {
     /// `shared` or `per_stream`.
     pub isolation: Isolation,
@@ -102,9 +103,10 @@ pub(crate) struct Replica {
     /// The pool slot, or `None` for a `per_stream` VM.
     pub index: Option<usize>,
     pub slot: Mutex<Slot>,
-    pub link: Arc<RootLink>,
-    /// Taken by the replica's root driver.
-    pub events: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<RootEvent>>>,
+    /// Each tenant's root link (one, unless plugins share the VM).
+    pub links: Box<[Arc<RootLink>]>,
+    /// Each tenant's root events, taken by that tenant's root driver.
+    pub events: Mutex<Vec<Option<tokio::sync::mpsc::UnboundedReceiver<RootEvent>>>>,
     /// Streams pinned to the replica now.
     pub streams: AtomicUsize,
     /// Streams pinned to the replica since it was made.
@@ -146,7 +148,12 @@ pub(crate) struct Slot {
 }
 
 impl Replica {
-    pub fn new(index: Option<usize>, vm: Option<Vm>, link: Arc<RootLink>) -> Replica {
+    pub fn new(
+        index: Option<usize>,
+        vm: Option<Vm>,
+        links: Box<[Arc<RootLink>]>,
+        events: Vec<Option<tokio::sync::mpsc::UnboundedReceiver<RootEvent>>>,
+    ) -> Replica {
         Replica {
             index,
             slot: Mutex::new(Slot {
@@ -156,8 +163,8 @@ impl Replica {
                 failures: 0,
                 retry_at: None,
             }),
-            link,
-            events: Mutex::new(None),
+            links,
+            events: Mutex::new(events),
             streams: AtomicUsize::new(0),
             served: AtomicU64::new(0),
             memory: AtomicU64::new(0),

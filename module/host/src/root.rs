@@ -215,15 +215,17 @@ impl InFlight {
 /// How late a tick may be and still keep its place in the cadence.
 const CATCH_UP: Duration = Duration::from_millis(5);
 
-/// Runs a replica's root services until its plugin is dropped.
+/// Runs the root services of `plugin`'s root context in a replica (tenant `tenant` of
+/// its VM) until the plugin or the replica is dropped.
 pub(crate) async fn drive(
     plugin: Weak<Plugin>,
     replica: Weak<Replica>,
+    tenant: usize,
     mut events: mpsc::UnboundedReceiver<RootEvent>,
 ) {
     // Only the work counter is kept, so that dropping the replica closes the channel and
     // ends the driver.
-    let Some(work) = replica.upgrade().map(|r| r.link.work()) else {
+    let Some(work) = replica.upgrade().map(|r| r.links[tenant].work()) else {
         return;
     };
     let mut next_tick: Option<Instant> = None;
@@ -240,7 +242,7 @@ pub(crate) async fn drive(
                 let (Some(p), Some(r)) = (plugin.upgrade(), replica.upgrade()) else { return };
                 match event {
                     RootEvent::TickChanged => {
-                        next_tick = r.link.tick().map(|period| Instant::now() + period);
+                        next_tick = r.links[tenant].tick().map(|period| Instant::now() + period);
                         work.finish();
                     }
                     RootEvent::Spawn(task) => {
@@ -267,7 +269,7 @@ pub(crate) async fn drive(
                 // to whole milliseconds, so a short period always wakes late) — or one
                 // period from now after a longer overrun, which is skipped rather than
                 // made up with a burst of ticks.
-                next_tick = r.link.tick().map(|period| {
+                next_tick = r.links[tenant].tick().map(|period| {
                     let due = scheduled + period;
                     let now = Instant::now();
                     if now < due + period.max(CATCH_UP) { due } else { now + period }

@@ -72,6 +72,8 @@ pub struct CompiledModule {
     pub(crate) module: Module,
     info: Arc<ModuleInfo>,
     path: PathBuf,
+    /// SHA-256 of the module's bytes.
+    digest: [u8; 32],
 }
 
 impl CompiledModule {
@@ -83,6 +85,11 @@ impl CompiledModule {
     /// The file the module came from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The SHA-256 of the module's bytes: modules with the same digest are the same code.
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.digest
     }
 }
 
@@ -315,6 +322,11 @@ impl Runtime {
         crate::root::QueueMetrics::new(self.queues())
     }
 
+    /// True when both handles compile and link for the same engine.
+    pub fn same_engine(&self, other: &Runtime) -> bool {
+        Arc::ptr_eq(&self.engines, &other.engines)
+    }
+
     /// True for a runtime made by [`Runtime::per_stream`].
     pub fn is_per_stream(&self) -> bool {
         self.engines.pooled
@@ -395,6 +407,8 @@ impl Runtime {
             module,
             info: Arc::new(info),
             path: path.to_path_buf(),
+            digest: sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(bytes))
+                .into(),
         })
     }
 }

@@ -71,23 +71,106 @@ fn start_err(stage: &'static str) -> impl Fn(wasmtime::Error) -> LoadErrorKind {
 impl Vm {
     /// Instantiates, runs start-up code, creates the root context and runs
     /// `proxy_on_vm_start` and `proxy_on_configure`.
+    ///
+    /// A VM shared by several plugins (`tenants`, the same `vm_id` and module) gets one
+    /// root context per plugin, each created, started and configured in turn, as Envoy
+    /// does. A failure names the index of the tenant it happened for.
     pub fn start(
         pre: &InstancePre<HostState>,
-        info: Arc<PluginInfo>,
-        root: Arc<RootLink>,
+        tenants: Vec<(Arc<PluginInfo>, Arc<RootLink>)>,
         generation: u64,
         entry: EntryStyle,
         allocator: &str,
-        metrics: Option<&PluginMetrics>,
-    ) -> Result<Vm, LoadErrorKind> {
-        let abi = info.abi;
-        // A new VM starts without a tick; its root sets one if it wants.
-        root.set_tick(None);
-        let start_cpu = info.limits.cpu_for("_start", true);
-        let mut store = Store::new(
-            pre.module().engine(),
-            HostState::new(info, root, generation),
-        );
+    ) -> Result<Vm, (usize, LoadErrorKind)> {
+        let abi = tenants[0].0.abi;
+        // A new VM starts without ticks; its roots set them if they want.
+        for (_, root) in &tenants {
+            root.set_tick(None);
+        }
+        let start_cpu = tenants[0].0.limits.cpu_for("_start", true);
+        let mut store = Store::new(pre.module().engine(), HostState::new(tenants, generation));
+        let cb = Vm::instantiate(pre, &mut store, abi, start_cpu, entry, allocator)
+            .map_err(|e| (0, e))?;
+        let mut vm = Vm { store, cb };
+        for t in 0..vm.store.data().tenants.len() {
+            vm.start_root(t).map_err(|e| (t, e))?;
+        }
+        vm.store.data_mut().starting = false;
+        Ok(vm)
+    }
+
+    /// Creates tenant `t`'s root context, then runs its `proxy_on_vm_start` and
+    /// `proxy_on_configure`.
+    fn start_root(&mut self, t: usize) -> Result<(), LoadErrorKind> {
+        let state = self.store.data_mut();
+        let root = state.next_context_id;
+        state.next_context_id += 1;
+        state.tenants[t].root_context_id = root;
+        // Entering sets the current root context from the tenant's.
+        state.tenant = usize::MAX;
+        state.enter(t);
+        let info = state.plugin.clone();
+        let metrics = info.host_metrics.as_ref();
+        let root_i = root as i32;
+        if let Some(f) = self.cb.context_create.clone() {
+            self.call(
+                "proxy_on_context_create",
+                root,
+                Phase::Start,
+                None,
+                metrics,
+                |s| f.call(s, (root_i, 0)),
+            )
+            .result
+            .map_err(start_err("proxy_on_context_create"))?;
+        }
+        if let Some(f) = self.cb.vm_start.clone() {
+            let size = info.vm_configuration.len() as i32;
+            let ok = self
+                .call(
+                    "proxy_on_vm_start",
+                    root,
+                    Phase::VmStart,
+                    None,
+                    metrics,
+                    |s| f.call(s, (root_i, size)),
+                )
+                .result
+                .map_err(start_err("proxy_on_vm_start"))?;
+            if ok == 0 {
+                return Err(LoadErrorKind::VmStartRejected);
+            }
+        }
+        if let Some(f) = self.cb.configure.clone() {
+            let size = info.configuration.len() as i32;
+            let ok = self
+                .call(
+                    "proxy_on_configure",
+                    root,
+                    Phase::Configure,
+                    None,
+                    metrics,
+                    |s| f.call(s, (root_i, size)),
+                )
+                .result
+                .map_err(start_err("proxy_on_configure"))?;
+            if ok == 0 {
+                return Err(LoadErrorKind::ConfigureRejected);
+            }
+        }
+        Ok(())
+    }
+
+    /// Instantiates into `store`, looks up the callbacks and runs the module's start-up
+    /// code.
+    fn instantiate(
+        pre: &InstancePre<HostState>,
+        store: &mut Store<HostState>,
+        abi: AbiVersion,
+        start_cpu: std::time::Duration,
+        entry: EntryStyle,
+        allocator: &str,
+    ) -> Result<Callbacks, LoadErrorKind> {
         store.limiter(|state| &mut state.limiter);
         // Each epoch tick a guest call runs into checks its CPU budget.
         store.epoch_deadline_callback(|mut cx| {
@@ -101,21 +184,21 @@ impl Vm {
         store.data_mut().cpu = CpuWatch::new(start_cpu);
         store.set_epoch_deadline(1);
         let instance = pre
-            .instantiate(&mut store)
+            .instantiate(&mut *store)
             .map_err(start_err("instantiate"))?;
-        store.data_mut().memory = instance.get_memory(&mut store, "memory");
+        store.data_mut().memory = instance.get_memory(&mut *store, "memory");
         let sig = |name: &str, e: wasmtime::Error| {
             LoadErrorKind::Signature(format!("export `{name}` has the wrong type: {e:#}"))
         };
         let allocator_fn = instance
-            .get_typed_func::<i32, i32>(&mut store, allocator)
+            .get_typed_func::<i32, i32>(&mut *store, allocator)
             .map_err(|e| sig(allocator, e))?;
         store.data_mut().allocator = Some(allocator_fn);
 
         macro_rules! typed {
             ($name:literal) => {
-                match instance.get_func(&mut store, $name) {
-                    Some(f) => Some(f.typed(&store).map_err(|e| sig($name, e))?),
+                match instance.get_func(&mut *store, $name) {
+                    Some(f) => Some(f.typed(&*store).map_err(|e| sig($name, e))?),
                     None => None,
                 }
             };
@@ -136,8 +219,8 @@ impl Vm {
             context_create: typed!("proxy_on_context_create"),
             vm_start: typed!("proxy_on_vm_start"),
             configure: typed!("proxy_on_configure"),
-            request_headers: headers(&mut store, "proxy_on_request_headers")?,
-            response_headers: headers(&mut store, "proxy_on_response_headers")?,
+            request_headers: headers(&mut *store, "proxy_on_request_headers")?,
+            response_headers: headers(&mut *store, "proxy_on_response_headers")?,
             request_body: typed!("proxy_on_request_body"),
             response_body: typed!("proxy_on_response_body"),
             request_trailers: typed!("proxy_on_request_trailers"),
@@ -164,24 +247,24 @@ impl Vm {
         match entry {
             EntryStyle::Initialize | EntryStyle::InitializeAndMain => {
                 let init = instance
-                    .get_typed_func::<(), ()>(&mut store, "_initialize")
+                    .get_typed_func::<(), ()>(&mut *store, "_initialize")
                     .map_err(|e| sig("_initialize", e))?;
-                init.call(&mut store, ())
+                init.call(&mut *store, ())
                     .map_err(start_err("_initialize"))?;
-                if let Ok(main) = instance.get_typed_func::<(i32, i32), i32>(&mut store, "main") {
-                    main.call(&mut store, (0, 0)).map_err(start_err("main"))?;
+                if let Ok(main) = instance.get_typed_func::<(i32, i32), i32>(&mut *store, "main") {
+                    main.call(&mut *store, (0, 0)).map_err(start_err("main"))?;
                 } else if let Ok(main) =
-                    instance.get_typed_func::<(), i32>(&mut store, "__main_void")
+                    instance.get_typed_func::<(), i32>(&mut *store, "__main_void")
                 {
-                    main.call(&mut store, ())
+                    main.call(&mut *store, ())
                         .map_err(start_err("__main_void"))?;
                 }
             }
             EntryStyle::Start => {
                 let start = instance
-                    .get_typed_func::<(), ()>(&mut store, "_start")
+                    .get_typed_func::<(), ()>(&mut *store, "_start")
                     .map_err(|e| sig("_start", e))?;
-                if let Err(e) = start.call(&mut store, ()) {
+                if let Err(e) = start.call(&mut *store, ()) {
                     // A command that ends with proc_exit(0) finished its start-up.
                     if store.data().call.exit_code != Some(0) {
                         return Err(start_err("_start")(e));
@@ -191,60 +274,7 @@ impl Vm {
             }
             EntryStyle::StartSection | EntryStyle::None => {}
         }
-
-        let mut vm = Vm { store, cb };
-        let root = vm.store.data().next_context_id;
-        vm.store.data_mut().next_context_id += 1;
-        vm.store.data_mut().root_context_id = root;
-        let root_i = root as i32;
-        if let Some(f) = vm.cb.context_create.clone() {
-            vm.call(
-                "proxy_on_context_create",
-                root,
-                Phase::Start,
-                None,
-                metrics,
-                |s| f.call(s, (root_i, 0)),
-            )
-            .result
-            .map_err(start_err("proxy_on_context_create"))?;
-        }
-        if let Some(f) = vm.cb.vm_start.clone() {
-            let size = vm.store.data().plugin.vm_configuration.len() as i32;
-            let ok = vm
-                .call(
-                    "proxy_on_vm_start",
-                    root,
-                    Phase::VmStart,
-                    None,
-                    metrics,
-                    |s| f.call(s, (root_i, size)),
-                )
-                .result
-                .map_err(start_err("proxy_on_vm_start"))?;
-            if ok == 0 {
-                return Err(LoadErrorKind::VmStartRejected);
-            }
-        }
-        if let Some(f) = vm.cb.configure.clone() {
-            let size = vm.store.data().plugin.configuration.len() as i32;
-            let ok = vm
-                .call(
-                    "proxy_on_configure",
-                    root,
-                    Phase::Configure,
-                    None,
-                    metrics,
-                    |s| f.call(s, (root_i, size)),
-                )
-                .result
-                .map_err(start_err("proxy_on_configure"))?;
-            if ok == 0 {
-                return Err(LoadErrorKind::ConfigureRejected);
-            }
-        }
-        vm.store.data_mut().starting = false;
-        Ok(vm)
+        Ok(cb)
     }
 
     /// The size of the VM's linear memory in bytes (0 without an exported memory).

@@ -30,8 +30,8 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use wasmbridge_host::{
     BodyOutcome, Callouts, FailurePolicy, FilterChain, HeaderList, HeadersOutcome, HttpStream,
-    Isolation, LoadError, LocalReply, NodeInfo, PerStreamPool, Plugin, PluginSpec, PoolOptions,
-    Runtime, StreamData, TrailersOutcome,
+    Isolation, LoadError, LocalReply, NodeInfo, PerStreamPool, Plugin, PluginLoad, PluginSpec,
+    PoolOptions, Runtime, StreamData, TrailersOutcome,
 };
 
 pub use logs::{LogLine, capture_logs};
@@ -286,25 +286,27 @@ impl Emulator {
             module: PathBuf::new(),
             kind: wasmbridge_host::LoadErrorKind::Engine(e.to_string()),
         })?;
-        let mut plugins: Vec<Arc<Plugin>> = Vec::with_capacity(sources.len());
-        let mut per_stream = None;
-        for source in sources {
-            let runtime = if source.pool.isolation == Isolation::PerStream {
-                if per_stream.is_none() {
-                    per_stream =
-                        Some(runtime.per_stream(PerStreamPool::default()).map_err(|e| {
-                            LoadError {
-                                plugin: source.name.clone(),
-                                module: PathBuf::new(),
-                                kind: wasmbridge_host::LoadErrorKind::Engine(e.to_string()),
-                            }
-                        })?);
-                }
-                per_stream.as_ref().unwrap_or(&runtime)
-            } else {
-                &runtime
+        let per_stream =
+            match sources
+                .iter()
+                .find(|s| s.pool.isolation == Isolation::PerStream)
+            {
+                Some(source) => Some(runtime.per_stream(PerStreamPool::default()).map_err(
+                    |e| LoadError {
+                        plugin: source.name.clone(),
+                        module: PathBuf::new(),
+                        kind: wasmbridge_host::LoadErrorKind::Engine(e.to_string()),
+                    },
+                )?),
+                None => None,
             };
-            let compiled = match &source.module {
+        let mut loads = Vec::with_capacity(sources.len());
+        for source in sources {
+            let runtime = match &per_stream {
+                Some(r) if source.pool.isolation == Isolation::PerStream => r,
+                _ => &runtime,
+            };
+            let module = match &source.module {
                 Module::File(path) => runtime.compile_file(&source.name, path)?,
                 Module::Bytes { label, bytes } => runtime.compile(&source.name, label, bytes)?,
             };
@@ -325,8 +327,14 @@ impl Emulator {
                 // Capabilities, redaction and environment: the defaults.
                 ..PluginSpec::default()
             };
-            plugins.push(Plugin::load(runtime, &compiled, spec, None)?);
+            loads.push(PluginLoad {
+                runtime,
+                module,
+                spec,
+            });
         }
+        // Plugins with the same module and vm_id share their VM, as in the gateway.
+        let plugins = Plugin::load_all(loads, None)?;
         // Root callbacks run on the runtime's thread: their logs go where the caller's do.
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
         let services = tokio::runtime::Builder::new_multi_thread()

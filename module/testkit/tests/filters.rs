@@ -152,3 +152,130 @@ fn a_failing_log_only_plugin_is_skipped() {
     assert_eq!(ex.request_outcome, HeadersOutcome::Continue);
     assert_eq!(ex.status, 200);
 }
+
+/// `vm_share` plugin `name` with configuration `name` in VM `vm_id`.
+fn vm_share(name: &str, vm_id: &str) -> wasmbridge_testkit::PluginSource {
+    wasmbridge_testkit::PluginSource {
+        root_id: format!("root-{name}"),
+        vm_id: vm_id.to_string(),
+        ..wasmbridge_testkit::PluginSource::file(name, filter("vm_share"), name)
+    }
+}
+
+#[test]
+fn plugins_with_the_same_vm_id_and_module_share_a_vm_with_a_root_context_each() {
+    let emu = Emulator::chain_of(vec![
+        vm_share("a", "shared"),
+        vm_share("b", "shared"),
+        vm_share("c", "own"),
+    ])
+    .expect("load");
+    let tenants: Vec<Vec<&str>> = emu
+        .chain()
+        .plugins()
+        .iter()
+        .map(|p| p.vm_tenants())
+        .collect();
+    assert_eq!(tenants, [vec!["a", "b"], vec!["a", "b"], vec!["c"]]);
+
+    // One VM holds the roots of a and b (root contexts 1 and 2) and counts the streams of
+    // both; c's VM holds its root alone.
+    let ex = emu.run(Request::get("/"));
+    assert_eq!(ex.status, 200);
+    assert_eq!(
+        ex.response_header("x-vm-share-a"),
+        Some("roots=2 streams=1 root=1")
+    );
+    assert_eq!(
+        ex.response_header("x-vm-share-b"),
+        Some("roots=2 streams=2 root=2")
+    );
+    assert_eq!(
+        ex.response_header("x-vm-share-c"),
+        Some("roots=1 streams=1 root=1")
+    );
+    let ex = emu.run(Request::get("/"));
+    assert_eq!(
+        ex.response_header("x-vm-share-a"),
+        Some("roots=2 streams=3 root=1")
+    );
+    assert_eq!(
+        ex.response_header("x-vm-share-b"),
+        Some("roots=2 streams=4 root=2")
+    );
+    assert_eq!(
+        ex.response_header("x-vm-share-c"),
+        Some("roots=1 streams=2 root=1")
+    );
+}
+
+#[test]
+fn a_trap_in_a_shared_vm_fails_the_streams_of_every_plugin_in_it_and_the_vm_is_rebuilt_with_all_roots()
+ {
+    use wasmbridge_host::FailurePolicy;
+    let open = |p: wasmbridge_testkit::PluginSource| wasmbridge_testkit::PluginSource {
+        failure_policy: FailurePolicy::FailOpen,
+        ..p
+    };
+    let emu = Emulator::chain_of(vec![
+        open(vm_share("a", "shared")),
+        open(vm_share("b", "shared")),
+        open(vm_share("c", "own")),
+    ])
+    .expect("load");
+    assert_eq!(emu.run(Request::get("/")).status, 200);
+
+    // b traps in its request headers: the VM it shares with a dies, so both are skipped
+    // (fail_open) for the rest of the stream; c, in a VM of its own, is untouched.
+    let ex = emu.run(Request::get("/").header("x-vm-share-trap", "b"));
+    assert_eq!(ex.status, 200);
+    assert_eq!(ex.response_header("x-vm-share-a"), None);
+    assert_eq!(ex.response_header("x-vm-share-b"), None);
+    assert_eq!(
+        ex.response_header("x-vm-share-c"),
+        Some("roots=1 streams=2 root=1")
+    );
+
+    // The next stream gets a fresh VM with both roots again; its counters start over.
+    let ex = emu.run(Request::get("/"));
+    assert_eq!(
+        ex.response_header("x-vm-share-a"),
+        Some("roots=2 streams=1 root=1")
+    );
+    assert_eq!(
+        ex.response_header("x-vm-share-b"),
+        Some("roots=2 streams=2 root=2")
+    );
+    assert_eq!(
+        ex.response_header("x-vm-share-c"),
+        Some("roots=1 streams=3 root=1")
+    );
+}
+
+#[test]
+fn plugins_with_the_same_module_but_another_vm_id_or_isolation_keep_their_own_vms() {
+    use wasmbridge_host::{Isolation, PoolOptions};
+    let emu = Emulator::chain_of(vec![
+        vm_share("a", "one"),
+        vm_share("b", "two"),
+        wasmbridge_testkit::PluginSource {
+            pool: PoolOptions {
+                isolation: Isolation::PerStream,
+                ..PoolOptions::default()
+            },
+            ..vm_share("c", "one")
+        },
+    ])
+    .expect("load");
+    for plugin in emu.chain().plugins() {
+        assert_eq!(plugin.vm_tenants(), [plugin.name()]);
+    }
+    let ex = emu.run(Request::get("/"));
+    for name in ["a", "b", "c"] {
+        assert_eq!(
+            ex.response_header(&format!("x-vm-share-{name}")),
+            Some("roots=1 streams=1 root=1"),
+            "{name}"
+        );
+    }
+}

@@ -74,7 +74,7 @@ fn registered_signatures_match_the_catalogue() {
         policy: Default::default(),
     });
     let (link, _events) = crate::root::RootLink::new();
-    let mut store = Store::new(rt.engine(), HostState::new(info, link, 0));
+    let mut store = Store::new(rt.engine(), HostState::new(vec![(info, link)], 0));
     for spec in HOSTCALLS {
         for module in spec.namespace.module_names() {
             let Ok(Extern::Func(f)) = rt.linker().get(&mut store, module, spec.name) else {
