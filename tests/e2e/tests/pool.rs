@@ -1,7 +1,8 @@
 //! VM pools through the gateway: `per_stream` isolation makes a trap fail exactly its own
 //! request under load; `fail_reload` backs off before rebuilding; a recycled replica
 //! finishes the streams it serves; a log-only plugin lets a request it would deny through
-//! and counts the would-be reply; the pool metrics are on `/metrics`.
+//! and counts the would-be reply; the pool metrics are on `/metrics`; plugins with the
+//! same module and `vm_id` share their VMs.
 
 use std::time::{Duration, Instant};
 
@@ -289,6 +290,78 @@ async fn pool_metrics_describe_the_replicas() -> anyhow::Result<()> {
         )
         .as_deref(),
         Some("2")
+    );
+    Ok(())
+}
+
+/// Plugins a and b have the same module and `vm_id`: one VM holds both their root
+/// contexts and counts the streams of both, and a trap in b's stream kills it for a too.
+/// Plugin c has the same module and `vm_id` but other limits, so it keeps a VM of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_with_the_same_module_and_vm_id_share_a_vm() -> anyhow::Result<()> {
+    let upstream = Upstream::start().await;
+    let module = filter("vm_share");
+    let config = format!(
+        r#"
+server: {{threads: 1}}
+listeners: [{{address: "{{listen}}"}}]
+admin: {{address: "{{admin}}"}}
+clusters: [{{name: backend, endpoints: ["{{upstream}}"]}}]
+plugins:
+  - {{name: a, module: {module}, vm_id: shared, root_id: ra, configuration: a}}
+  - {{name: b, module: {module}, vm_id: shared, root_id: rb, configuration: b}}
+  - {{name: c, module: {module}, vm_id: shared, configuration: c, limits: {{cpu: 50ms}}}}
+routes:
+  - match: {{prefix: /}}
+    cluster: backend
+    plugins: [a, b, c]
+"#
+    );
+    let gw = Gateway::start("pool-vm-share", &config, Some(upstream.addr)).await?;
+    let seen = |reply: &wasmbridge_e2e::Reply| {
+        ["a", "b", "c"].map(|n| reply.header(&format!("x-vm-share-{n}")).to_string())
+    };
+    let reply = send(gw.addr, Proto::H1, get(&gw.url("/"), &[])).await?;
+    assert_eq!(reply.status, 200, "{}", gw.log_text());
+    assert_eq!(
+        seen(&reply),
+        [
+            "roots=2 streams=1 root=1",
+            "roots=2 streams=2 root=2",
+            "roots=1 streams=1 root=1"
+        ]
+    );
+    // b traps (fail_closed): the VM a and b share is replaced, c's is not.
+    let reply = send(
+        gw.addr,
+        Proto::H1,
+        get(&gw.url("/"), &[("x-vm-share-trap", "b")]),
+    )
+    .await?;
+    assert_eq!(reply.status, 503);
+    let reply = send(gw.addr, Proto::H1, get(&gw.url("/"), &[])).await?;
+    assert_eq!(
+        seen(&reply),
+        [
+            "roots=2 streams=1 root=1",
+            "roots=2 streams=2 root=2",
+            "roots=1 streams=3 root=1"
+        ],
+        "{}",
+        gw.log_text()
+    );
+    assert_eq!(
+        metric(
+            &gw,
+            r#"wasmbridge_plugin_poisonings_total{plugin="b",reason="trap"}"#
+        )
+        .await?,
+        Some("1".to_string())
+    );
+    assert!(
+        gw.log_text().contains("their `limits` differs"),
+        "{}",
+        gw.log_text()
     );
     Ok(())
 }
