@@ -513,7 +513,7 @@ impl HostState {
                 refused: false,
             },
             failure: None,
-            cpu: crate::limits::CpuWatch::new(std::time::Duration::ZERO),
+            cpu: crate::limits::CpuWatch::new(std::time::Duration::ZERO, std::time::Instant::now()),
             starting: true,
             root,
             callouts: Default::default(),

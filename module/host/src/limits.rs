@@ -190,10 +190,11 @@ pub(crate) struct CpuWatch {
 }
 
 impl CpuWatch {
-    pub(crate) fn new(budget: Duration) -> CpuWatch {
+    /// A budget for a call that starts at `started`.
+    pub(crate) fn new(budget: Duration, started: Instant) -> CpuWatch {
         CpuWatch {
             budget,
-            started: Instant::now(),
+            started,
             first_tick: None,
         }
     }
@@ -333,7 +334,7 @@ mod tests {
 
     #[test]
     fn a_watch_counts_cpu_not_sleep() {
-        let mut watch = CpuWatch::new(Duration::from_millis(20));
+        let mut watch = CpuWatch::new(Duration::from_millis(20), Instant::now());
         assert!(watch.may_continue(), "nothing used yet");
         // Sleeping uses no CPU: the budget is still there afterwards.
         std::thread::sleep(Duration::from_millis(30));

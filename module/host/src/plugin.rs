@@ -896,7 +896,8 @@ impl Plugin {
         }
         let metrics = self.metrics();
         self.with_live_vm(replica, None, |vm| {
-            let f = vm.cb.tick.clone()?;
+            let cb = vm.cb.clone();
+            let f = cb.tick.as_ref()?;
             let root = vm.store.data().root_context_id;
             let called = vm.call("proxy_on_tick", root, Phase::Tick, None, metrics, |s| {
                 f.call(s, root as i32)
@@ -911,7 +912,8 @@ impl Plugin {
         match event {
             RootEvent::QueueReady { generation, queue } => {
                 self.with_live_vm(replica, Some(generation), |vm| {
-                    let f = vm.cb.queue_ready.clone()?;
+                    let cb = vm.cb.clone();
+                    let f = cb.queue_ready.as_ref()?;
                     let root = vm.store.data().root_context_id;
                     let called = vm.call(
                         "proxy_on_queue_ready",

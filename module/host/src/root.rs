@@ -461,7 +461,8 @@ pub(crate) fn http_response(
             None
         }
     };
-    let f = vm.cb.http_call_response.clone()?;
+    let cb = vm.cb.clone();
+    let f = cb.http_call_response.as_ref()?;
     let root = vm.store.data().root_context_id;
     let delivery = response.map(|r| Delivery {
         grpc: false,
@@ -518,7 +519,8 @@ pub(crate) fn grpc_event(
         grpc: true,
         ..Delivery::default()
     };
-    let cb = &vm.cb;
+    let callbacks = vm.cb.clone();
+    let cb = &*callbacks;
     // (callback name, export, its count argument, the status proxy_get_status answers)
     let (name, f, arg, status) = match (*unary, event) {
         (true, GrpcInbound::Message(message)) => {
@@ -535,7 +537,12 @@ pub(crate) fn grpc_event(
                 Some(reply) if status == 0 => {
                     let size = reply.len() as u32;
                     delivery.body = reply;
-                    ("proxy_on_grpc_receive", cb.grpc_receive.clone(), size, None)
+                    (
+                        "proxy_on_grpc_receive",
+                        cb.grpc_receive.as_ref(),
+                        size,
+                        None,
+                    )
                 }
                 // OK without a message is no answer to a unary call.
                 None if status == 0 => close(cb, 13, "the server sent no message".into()),
@@ -546,7 +553,7 @@ pub(crate) fn grpc_event(
             delivery.headers = pairs.into_iter().collect();
             (
                 "proxy_on_grpc_receive_initial_metadata",
-                cb.grpc_receive_initial_metadata.clone(),
+                cb.grpc_receive_initial_metadata.as_ref(),
                 delivery.headers.len() as u32,
                 None,
             )
@@ -554,13 +561,18 @@ pub(crate) fn grpc_event(
         (false, GrpcInbound::Message(message)) => {
             let size = message.len() as u32;
             delivery.body = message;
-            ("proxy_on_grpc_receive", cb.grpc_receive.clone(), size, None)
+            (
+                "proxy_on_grpc_receive",
+                cb.grpc_receive.as_ref(),
+                size,
+                None,
+            )
         }
         (false, GrpcInbound::TrailingMetadata(pairs)) => {
             delivery.trailers = pairs.into_iter().collect();
             (
                 "proxy_on_grpc_receive_trailing_metadata",
-                cb.grpc_receive_trailing_metadata.clone(),
+                cb.grpc_receive_trailing_metadata.as_ref(),
                 delivery.trailers.len() as u32,
                 None,
             )
@@ -581,17 +593,17 @@ pub(crate) fn grpc_event(
     called.result.err().map(|e| format!("{name}: {e:?}"))
 }
 
-type GrpcFn = Option<wasmtime::TypedFunc<(i32, i32, i32), ()>>;
+type GrpcFn<'a> = Option<&'a wasmtime::TypedFunc<(i32, i32, i32), ()>>;
 
 /// `proxy_on_grpc_close` with `status`, whose message `proxy_get_status` answers.
 fn close(
     cb: &crate::vm::Callbacks,
     status: u32,
     message: String,
-) -> (&'static str, GrpcFn, u32, Option<(u32, Bytes)>) {
+) -> (&'static str, GrpcFn<'_>, u32, Option<(u32, Bytes)>) {
     (
         "proxy_on_grpc_close",
-        cb.grpc_close.clone(),
+        cb.grpc_close.as_ref(),
         status,
         Some((status, Bytes::from(message))),
     )

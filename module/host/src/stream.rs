@@ -583,7 +583,7 @@ impl HttpStream {
             let _ = plugin.with_vm(pin.replica(), Some(*generation), |vm, _| {
                 let metrics = plugin.metrics();
                 let cb = vm.cb.clone();
-                let mut failure = cb.log.and_then(|f| {
+                let mut failure = cb.log.as_ref().and_then(|f| {
                     end_call(
                         vm,
                         "proxy_on_log",
@@ -595,7 +595,7 @@ impl HttpStream {
                     )
                 });
                 if failure.is_none() {
-                    failure = cb.done.and_then(|f| {
+                    failure = cb.done.as_ref().and_then(|f| {
                         end_call(
                             vm,
                             "proxy_on_done",
@@ -608,7 +608,7 @@ impl HttpStream {
                     });
                 }
                 if failure.is_none() {
-                    failure = cb.delete.and_then(|f| {
+                    failure = cb.delete.as_ref().and_then(|f| {
                         end_call(
                             vm,
                             "proxy_on_delete",
@@ -689,7 +689,8 @@ impl HttpStream {
             state.next_context_id += 1;
             let root = state.root_context_id;
             state.streams.insert(id, signal);
-            let result = match vm.cb.context_create.clone() {
+            let cb = vm.cb.clone();
+            let result = match &cb.context_create {
                 Some(f) => {
                     vm.call(
                         "proxy_on_context_create",
@@ -751,8 +752,8 @@ impl HttpStream {
         i: usize,
         callback: &'static str,
         phase: Phase,
-        select: impl FnOnce(&Callbacks) -> Option<X>,
-        run: impl FnOnce(X, &mut Store<HostState>, i32) -> wasmtime::Result<i32>,
+        select: impl for<'a> FnOnce(&'a Callbacks) -> Option<&'a X>,
+        run: impl FnOnce(&X, &mut Store<HostState>, i32) -> wasmtime::Result<i32>,
     ) -> Invoked {
         // Borrowed field by field: the member is read while the stream's data is lent to
         // the call.
@@ -771,7 +772,8 @@ impl HttpStream {
         let before = plugin.log_only().then(|| Snapshot::take(&self.data));
         let data = &mut self.data;
         let r = plugin.with_vm(pin.replica(), Some(generation), |vm, _| {
-            let Some(x) = select(&vm.cb) else {
+            let cb = vm.cb.clone();
+            let Some(x) = select(&cb) else {
                 return (Invoked::NotExported, None);
             };
             let called = vm.call(
@@ -849,8 +851,8 @@ impl HttpStream {
                 name,
                 phase,
                 |cb| match dir {
-                    Dir::Request => cb.request_headers.clone(),
-                    Dir::Response => cb.response_headers.clone(),
+                    Dir::Request => cb.request_headers.as_ref(),
+                    Dir::Response => cb.response_headers.as_ref(),
                 },
                 |f, s, ctx| match f {
                     HeadersFn::V1(f) => f.call(s, (ctx, count as i32)),
@@ -943,8 +945,8 @@ impl HttpStream {
             name,
             phase,
             |cb| match dir {
-                Dir::Request => cb.request_body.clone(),
-                Dir::Response => cb.response_body.clone(),
+                Dir::Request => cb.request_body.as_ref(),
+                Dir::Response => cb.response_body.as_ref(),
             },
             |f, s, ctx| f.call(s, (ctx, size, i32::from(eos))),
         );
@@ -1091,8 +1093,8 @@ impl HttpStream {
                 name,
                 phase,
                 |cb| match dir {
-                    Dir::Request => cb.request_trailers.clone(),
-                    Dir::Response => cb.response_trailers.clone(),
+                    Dir::Request => cb.request_trailers.as_ref(),
+                    Dir::Response => cb.response_trailers.as_ref(),
                 },
                 |f, s, ctx| f.call(s, (ctx, count as i32)),
             );

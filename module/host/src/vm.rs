@@ -58,7 +58,9 @@ pub(crate) struct Called<R> {
 
 pub(crate) struct Vm {
     pub store: Store<HostState>,
-    pub cb: Callbacks,
+    /// Shared so that a call site holds the callback it runs without cloning it (a typed
+    /// function's clone registers its type again) while the store is borrowed.
+    pub cb: Arc<Callbacks>,
 }
 
 fn start_err(stage: &'static str) -> impl Fn(wasmtime::Error) -> LoadErrorKind {
@@ -91,7 +93,10 @@ impl Vm {
         let mut store = Store::new(pre.module().engine(), HostState::new(tenants, generation));
         let cb = Vm::instantiate(pre, &mut store, abi, start_cpu, entry, allocator)
             .map_err(|e| (0, e))?;
-        let mut vm = Vm { store, cb };
+        let mut vm = Vm {
+            store,
+            cb: Arc::new(cb),
+        };
         for t in 0..vm.store.data().tenants.len() {
             vm.start_root(t).map_err(|e| (t, e))?;
         }
@@ -112,7 +117,8 @@ impl Vm {
         let info = state.plugin.clone();
         let metrics = info.host_metrics.as_ref();
         let root_i = root as i32;
-        if let Some(f) = self.cb.context_create.clone() {
+        let cb = self.cb.clone();
+        if let Some(f) = &cb.context_create {
             self.call(
                 "proxy_on_context_create",
                 root,
@@ -124,7 +130,7 @@ impl Vm {
             .result
             .map_err(start_err("proxy_on_context_create"))?;
         }
-        if let Some(f) = self.cb.vm_start.clone() {
+        if let Some(f) = &cb.vm_start {
             let size = info.vm_configuration.len() as i32;
             let ok = self
                 .call(
@@ -141,7 +147,7 @@ impl Vm {
                 return Err(LoadErrorKind::VmStartRejected);
             }
         }
-        if let Some(f) = self.cb.configure.clone() {
+        if let Some(f) = &cb.configure {
             let size = info.configuration.len() as i32;
             let ok = self
                 .call(
@@ -181,7 +187,7 @@ impl Vm {
             })
         });
         // Instantiation may run a start section; start-up code gets the start budget.
-        store.data_mut().cpu = CpuWatch::new(start_cpu);
+        store.data_mut().cpu = CpuWatch::new(start_cpu, Instant::now());
         store.set_epoch_deadline(1);
         let instance = pre
             .instantiate(&mut *store)
@@ -242,7 +248,7 @@ impl Vm {
             grpc_close: typed!("proxy_on_grpc_close"),
         };
 
-        store.data_mut().cpu = CpuWatch::new(start_cpu);
+        store.data_mut().cpu = CpuWatch::new(start_cpu, Instant::now());
         store.set_epoch_deadline(1);
         match entry {
             EntryStyle::Initialize | EntryStyle::InitializeAndMain => {
@@ -251,13 +257,19 @@ impl Vm {
                     .map_err(|e| sig("_initialize", e))?;
                 init.call(&mut *store, ())
                     .map_err(start_err("_initialize"))?;
-                if let Ok(main) = instance.get_typed_func::<(i32, i32), i32>(&mut *store, "main") {
-                    main.call(&mut *store, (0, 0)).map_err(start_err("main"))?;
-                } else if let Ok(main) =
-                    instance.get_typed_func::<(), i32>(&mut *store, "__main_void")
-                {
-                    main.call(&mut *store, ())
-                        .map_err(start_err("__main_void"))?;
+                // Looked up without the error a missing export makes (which captures a
+                // backtrace when RUST_BACKTRACE is set).
+                if entry == EntryStyle::InitializeAndMain {
+                    let main = instance.get_func(&mut *store, "main");
+                    if let Some(Ok(main)) = main.map(|f| f.typed::<(i32, i32), i32>(&*store)) {
+                        main.call(&mut *store, (0, 0)).map_err(start_err("main"))?;
+                    } else if let Some(main) = instance.get_func(&mut *store, "__main_void") {
+                        let main = main
+                            .typed::<(), i32>(&*store)
+                            .map_err(|e| sig("__main_void", e))?;
+                        main.call(&mut *store, ())
+                            .map_err(start_err("__main_void"))?;
+                    }
                 }
             }
             EntryStyle::Start => {
@@ -319,9 +331,12 @@ impl Vm {
             status: None,
         };
         state.limiter.refused = false;
-        state.cpu = CpuWatch::new(state.plugin.limits.cpu_for(callback, state.starting));
-        self.store.set_epoch_deadline(1);
         let started = Instant::now();
+        state.cpu = CpuWatch::new(
+            state.plugin.limits.cpu_for(callback, state.starting),
+            started,
+        );
+        self.store.set_epoch_deadline(1);
         let result = f(&mut self.store);
         if let Some(m) = metrics {
             m.observe(callback, started.elapsed(), result.is_err());

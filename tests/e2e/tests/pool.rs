@@ -97,6 +97,8 @@ async fn fail_reload_rebuilds_the_replica_after_its_back_off() -> anyhow::Result
         Some(upstream.addr),
     )
     .await?;
+    // Taken before the trap, so the back-off measured from it is never short.
+    let failed_at = Instant::now();
     let trapped = send(
         gw.addr,
         Proto::H1,
@@ -104,7 +106,6 @@ async fn fail_reload_rebuilds_the_replica_after_its_back_off() -> anyhow::Result
     )
     .await?;
     assert_eq!(trapped.status, 503);
-    let failed_at = Instant::now();
     let waiting = send(gw.addr, Proto::H1, get(&gw.url("/"), &[])).await?;
     if failed_at.elapsed() < Duration::from_millis(900) {
         assert_eq!(waiting.status, 503, "{}", gw.log_text());
