@@ -79,7 +79,9 @@ pub struct PluginSpec {
     pub callouts: Callouts,
     /// The proxy's foreign functions (`proxy_call_foreign_function`).
     pub foreign: crate::foreign::ForeignFunctions,
-    /// Memory and CPU limits of each VM.
+    /// Memory, CPU, fuel and stack limits of each VM, and caps on what the plugin makes
+    /// the host hold. Fuel and a stack size other than the default need a runtime made
+    /// for them ([`crate::EngineSettings::for_plugin`]).
     pub limits: crate::Limits,
     /// The hostcalls the plugin may call and the clusters its callouts may reach.
     pub capabilities: crate::Capabilities,
@@ -175,15 +177,13 @@ impl Plugin {
     ) -> Result<Arc<Plugin>, LoadError> {
         let metrics = metrics.map(|m| m.for_plugin(&spec.name));
         let err = |kind| LoadError::new(&spec.name, module.path(), kind);
-        if (spec.pool.isolation == Isolation::PerStream) != runtime.is_per_stream() {
+        // Isolation, fuel and the stack size are the engine's: the runtime must be the one
+        // made for them (its pool's capacity aside).
+        let needed = crate::EngineSettings::for_plugin(&spec, crate::PerStreamPool::default());
+        if let Some(difference) = runtime.settings().mismatch(&needed) {
             return Err(err(LoadErrorKind::Engine(format!(
-                "{} isolation needs the module compiled and loaded by {}",
-                spec.pool.isolation.as_str(),
-                if runtime.is_per_stream() {
-                    "a runtime that is not made by Runtime::per_stream"
-                } else {
-                    "the runtime from Runtime::per_stream"
-                }
+                "{difference}: compile and load the module with \
+                 runtime.for_settings(EngineSettings::for_plugin(..))"
             ))));
         }
         let mut linker = runtime.linker().clone();

@@ -29,9 +29,9 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use wasmbridge_host::{
-    BodyOutcome, Callouts, FailurePolicy, FilterChain, HeaderList, HeadersOutcome, HttpStream,
-    Isolation, LoadError, LocalReply, NodeInfo, PerStreamPool, Plugin, PluginSpec, PoolOptions,
-    Runtime, StreamData, TrailersOutcome,
+    BodyOutcome, Callouts, EngineSettings, FailurePolicy, FilterChain, HeaderList, HeadersOutcome,
+    HttpStream, Limits, LoadError, LocalReply, NodeInfo, PerStreamPool, Plugin, PluginSpec,
+    PoolOptions, Runtime, StreamData, TrailersOutcome,
 };
 
 pub use logs::{LogLine, capture_logs};
@@ -215,6 +215,8 @@ pub struct PluginSource {
     pub pool: PoolOptions,
     /// Log-only mode.
     pub log_only: bool,
+    /// Memory, CPU, fuel and stack limits and caps (the default profile by default).
+    pub limits: Limits,
 }
 
 /// A module file or module bytes (WebAssembly binary or text).
@@ -245,6 +247,7 @@ impl PluginSource {
             callouts: Callouts::default(),
             pool: PoolOptions::default(),
             log_only: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -287,27 +290,8 @@ impl Emulator {
             kind: wasmbridge_host::LoadErrorKind::Engine(e.to_string()),
         })?;
         let mut plugins: Vec<Arc<Plugin>> = Vec::with_capacity(sources.len());
-        let mut per_stream = None;
         for source in sources {
-            let runtime = if source.pool.isolation == Isolation::PerStream {
-                if per_stream.is_none() {
-                    per_stream =
-                        Some(runtime.per_stream(PerStreamPool::default()).map_err(|e| {
-                            LoadError {
-                                plugin: source.name.clone(),
-                                module: PathBuf::new(),
-                                kind: wasmbridge_host::LoadErrorKind::Engine(e.to_string()),
-                            }
-                        })?);
-                }
-                per_stream.as_ref().unwrap_or(&runtime)
-            } else {
-                &runtime
-            };
-            let compiled = match &source.module {
-                Module::File(path) => runtime.compile_file(&source.name, path)?,
-                Module::Bytes { label, bytes } => runtime.compile(&source.name, label, bytes)?,
-            };
+            let module = source.module;
             let spec = PluginSpec {
                 name: source.name,
                 root_id: source.root_id,
@@ -319,11 +303,23 @@ impl Emulator {
                 node: node.clone(),
                 callouts: source.callouts,
                 foreign: Default::default(),
-                limits: Default::default(),
+                limits: source.limits,
                 pool: source.pool,
                 log_only: source.log_only,
                 // Capabilities, redaction and environment: the defaults.
                 ..PluginSpec::default()
+            };
+            // The engine for the plugin's isolation, fuel and stack (the base one unless it
+            // asks for one of them).
+            let settings = EngineSettings::for_plugin(&spec, PerStreamPool::default());
+            let runtime = &runtime.for_settings(settings).map_err(|e| LoadError {
+                plugin: spec.name.clone(),
+                module: PathBuf::new(),
+                kind: wasmbridge_host::LoadErrorKind::Engine(e.to_string()),
+            })?;
+            let compiled = match &module {
+                Module::File(path) => runtime.compile_file(&spec.name, path)?,
+                Module::Bytes { label, bytes } => runtime.compile(&spec.name, label, bytes)?,
             };
             plugins.push(Plugin::load(runtime, &compiled, spec, None)?);
         }
