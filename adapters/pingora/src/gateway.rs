@@ -16,9 +16,10 @@ use pingora::server::configuration::ServerConf;
 use prometheus::{IntCounterVec, Opts, Registry};
 use wasmbridge_config::{Config, RouteAction, RouteConfig};
 use wasmbridge_host::{
-    Backoff, Callouts, Capabilities, EnvironmentVariables, FilterChain, ForeignFunctions,
-    HostMetrics, Isolation, Limits, LocalReply, NodeInfo, PerStreamPool, Plugin, PluginLoad,
-    PluginSpec, PoolMetrics, PoolOptions, Redaction, Runtime,
+    Backoff, Callouts, Capabilities, EngineSettings, EnvironmentVariables, FilterChain,
+    ForeignFunctions, HostMetrics, Isolation, Limits, LoadError, LoadErrorKind, LocalReply,
+    NodeInfo, PerStreamPool, Plugin, PluginLoad, PluginSpec, PoolMetrics, PoolOptions, Redaction,
+    Runtime,
 };
 
 use crate::admin::admin_service;
@@ -279,26 +280,18 @@ impl Gateway {
         let mut loaded = Vec::new();
         // The pooling engine of per_stream plugins, sized for the largest memory limit
         // among them.
-        let per_stream_memory = config
-            .plugins
-            .iter()
-            .filter(|pc| pc.isolation == wasmbridge_config::Isolation::PerStream)
-            .map(|pc| limits(&pc.limits).memory_bytes)
-            .max();
-        let per_stream_runtime = match per_stream_memory {
-            Some(memory) => Some(runtime.per_stream(PerStreamPool {
-                instances: config.server.per_stream_instances,
-                memory,
-            })?),
-            None => None,
+        let per_stream_pool = PerStreamPool {
+            instances: config.server.per_stream_instances,
+            memory: config
+                .plugins
+                .iter()
+                .filter(|pc| pc.isolation == wasmbridge_config::Isolation::PerStream)
+                .map(|pc| limits(&pc.limits).memory_bytes)
+                .max()
+                .unwrap_or(PerStreamPool::default().memory),
         };
         let mut loads = Vec::with_capacity(config.plugins.len());
         for pc in &config.plugins {
-            let runtime = match (&per_stream_runtime, pc.isolation) {
-                (Some(r), wasmbridge_config::Isolation::PerStream) => r,
-                _ => &runtime,
-            };
-            let module = runtime.compile_file(&pc.name, &pc.module)?;
             let spec = PluginSpec {
                 name: pc.name.clone(),
                 root_id: pc.root_id.clone(),
@@ -337,6 +330,16 @@ impl Gateway {
                     key_values: pc.environment_variables.key_values.clone(),
                 },
             };
+            // The engine for the plugin's isolation, fuel and stack: the base one unless it
+            // asks for one of them (made once, shared by the plugins that ask the same).
+            let runtime = runtime
+                .for_settings(EngineSettings::for_plugin(&spec, per_stream_pool))
+                .map_err(|e| LoadError {
+                    plugin: pc.name.clone(),
+                    module: pc.module.clone(),
+                    kind: LoadErrorKind::Engine(e.to_string()),
+                })?;
+            let module = runtime.compile_file(&pc.name, &pc.module)?;
             loads.push(PluginLoad {
                 runtime,
                 module,
@@ -523,6 +526,15 @@ fn limits(config: &wasmbridge_config::LimitsConfig) -> Limits {
     if let Some(bytes) = config.log_line {
         limits.log_line_bytes = bytes;
     }
+    limits.fuel = config.fuel;
+    limits.fuel_by_callback = config
+        .fuel_by_callback
+        .iter()
+        .map(|(name, fuel)| (format!("proxy_{name}"), *fuel))
+        .collect();
+    if let Some(bytes) = config.stack {
+        limits.stack_bytes = bytes;
+    }
     limits
 }
 
@@ -551,6 +563,9 @@ mod tests {
         let config = wasmbridge_config::LimitsConfig {
             header_bytes: Some(10),
             callouts: Some(3),
+            fuel: Some(5000),
+            fuel_by_callback: vec![("on_configure".into(), 90_000)],
+            stack: Some(64 << 10),
             ..Default::default()
         };
         assert_eq!(
@@ -558,8 +573,17 @@ mod tests {
             Limits {
                 header_bytes: 10,
                 callouts: 3,
+                fuel: Some(5000),
+                fuel_by_callback: vec![("proxy_on_configure".into(), 90_000)],
+                stack_bytes: 64 << 10,
                 ..Limits::default()
             }
         );
+    }
+
+    #[test]
+    fn the_config_takes_the_stack_sizes_the_host_takes() {
+        assert_eq!(wasmbridge_config::MIN_STACK_BYTES, Limits::MIN_STACK_BYTES);
+        assert_eq!(wasmbridge_config::MAX_STACK_BYTES, Limits::MAX_STACK_BYTES);
     }
 }

@@ -53,6 +53,12 @@ pub use error::ConfigError;
 
 pub use wasmbridge_abi::StructValue;
 
+/// The smallest `plugins[].limits.stack`, 32 KiB (the host's `Limits::MIN_STACK_BYTES`).
+pub const MIN_STACK_BYTES: u64 = 32 << 10;
+/// The largest `plugins[].limits.stack`, 1 MiB (the host's `Limits::MAX_STACK_BYTES`):
+/// guest calls run on worker threads with 2 MiB native stacks.
+pub const MAX_STACK_BYTES: u64 = 1 << 20;
+
 /// A validated gateway configuration: what one YAML file describes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -236,6 +242,15 @@ pub struct LimitsConfig {
     /// `callbacks.<name>.cpu`: per-callback overrides, by callback name without the
     /// `proxy_` prefix (`on_request_headers`), in name order.
     pub cpu_by_callback: Vec<(String, Duration)>,
+    /// `fuel`: the wasm instructions (wasmtime fuel units) one call may run; `None` means
+    /// fuel is not counted.
+    pub fuel: Option<u64>,
+    /// `callbacks.<name>.fuel`: per-callback overrides, by callback name without the
+    /// `proxy_` prefix, in name order.
+    pub fuel_by_callback: Vec<(String, u64)>,
+    /// `stack`: the wasm stack of one call, in bytes, from [`MIN_STACK_BYTES`] to
+    /// [`MAX_STACK_BYTES`].
+    pub stack: Option<u64>,
     /// `body`: body bytes the host buffers for the plugin, per direction.
     pub body: Option<u64>,
     /// `headers.bytes`: the summed length of names and values a plugin may grow one header

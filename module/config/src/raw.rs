@@ -174,12 +174,14 @@ pub(crate) struct RawEnvironment {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with optionally `profile`, `memory`, `cpu`, `callbacks`, `body`, `headers`, `callouts`, `log_line`"
+    expecting = "a mapping with optionally `profile`, `memory`, `cpu`, `fuel`, `stack`, `callbacks`, `body`, `headers`, `callouts`, `log_line`"
 )]
 pub(crate) struct RawLimits {
     pub profile: Option<RawProfile>,
     pub memory: Option<RawSize>,
     pub cpu: Option<String>,
+    pub fuel: Option<u64>,
+    pub stack: Option<RawSize>,
     pub callbacks: Option<std::collections::BTreeMap<String, RawCallbackLimits>>,
     pub body: Option<RawSize>,
     pub headers: Option<RawHeaderLimits>,
@@ -198,9 +200,13 @@ pub(crate) struct RawHeaderLimits {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with optionally `cpu`")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with optionally `cpu`, `fuel`"
+)]
 pub(crate) struct RawCallbackLimits {
     pub cpu: Option<String>,
+    pub fuel: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -369,7 +369,37 @@ impl Validator<'_> {
             None => None,
             Some(text) => Some(duration(format!("{at}.cpu"), &text)?),
         };
+        let fuel = |key: String, raw: Option<u64>| match raw {
+            Some(0) => Err(self.error(key, "must be at least 1")),
+            other => Ok(other),
+        };
+        let stack = match raw.stack {
+            None => None,
+            Some(size) => {
+                let key = format!("{at}.stack");
+                let bytes = match size {
+                    RawSize::Bytes(n) => n,
+                    RawSize::Text(text) => {
+                        parse_size(&text).map_err(|message| self.error(key.clone(), message))?
+                    }
+                };
+                if !(crate::MIN_STACK_BYTES..=crate::MAX_STACK_BYTES).contains(&bytes) {
+                    return Err(self.error(
+                        key,
+                        format!(
+                            "must be from {}KiB to {}MiB, not {bytes} bytes (guest calls run on \
+                             worker threads with 2 MiB native stacks, which the proxy's own \
+                             frames share)",
+                            crate::MIN_STACK_BYTES >> 10,
+                            crate::MAX_STACK_BYTES >> 20
+                        ),
+                    ));
+                }
+                Some(bytes)
+            }
+        };
         let mut cpu_by_callback = Vec::new();
+        let mut fuel_by_callback = Vec::new();
         for (name, limits) in raw.callbacks.unwrap_or_default() {
             let key = format!("{at}.callbacks.{name}");
             let known = wasmbridge_abi::called_callbacks()
@@ -381,7 +411,10 @@ impl Validator<'_> {
                 ));
             }
             if let Some(text) = limits.cpu {
-                cpu_by_callback.push((name, duration(format!("{key}.cpu"), &text)?));
+                cpu_by_callback.push((name.clone(), duration(format!("{key}.cpu"), &text)?));
+            }
+            if let Some(n) = fuel(format!("{key}.fuel"), limits.fuel)? {
+                fuel_by_callback.push((name, n));
             }
         }
         let RawHeaderLimits {
@@ -399,6 +432,9 @@ impl Validator<'_> {
             memory,
             cpu,
             cpu_by_callback,
+            fuel: fuel(format!("{at}.fuel"), raw.fuel)?,
+            fuel_by_callback,
+            stack,
             body: self.cap_size(format!("{at}.body"), raw.body)?,
             header_bytes: self.cap_size(format!("{at}.headers.bytes"), header_bytes)?,
             header_pairs: self.cap_count(format!("{at}.headers.pairs"), header_pairs)?,

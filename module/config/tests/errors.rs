@@ -547,6 +547,69 @@ fn bad_limits_name_the_key() {
 }
 
 #[test]
+fn bad_fuel_and_stack_name_the_key() {
+    let plugin = |limits: &str| {
+        valid_plus(&format!(
+            "plugins:\n  - name: a\n    module: a.wasm\n    limits: {limits}\n"
+        ))
+    };
+    assert_rejects(
+        &plugin("{fuel: 0}"),
+        "plugins[0].limits.fuel",
+        "conf/gw.yaml: plugins[0].limits.fuel: must be at least 1",
+    );
+    assert_rejects(
+        &plugin("{callbacks: {on_configure: {fuel: 0}}}"),
+        "plugins[0].limits.callbacks.on_configure.fuel",
+        "conf/gw.yaml: plugins[0].limits.callbacks.on_configure.fuel: must be at least 1",
+    );
+    assert_rejects(
+        &plugin("{stack: 16KiB}"),
+        "plugins[0].limits.stack",
+        "conf/gw.yaml: plugins[0].limits.stack: must be from 32KiB to 1MiB, not 16384 bytes \
+         (guest calls run on worker threads with 2 MiB native stacks, which the proxy's own \
+         frames share)",
+    );
+    assert_rejects(
+        &plugin("{stack: 2MiB}"),
+        "plugins[0].limits.stack",
+        "conf/gw.yaml: plugins[0].limits.stack: must be from 32KiB to 1MiB, not 2097152 bytes \
+         (guest calls run on worker threads with 2 MiB native stacks, which the proxy's own \
+         frames share)",
+    );
+    assert_rejects(
+        &plugin("{stack: 512KB}"),
+        "plugins[0].limits.stack",
+        "conf/gw.yaml: plugins[0].limits.stack: `512KB`: unknown unit `KB` (use B, KiB, MiB or GiB)",
+    );
+    assert_rejects(
+        &plugin("{stack: 0}"),
+        "plugins[0].limits.stack",
+        "conf/gw.yaml: plugins[0].limits.stack: must be from 32KiB to 1MiB, not 0 bytes \
+         (guest calls run on worker threads with 2 MiB native stacks, which the proxy's own \
+         frames share)",
+    );
+    // Type errors come from the parser, with the key path all the same.
+    for (limits, key) in [
+        ("{fuel: -5}", "plugins[0].limits.fuel"),
+        ("{fuel: 1e6}", "plugins[0].limits.fuel"),
+        ("{fuel: lots}", "plugins[0].limits.fuel"),
+        (
+            "{callbacks: {on_tick: {fuel: x}}}",
+            "plugins[0].limits.callbacks.on_tick.fuel",
+        ),
+        (
+            "{callbacks: {on_tick: {steps: 5}}}",
+            "plugins[0].limits.callbacks.on_tick.steps",
+        ),
+        ("{stack: [1]}", "plugins[0].limits.stack"),
+    ] {
+        let err = reject(&plugin(limits));
+        assert_eq!(err.key_path(), key, "{limits}: {err}");
+    }
+}
+
+#[test]
 fn bad_limit_caps_name_the_key() {
     let plugin = |limits: &str| {
         valid_plus(&format!(

@@ -518,7 +518,10 @@ fn plugin_limits() {
                 \x20     profile: strict\n\
                 \x20     memory: 32MiB\n\
                 \x20     cpu: 2ms\n\
-                \x20     callbacks: {on_tick: {cpu: 50ms}, on_configure: {cpu: 1s}}\n";
+                \x20     fuel: 1000000\n\
+                \x20     stack: 256KiB\n\
+                \x20     callbacks: {on_tick: {cpu: 50ms}, on_configure: {cpu: 1s, fuel: 5000000}}\n\
+                \x20 - {name: c, module: c.wasm, limits: {stack: 32768, callbacks: {on_log: {fuel: 10}}}}\n";
     let config = Config::from_yaml_str(yaml, Path::new("gw.yaml"), Path::new("."))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.plugins[0].limits, LimitsConfig::default());
@@ -532,6 +535,24 @@ fn plugin_limits() {
             ("on_configure".to_string(), Duration::from_secs(1)),
             ("on_tick".to_string(), Duration::from_millis(50)),
         ]
+    );
+    assert_eq!(b.fuel, Some(1_000_000));
+    assert_eq!(
+        b.fuel_by_callback,
+        [("on_configure".to_string(), 5_000_000)]
+    );
+    assert_eq!(b.stack, Some(256 << 10));
+    let c = &config.plugins[2].limits;
+    assert_eq!(
+        (c.fuel, c.stack, c.cpu_by_callback.len()),
+        (None, Some(32 << 10), 0)
+    );
+    assert_eq!(c.fuel_by_callback, [("on_log".to_string(), 10)]);
+    let a = &config.plugins[0].limits;
+    assert_eq!(
+        (a.fuel, a.stack),
+        (None, None),
+        "unset: no fuel, the host's stack"
     );
 }
 

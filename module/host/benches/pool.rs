@@ -12,6 +12,11 @@
 //!   fixed cost every request pays per plugin. Goal: ≤ 0.5 µs.
 //! - `epoch/*`: a CPU-heavy callback (a loop of arithmetic, about a millisecond) with the
 //!   CPU-deadline checks and without. Goal: ≤ 10 % overhead.
+//! - `fuel/*`: the same callback, and one that sums the bytes of its memory (a loop whose
+//!   speed is bound by the instructions it runs, as a parser's is, where the arithmetic
+//!   loop is bound by the latency of its multiplications), on an engine that counts fuel
+//!   (`limits.fuel`) and on the default engine, both with CPU deadlines: what fuel costs a
+//!   plugin that sets it.
 //!
 //! `add_header` comes from `make filters`; without it those cases are skipped.
 //!
@@ -26,8 +31,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use wasmbridge_host::{
-    FilterChain, HeadersOutcome, Isolation, PerStreamPool, Plugin, PluginSpec, PoolOptions,
-    Runtime, StreamData,
+    EngineSettings, FilterChain, HeadersOutcome, Isolation, Limits, PerStreamPool, Plugin,
+    PluginSpec, PoolOptions, Runtime, StreamData,
 };
 
 /// The least a Proxy-Wasm module can be: every callback a stream makes, doing nothing.
@@ -59,6 +64,27 @@ const HEAVY: &str = r#"(module
 
 const ITERATIONS: u32 = 1_000_000;
 
+/// `proxy_on_request_headers` sums the bytes of its first 64 KiB of memory `ROUNDS` times.
+const SCAN: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "_initialize"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (local $i i32) (local $sum i32) (local $round i32)
+    (loop $rounds
+      (local.set $i (i32.const 0))
+      (loop $bytes
+        (local.set $sum (i32.add (local.get $sum) (i32.load8_u (local.get $i))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $bytes (i32.lt_u (local.get $i) (i32.const 65536))))
+      (local.set $round (i32.add (local.get $round) (i32.const 1)))
+      (br_if $rounds (i32.lt_u (local.get $round) (i32.const ROUNDS))))
+    (i32.and (local.get $sum) (i32.const 0))))"#;
+
+const ROUNDS: u32 = 16;
+
 fn add_header() -> Option<Vec<u8>> {
     let dir =
         std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
@@ -74,9 +100,17 @@ fn add_header() -> Option<Vec<u8>> {
 }
 
 fn load(runtime: &Runtime, name: &str, wasm: &[u8], isolation: Isolation) -> Arc<Plugin> {
-    let module = runtime
-        .compile(name, Path::new(name), wasm)
-        .expect("compile");
+    load_with(runtime, name, wasm, isolation, Limits::default())
+}
+
+/// [`load`] with `limits`, on the sibling of `runtime` that the isolation and limits need.
+fn load_with(
+    runtime: &Runtime,
+    name: &str,
+    wasm: &[u8],
+    isolation: Isolation,
+    limits: Limits,
+) -> Arc<Plugin> {
     let spec = PluginSpec {
         name: name.to_string(),
         replicas: 1,
@@ -85,9 +119,17 @@ fn load(runtime: &Runtime, name: &str, wasm: &[u8], isolation: Isolation) -> Arc
             isolation,
             ..PoolOptions::default()
         },
+        limits,
         ..PluginSpec::default()
     };
-    Plugin::load(runtime, &module, spec, None).expect("load")
+    // A per_stream plugin gets the pooling engine `pooled` made (its capacity wins).
+    let runtime = runtime
+        .for_settings(EngineSettings::for_plugin(&spec, PerStreamPool::default()))
+        .expect("engine");
+    let module = runtime
+        .compile(name, Path::new(name), wasm)
+        .expect("compile");
+    Plugin::load(&runtime, &module, spec, None).expect("load")
 }
 
 fn request() -> StreamData {
@@ -204,5 +246,33 @@ fn epoch(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, instantiate, streams, context, epoch);
+/// The CPU-heavy callbacks with fuel counted (a budget they never reach) and without.
+fn fuel(c: &mut Criterion) {
+    let heavy = wat::parse_str(HEAVY.replace("ITERATIONS", &ITERATIONS.to_string())).expect("wat");
+    let scan = wat::parse_str(SCAN.replace("ROUNDS", &ROUNDS.to_string())).expect("wat");
+    let runtime = Runtime::new().expect("engine");
+    let mut group = c.benchmark_group("fuel");
+    group.sample_size(30);
+    group.measurement_time(Duration::from_secs(8));
+    for (case, wasm) in [("cpu_heavy", &heavy), ("scan", &scan)] {
+        for (name, fuel) in [("fuel", Some(u64::MAX / 2)), ("no_fuel", None)] {
+            let limits = Limits {
+                fuel,
+                ..Limits::default()
+            };
+            let plugin = load_with(&runtime, case, wasm, Isolation::Shared, limits);
+            let chain = FilterChain::new(vec![plugin]);
+            group.bench_function(format!("{case}/{name}"), |b| {
+                b.iter(|| {
+                    let mut stream = chain.start(request());
+                    assert_eq!(stream.on_request_headers(true), HeadersOutcome::Continue);
+                    stream.finish();
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, instantiate, streams, context, epoch, fuel);
 criterion_main!(benches);

@@ -62,7 +62,9 @@ pub use plugin::{FailurePolicy, NodeInfo, Plugin, PluginLoad, PluginSpec};
 pub use policy::{Capabilities, EnvironmentVariables, Redaction};
 pub use pool::{Backoff, Isolation, PoolMetrics, PoolOptions, PoolState, ReplicaState, Selection};
 pub use root::QueueMetrics;
-pub use runtime::{CompiledModule, EngineError, EntryStyle, ModuleInfo, PerStreamPool, Runtime};
+pub use runtime::{
+    CompiledModule, EngineError, EngineSettings, EntryStyle, ModuleInfo, PerStreamPool, Runtime,
+};
 pub use stream::{
     BodyOutcome, FilterChain, HeadersOutcome, HttpStream, LocalResponse, TrailersOutcome, Waiter,
 };

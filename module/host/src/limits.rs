@@ -4,6 +4,11 @@
 //! stopped once it has used its budget, so time the thread spent descheduled on a busy
 //! machine does not count.
 //!
+//! Two limits are settings of the engine rather than of a store: fuel (wasmtime counts
+//! the instructions a call runs and stops it when its budget is spent; off by default) and
+//! the wasm stack size. A plugin that sets either needs a runtime whose engine has them
+//! (`Runtime::for_settings`).
+//!
 //! Beside them, caps on what a plugin makes the host hold for it ([`Cap`]): buffered body
 //! bytes, header map sizes, callouts in flight per context and log line length. Reaching
 //! one is not a failure of the VM: the hostcall or the stream gets a defined answer, and
@@ -48,6 +53,21 @@ pub struct Limits {
     /// The bytes of one guest log line (`proxy_log`, or a line on stdout/stderr) that are
     /// logged; the rest is cut and the cut is marked.
     pub log_line_bytes: u64,
+    /// Fuel per call, start-up calls included: wasmtime's count of the wasm instructions a
+    /// call may run (about one unit per instruction) before it traps, which poisons the
+    /// replica like a CPU deadline. Unlike the CPU time it is deterministic: the same call
+    /// stops at the same place on any machine. `None` (the default): not counted, and the
+    /// plugin needs no engine of its own.
+    pub fuel: Option<u64>,
+    /// Per-callback fuel overrides by full callback name (`proxy_on_configure`); they win
+    /// over `fuel`, and turn fuel on for the plugin even when `fuel` is `None` (the other
+    /// calls are then not limited).
+    pub fuel_by_callback: Vec<(String, u64)>,
+    /// The wasm stack of a call, in bytes (wasmtime's `max_wasm_stack`): a call nesting
+    /// deeper traps as a stack overflow. From [`Limits::MIN_STACK_BYTES`] to
+    /// [`Limits::MAX_STACK_BYTES`]; a plugin with another size than
+    /// [`Limits::DEFAULT_STACK_BYTES`] needs an engine of its own.
+    pub stack_bytes: u64,
 }
 
 impl Default for Limits {
@@ -66,14 +86,31 @@ impl Default for Limits {
             header_pairs: 100,
             callouts: 16,
             log_line_bytes: 4 << 10,
+            fuel: None,
+            fuel_by_callback: Vec::new(),
+            stack_bytes: Limits::DEFAULT_STACK_BYTES,
         }
     }
 }
 
 impl Limits {
+    /// wasmtime's default wasm stack, 512 KiB.
+    pub const DEFAULT_STACK_BYTES: u64 = 512 << 10;
+    /// The smallest wasm stack a plugin may have, 32 KiB: below it the host's own frames
+    /// (a hostcall that calls the guest's allocator counts against the limit) leave a
+    /// filter hardly any room.
+    pub const MIN_STACK_BYTES: u64 = 32 << 10;
+    /// The largest wasm stack a plugin may have, 1 MiB: guest calls run on the worker
+    /// threads, whose native stacks are 2 MiB (tokio's and Rust's default), and the proxy's
+    /// and the hostcalls' frames need the rest. A wasm stack that outgrew its thread's
+    /// stack would crash the process instead of trapping.
+    pub const MAX_STACK_BYTES: u64 = 1 << 20;
+
     /// For untrusted plugins: 16 MiB per VM, 1 ms per callback, 100 ms for start-up,
     /// 64 KiB of buffered body, header maps of 32 KiB and 100 entries, 2 callouts in
-    /// flight per context and 1 KiB per log line.
+    /// flight per context and 1 KiB per log line. No fuel and the default wasm stack, as in
+    /// the default profile: the CPU deadline bounds a callback already, and both would
+    /// need an engine of its own.
     pub fn strict() -> Self {
         Limits {
             memory_bytes: 16 << 20,
@@ -85,6 +122,9 @@ impl Limits {
             header_pairs: 100,
             callouts: 2,
             log_line_bytes: 1 << 10,
+            fuel: None,
+            fuel_by_callback: Vec::new(),
+            stack_bytes: Limits::DEFAULT_STACK_BYTES,
         }
     }
 
@@ -105,6 +145,19 @@ impl Limits {
             Some((_, d)) => *d,
             None if starting => self.start_cpu,
             None => self.cpu,
+        }
+    }
+
+    /// True when the plugin's calls are fuelled (`fuel` or a per-callback override set).
+    pub fn uses_fuel(&self) -> bool {
+        self.fuel.is_some() || !self.fuel_by_callback.is_empty()
+    }
+
+    /// The fuel one call of `callback` may use, start-up included (`None`: not limited).
+    pub fn fuel_for(&self, callback: &str) -> Option<u64> {
+        match self.fuel_by_callback.iter().find(|(n, _)| n == callback) {
+            Some((_, fuel)) => Some(*fuel),
+            None => self.fuel,
         }
     }
 }
@@ -270,6 +323,8 @@ pub(crate) enum FailureReason {
     Memory,
     /// The wasm stack overflowed.
     StackOverflow,
+    /// The call used up its fuel.
+    Fuel,
     /// Any other trap (a panic, `unreachable`, a bad memory access, `proc_exit`).
     Trap,
 }
@@ -279,6 +334,7 @@ impl FailureReason {
         match error.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => FailureReason::Deadline,
             Some(wasmtime::Trap::StackOverflow) => FailureReason::StackOverflow,
+            Some(wasmtime::Trap::OutOfFuel) => FailureReason::Fuel,
             _ if memory_refused => FailureReason::Memory,
             _ => FailureReason::Trap,
         }
@@ -295,7 +351,18 @@ impl FailureReason {
                 "it trapped after its memory reached the cap of {} bytes (plugins[].limits.memory)",
                 limits.memory_bytes
             ),
-            FailureReason::StackOverflow => "its wasm stack overflowed".into(),
+            FailureReason::StackOverflow => format!(
+                "its wasm stack overflowed ({} bytes; plugins[].limits.stack)",
+                limits.stack_bytes
+            ),
+            FailureReason::Fuel => match limits.fuel {
+                Some(fuel) => format!(
+                    "a callback used up its fuel ({fuel} per call unless overridden; plugins[].limits.fuel)"
+                ),
+                None => {
+                    "a callback used up its fuel (plugins[].limits.callbacks.<name>.fuel)".into()
+                }
+            },
             FailureReason::Trap => "it trapped".into(),
         }
     }
@@ -306,6 +373,7 @@ impl FailureReason {
             FailureReason::Deadline => "deadline",
             FailureReason::Memory => "memory",
             FailureReason::StackOverflow => "stack_overflow",
+            FailureReason::Fuel => "fuel",
             FailureReason::Trap => "trap",
         }
     }
@@ -330,6 +398,23 @@ mod tests {
         assert_eq!(limits.cpu_for("proxy_on_log", false), ms(7));
         assert_eq!(limits.cpu_for("proxy_on_configure", true), ms(300));
         assert_eq!(limits.cpu_for("proxy_on_tick", false), ms(1));
+    }
+
+    #[test]
+    fn fuel_by_callback() {
+        let mut limits = Limits::default();
+        assert!(!limits.uses_fuel());
+        assert_eq!(limits.fuel_for("proxy_on_request_headers"), None);
+        limits
+            .fuel_by_callback
+            .push(("proxy_on_configure".into(), 500));
+        assert!(limits.uses_fuel(), "an override alone turns fuel on");
+        assert_eq!(limits.fuel_for("proxy_on_configure"), Some(500));
+        assert_eq!(limits.fuel_for("proxy_on_request_headers"), None);
+        limits.fuel = Some(100);
+        assert_eq!(limits.fuel_for("proxy_on_request_headers"), Some(100));
+        assert_eq!(limits.fuel_for("_start"), Some(100), "start-up too");
+        assert_eq!(limits.fuel_for("proxy_on_configure"), Some(500));
     }
 
     #[test]

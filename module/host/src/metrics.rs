@@ -63,7 +63,7 @@ impl HostMetrics {
         let poisonings = IntCounterVec::new(
             Opts::new(
                 "wasmbridge_plugin_poisonings_total",
-                "VM replicas dropped after a failure, by plugin and reason (deadline, memory, stack_overflow, trap).",
+                "VM replicas dropped after a failure, by plugin and reason (deadline, memory, fuel, stack_overflow, trap).",
             ),
             &["plugin", "reason"],
         )?;

@@ -82,7 +82,9 @@ pub struct PluginSpec {
     pub callouts: Callouts,
     /// The proxy's foreign functions (`proxy_call_foreign_function`).
     pub foreign: crate::foreign::ForeignFunctions,
-    /// Memory and CPU limits of each VM.
+    /// Memory, CPU, fuel and stack limits of each VM, and caps on what the plugin makes
+    /// the host hold. Fuel and a stack size other than the default need a runtime made
+    /// for them ([`crate::EngineSettings::for_plugin`]).
     pub limits: crate::Limits,
     /// The hostcalls the plugin may call and the clusters its callouts may reach.
     pub capabilities: crate::Capabilities,
@@ -181,9 +183,9 @@ const ROOT_SERVICES: [&str; 7] = [
 
 /// One plugin to load with [`Plugin::load_all`]: the runtime that compiled its module,
 /// the module and the spec.
-pub struct PluginLoad<'a> {
+pub struct PluginLoad {
     /// The runtime that compiled `module`.
-    pub runtime: &'a Runtime,
+    pub runtime: Runtime,
     /// The compiled module.
     pub module: CompiledModule,
     /// What the plugin is.
@@ -245,7 +247,7 @@ impl Plugin {
     /// streams of every plugin in it, each by its own policy. Returns the plugins in the
     /// order given.
     pub fn load_all(
-        loads: Vec<PluginLoad<'_>>,
+        loads: Vec<PluginLoad>,
         metrics: Option<HostMetrics>,
     ) -> Result<Vec<Arc<Plugin>>, LoadError> {
         // Groups of indices into `loads`, in order of their first member.
@@ -254,7 +256,7 @@ impl Plugin {
             let joined = groups.iter_mut().find(|g| {
                 let first = &loads[g[0]];
                 if first.module.digest() != load.module.digest()
-                    || !first.runtime.same_engine(load.runtime)
+                    || !first.runtime.same_engine(&load.runtime)
                     || first.spec.vm_id != load.spec.vm_id
                     || first.spec.vm_configuration != load.spec.vm_configuration
                 {
@@ -277,7 +279,8 @@ impl Plugin {
         for group in groups {
             let first = &loads[group[0]];
             let specs = group.iter().map(|&i| loads[i].spec.clone()).collect();
-            let plugins = Plugin::load_group(first.runtime, &first.module, specs, metrics.clone())?;
+            let plugins =
+                Plugin::load_group(&first.runtime, &first.module, specs, metrics.clone())?;
             for (i, plugin) in group.into_iter().zip(plugins) {
                 loaded[i] = Some(plugin);
             }
@@ -306,15 +309,13 @@ impl Plugin {
                 spec.vm_difference(other).unwrap_or_default()
             ))));
         }
-        if (spec.pool.isolation == Isolation::PerStream) != runtime.is_per_stream() {
+        // Isolation, fuel and the stack size are the engine's: the runtime must be the one
+        // made for them (its pool's capacity aside).
+        let needed = crate::EngineSettings::for_plugin(&spec, crate::PerStreamPool::default());
+        if let Some(difference) = runtime.settings().mismatch(&needed) {
             return Err(err(LoadErrorKind::Engine(format!(
-                "{} isolation needs the module compiled and loaded by {}",
-                spec.pool.isolation.as_str(),
-                if runtime.is_per_stream() {
-                    "a runtime that is not made by Runtime::per_stream"
-                } else {
-                    "the runtime from Runtime::per_stream"
-                }
+                "{difference}: compile and load the module with \
+                 runtime.for_settings(EngineSettings::for_plugin(..))"
             ))));
         }
         let mut tenants = Vec::with_capacity(specs.len());

@@ -95,9 +95,14 @@ impl CompiledModule {
 
 /// The engine and the linker with every hostcall; one per process, cheap to clone.
 ///
-/// Plugins in `per_stream` isolation need an engine with wasmtime's pooling allocator; a
-/// runtime made by [`Runtime::per_stream`] has it and shares everything else (shared
-/// data, queues, guest metrics, the compile cache's directory) with the one it came from.
+/// Some plugin settings are settings of the engine: `per_stream` isolation needs wasmtime's
+/// pooling allocator, fuel needs an engine that counts it, and the wasm stack size is the
+/// engine's. A runtime therefore has sibling engines, made when first asked for by
+/// [`Runtime::for_settings`] (or [`Runtime::per_stream`]); a sibling shares everything else
+/// (shared data, queues, guest metrics, the compile cache's directory) with the runtime it
+/// came from. Modules must be compiled by the runtime that loads them, and
+/// [`Plugin::load`](crate::Plugin::load) refuses a plugin whose settings
+/// ([`EngineSettings::for_plugin`]) are not its runtime's.
 #[derive(Clone)]
 pub struct Runtime {
     inner: Arc<RuntimeInner>,
@@ -114,15 +119,108 @@ struct RuntimeInner {
     queues: Arc<crate::root::Queues>,
     /// Metrics the guests of every plugin built from this runtime define.
     guest_metrics: crate::GuestMetrics,
-    /// The pooling engine for `per_stream` plugins, made when first asked for.
-    pooled: std::sync::Mutex<Option<Arc<Engines>>>,
+    /// Whether the engines check CPU deadlines (all but the benchmark's runtime do).
+    deadlines: bool,
+    /// The engines of this runtime by their settings, the first one included; the others
+    /// are made when first asked for and live as long as the runtime.
+    variants: std::sync::Mutex<Variants>,
+}
+
+/// The engines of a runtime.
+struct Variants {
+    by_key: std::collections::HashMap<EngineKey, Arc<Engines>>,
+    /// The capacity of the first pooling engine, which later ones take too.
+    pool: Option<PerStreamPool>,
+}
+
+/// What tells engines apart: the settings that are the engine's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct EngineKey {
+    pooled: bool,
+    fuel: bool,
+    stack_bytes: u64,
+}
+
+/// The engine-wide settings a plugin needs: which of a runtime's engines compiles and
+/// loads it. Only a plugin that asks for `per_stream` isolation, fuel or a wasm stack
+/// other than the default pays for an engine (and an epoch ticker thread) of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// `Some` for `per_stream` plugins: instances come from wasmtime's pooling allocator
+    /// of this capacity (the first pooling engine of a runtime sets it; later ones share
+    /// that capacity, each with its own pool).
+    pub per_stream: Option<PerStreamPool>,
+    /// The engine counts fuel ([`crate::Limits::fuel`]). Counting costs every plugin of
+    /// the engine time, whether it sets fuel or not, so plugins without fuel never share
+    /// such an engine.
+    pub fuel: bool,
+    /// The wasm stack of a call in bytes ([`crate::Limits::stack_bytes`]).
+    pub stack_bytes: u64,
+}
+
+impl Default for EngineSettings {
+    /// The engine of [`Runtime::new`]: on-demand instances, no fuel, the default stack.
+    fn default() -> Self {
+        EngineSettings {
+            per_stream: None,
+            fuel: false,
+            stack_bytes: crate::Limits::DEFAULT_STACK_BYTES,
+        }
+    }
+}
+
+impl EngineSettings {
+    /// What a plugin loaded with `spec` needs; a `per_stream` one gets a pool of `pool`.
+    pub fn for_plugin(spec: &crate::PluginSpec, pool: PerStreamPool) -> EngineSettings {
+        EngineSettings {
+            per_stream: (spec.pool.isolation == crate::Isolation::PerStream).then_some(pool),
+            fuel: spec.limits.uses_fuel(),
+            stack_bytes: spec.limits.stack_bytes,
+        }
+    }
+
+    fn key(&self) -> EngineKey {
+        EngineKey {
+            pooled: self.per_stream.is_some(),
+            fuel: self.fuel,
+            stack_bytes: self.stack_bytes,
+        }
+    }
+
+    /// How `self` (a runtime's) differs from `needed` (a plugin's), in words; `None` when
+    /// the runtime can load the plugin.
+    pub(crate) fn mismatch(&self, needed: &EngineSettings) -> Option<String> {
+        let mut differences = Vec::new();
+        if self.per_stream.is_some() != needed.per_stream.is_some() {
+            differences.push(if needed.per_stream.is_some() {
+                "per_stream isolation needs an engine with the pooling allocator".to_string()
+            } else {
+                "shared isolation needs an engine without the pooling allocator".to_string()
+            });
+        }
+        if self.fuel != needed.fuel {
+            differences.push(if needed.fuel {
+                "plugins[].limits.fuel needs an engine that counts fuel".to_string()
+            } else {
+                "a plugin without plugins[].limits.fuel needs an engine that does not count fuel"
+                    .to_string()
+            });
+        }
+        if self.stack_bytes != needed.stack_bytes {
+            differences.push(format!(
+                "plugins[].limits.stack of {} bytes needs an engine with that wasm stack, not {} bytes",
+                needed.stack_bytes, self.stack_bytes
+            ));
+        }
+        (!differences.is_empty()).then(|| differences.join("; "))
+    }
 }
 
 /// An engine, its linker, and the ticker that ends callbacks at their deadline.
 struct Engines {
     engine: Engine,
-    /// Instances come from the pooling allocator (`per_stream`).
-    pooled: bool,
+    /// What the engine was made with.
+    settings: EngineSettings,
     linker: Linker<HostState>,
     registrations: Vec<Registration>,
     /// Advances the engine's epoch while the engine is used.
@@ -130,18 +228,47 @@ struct Engines {
 }
 
 impl Engines {
-    fn new(config: &mut Config, pooled: bool, deadlines: bool) -> Result<Engines, EngineError> {
+    fn new(settings: EngineSettings, deadlines: bool) -> Result<Engines, EngineError> {
+        let stack = crate::Limits::MIN_STACK_BYTES..=crate::Limits::MAX_STACK_BYTES;
+        if !stack.contains(&settings.stack_bytes) {
+            return Err(EngineError(format!(
+                "a wasm stack of {} bytes is outside {}..={} bytes",
+                settings.stack_bytes,
+                stack.start(),
+                stack.end()
+            )));
+        }
+        let mut config = Config::new();
+        if let Some(pool) = settings.per_stream {
+            let mut allocation = wasmtime::PoolingAllocationConfig::new();
+            allocation
+                .total_core_instances(pool.instances)
+                .total_memories(pool.instances)
+                .total_tables(pool.instances)
+                .max_memory_size(usize::try_from(pool.memory).unwrap_or(usize::MAX))
+                // A freed slot's memory goes back to the kernel (no keep-resident memset):
+                // a Rust SDK filter's VM costs 24 us instead of 44 us with 1 MiB kept, and
+                // the minimal one the same (benches/pool.rs).
+                .table_keep_resident(64 << 10);
+            config
+                .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(allocation))
+                .memory_init_cow(true);
+        }
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
         // CPU deadlines (plugins[].limits.cpu): the ticker below advances the epoch.
         config.epoch_interruption(deadlines);
-        let engine = Engine::new(config).map_err(|e| EngineError(format!("{e:#}")))?;
+        // Fuel (plugins[].limits.fuel) adds a counter update to every block of every
+        // module the engine compiles, so only engines of plugins that set it count it.
+        config.consume_fuel(settings.fuel);
+        config.max_wasm_stack(usize::try_from(settings.stack_bytes).unwrap_or(usize::MAX));
+        let engine = Engine::new(&config).map_err(|e| EngineError(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         let registrations = hostcalls::add_to_linker(&engine, &mut linker)
             .map_err(|e| EngineError(format!("{e:#}")))?;
         Ok(Engines {
             _ticker: EpochTicker::start(&engine)?,
             engine,
-            pooled,
+            settings,
             linker,
             registrations,
         })
@@ -151,8 +278,8 @@ impl Engines {
 /// The capacity of the pooling allocator behind `per_stream` plugins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PerStreamPool {
-    /// How many `per_stream` VMs may exist at once, over all such plugins; a stream beyond
-    /// that fails by its plugin's policy.
+    /// How many `per_stream` VMs may exist at once, over all such plugins of one engine; a
+    /// stream beyond that fails by its plugin's policy.
     pub instances: u32,
     /// The largest linear memory one of them may have, in bytes (each plugin's own
     /// `limits.memory` still applies below it).
@@ -217,46 +344,53 @@ impl Runtime {
     }
 
     fn with_deadlines(deadlines: bool) -> Result<Runtime, EngineError> {
-        let base = Arc::new(Engines::new(&mut Config::new(), false, deadlines)?);
+        let settings = EngineSettings::default();
+        let base = Arc::new(Engines::new(settings, deadlines)?);
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 shared: Arc::default(),
                 queues: Arc::default(),
                 guest_metrics: crate::GuestMetrics::new(),
-                pooled: std::sync::Mutex::new(None),
+                deadlines,
+                variants: std::sync::Mutex::new(Variants {
+                    by_key: [(settings.key(), base.clone())].into(),
+                    pool: None,
+                }),
             }),
             engines: base,
             cache: None,
         })
     }
 
-    /// This runtime's sibling for `per_stream` plugins: an engine whose instances come
-    /// from wasmtime's pooling allocator (memory slots reserved once, data segments mapped
-    /// copy-on-write), so that a fresh VM per stream costs microseconds. Modules must be
-    /// compiled by the runtime that loads them. The first call sets the pool's capacity;
-    /// later ones share that engine.
-    pub fn per_stream(&self, pool: PerStreamPool) -> Result<Runtime, EngineError> {
-        let mut pooled = self.inner.pooled.lock().unwrap_or_else(|p| p.into_inner());
-        let engines = match &*pooled {
-            Some(e) => e.clone(),
-            None => {
-                let mut allocation = wasmtime::PoolingAllocationConfig::new();
-                allocation
-                    .total_core_instances(pool.instances)
-                    .total_memories(pool.instances)
-                    .total_tables(pool.instances)
-                    .max_memory_size(usize::try_from(pool.memory).unwrap_or(usize::MAX))
-                    // A freed slot's memory goes back to the kernel (no keep-resident
-                    // memset): a Rust SDK filter's VM costs 24 us instead of 44 us with
-                    // 1 MiB kept, and the minimal one the same (benches/pool.rs).
-                    .table_keep_resident(64 << 10);
-                let mut config = Config::new();
-                config
-                    .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(allocation))
-                    .memory_init_cow(true);
-                let e = Arc::new(Engines::new(&mut config, true, true)?);
-                *pooled = Some(e.clone());
-                e
+    /// This runtime's sibling whose engine has `settings`, made when first asked for and
+    /// shared by later calls. It shares shared data, queues, guest metrics and the compile
+    /// cache's directory with this runtime. Fails when the engine cannot be made, e.g. for
+    /// a stack size outside [`Limits::MIN_STACK_BYTES`](crate::Limits::MIN_STACK_BYTES)..=
+    /// [`Limits::MAX_STACK_BYTES`](crate::Limits::MAX_STACK_BYTES).
+    pub fn for_settings(&self, settings: EngineSettings) -> Result<Runtime, EngineError> {
+        let key = settings.key();
+        let engines = {
+            let mut variants = self
+                .inner
+                .variants
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match variants.by_key.get(&key) {
+                Some(e) => e.clone(),
+                None => {
+                    let per_stream = settings
+                        .per_stream
+                        .map(|pool| *variants.pool.get_or_insert(pool));
+                    let e = Arc::new(Engines::new(
+                        EngineSettings {
+                            per_stream,
+                            ..settings
+                        },
+                        self.inner.deadlines,
+                    )?);
+                    variants.by_key.insert(key, e.clone());
+                    e
+                }
             }
         };
         let cache = self.cache.as_ref().map(|c| {
@@ -271,6 +405,23 @@ impl Runtime {
             engines,
             cache,
         })
+    }
+
+    /// This runtime's sibling for `per_stream` plugins: an engine whose instances come
+    /// from wasmtime's pooling allocator (memory slots reserved once, data segments mapped
+    /// copy-on-write), so that a fresh VM per stream costs microseconds; its fuel and
+    /// stack settings are this runtime's. Modules must be compiled by the runtime that
+    /// loads them. The first pooling engine sets the pool's capacity; later ones share it.
+    pub fn per_stream(&self, pool: PerStreamPool) -> Result<Runtime, EngineError> {
+        self.for_settings(EngineSettings {
+            per_stream: Some(pool),
+            ..self.settings()
+        })
+    }
+
+    /// The settings of this runtime's engine.
+    pub fn settings(&self) -> EngineSettings {
+        self.engines.settings
     }
 
     /// This runtime with a compile cache in `dir`: [`Runtime::compile`] loads a module
@@ -327,9 +478,9 @@ impl Runtime {
         Arc::ptr_eq(&self.engines, &other.engines)
     }
 
-    /// True for a runtime made by [`Runtime::per_stream`].
+    /// True for a runtime whose engine has the pooling allocator (`per_stream` plugins).
     pub fn is_per_stream(&self) -> bool {
-        self.engines.pooled
+        self.engines.settings.per_stream.is_some()
     }
 
     /// Every registration the linker received (for the catalogue check).

@@ -64,10 +64,34 @@ pub(crate) struct Vm {
 }
 
 fn start_err(stage: &'static str) -> impl Fn(wasmtime::Error) -> LoadErrorKind {
-    move |e| LoadErrorKind::Start {
-        stage,
-        message: format!("{e:?}"),
+    move |e| {
+        // The limits only configuration can raise, named before the trap and its backtrace.
+        let why = match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::OutOfFuel) => {
+                "it used up its fuel (plugins[].limits.fuel, or callbacks.<name>.fuel for one callback): "
+            }
+            Some(wasmtime::Trap::StackOverflow) => {
+                "its wasm stack overflowed (plugins[].limits.stack): "
+            }
+            _ => "",
+        };
+        LoadErrorKind::Start {
+            stage,
+            message: format!("{why}{e:?}"),
+        }
     }
+}
+
+/// Gives the store the fuel of one call of `callback` when the plugin's calls are
+/// fuelled (the engine then counts fuel: `Plugin::load` checked); a call without a budget
+/// of its own gets all there is.
+fn refuel(store: &mut Store<HostState>, callback: &str) -> wasmtime::Result<()> {
+    let limits = &store.data().plugin.limits;
+    if !limits.uses_fuel() {
+        return Ok(());
+    }
+    let fuel = limits.fuel_for(callback).unwrap_or(u64::MAX);
+    store.set_fuel(fuel)
 }
 
 impl Vm {
@@ -189,6 +213,7 @@ impl Vm {
         // Instantiation may run a start section; start-up code gets the start budget.
         store.data_mut().cpu = CpuWatch::new(start_cpu, Instant::now());
         store.set_epoch_deadline(1);
+        refuel(store, "_start").map_err(start_err("instantiate"))?;
         let instance = pre
             .instantiate(&mut *store)
             .map_err(start_err("instantiate"))?;
@@ -250,6 +275,7 @@ impl Vm {
 
         store.data_mut().cpu = CpuWatch::new(start_cpu, Instant::now());
         store.set_epoch_deadline(1);
+        refuel(store, "_start").map_err(start_err("start-up code"))?;
         match entry {
             EntryStyle::Initialize | EntryStyle::InitializeAndMain => {
                 let init = instance
@@ -337,7 +363,7 @@ impl Vm {
             started,
         );
         self.store.set_epoch_deadline(1);
-        let result = f(&mut self.store);
+        let result = refuel(&mut self.store, callback).and_then(|()| f(&mut self.store));
         if let Some(m) = metrics {
             m.observe(callback, started.elapsed(), result.is_err());
         }

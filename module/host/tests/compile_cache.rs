@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use common::{fixture, logged, request};
-use wasmbridge_host::{FilterChain, HeadersOutcome, Plugin, PluginSpec, Runtime};
+use wasmbridge_host::{
+    EngineSettings, FilterChain, HeadersOutcome, Limits, Plugin, PluginSpec, Runtime,
+};
 
 /// A fresh directory for one test under the system temp dir, removed when the test ends;
 /// the cache directory is `cache` inside it, which the runtime creates itself.
@@ -155,6 +157,67 @@ fn a_restart_loads_the_module_from_the_cache() {
         "{log}"
     );
     assert_eq!(counts(&second), [2, 0, 0, 0]);
+}
+
+#[test]
+fn an_engine_that_counts_fuel_keeps_entries_of_its_own() {
+    let scratch = Scratch::new("engines");
+    let cache = scratch.cache();
+    let base = runtime(&cache);
+    let (plugin, _) = load(&base);
+    serves(plugin);
+    let written = entries(&cache);
+    assert_eq!(written.len(), 1);
+
+    // Fuel changes the compiled code: another key, a miss, a second entry.
+    let fuelled = base
+        .for_settings(EngineSettings {
+            fuel: true,
+            ..EngineSettings::default()
+        })
+        .expect("engine");
+    let bytes = module_bytes();
+    let (plugin, log) = logged(tracing::Level::DEBUG, || {
+        let module = fuelled
+            .compile("tinygo", Path::new("tinygo.wasm"), &bytes)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let spec = PluginSpec {
+            name: "tinygo".into(),
+            replicas: 1,
+            limits: Limits {
+                fuel: Some(1_000_000),
+                ..Limits::default()
+            },
+            ..PluginSpec::default()
+        };
+        Plugin::load(&fuelled, &module, spec, None).unwrap_or_else(|e| panic!("{e}"))
+    });
+    assert!(log.contains("cache=\"miss\""), "{log}");
+    serves(plugin);
+    let both = entries(&cache);
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert!(both.contains(&written[0]));
+
+    // The stack size is checked as the code runs, not compiled in: an engine with another
+    // one shares the first engine's entry.
+    let small = base
+        .for_settings(EngineSettings {
+            stack_bytes: 64 << 10,
+            ..EngineSettings::default()
+        })
+        .expect("engine");
+    let (_, log) = logged(tracing::Level::DEBUG, || {
+        small
+            .compile("tinygo", Path::new("tinygo.wasm"), &bytes)
+            .unwrap_or_else(|e| panic!("{e}"))
+    });
+    assert!(
+        log.contains("module loaded from the compile cache"),
+        "{log}"
+    );
+    assert_eq!(entries(&cache), both);
+    // The counts are the runtime's, over its engines.
+    assert_eq!(counts(&base), [1, 2, 0, 0]);
 }
 
 /// Damages the one entry with `damage`, then checks that the next start warns naming the

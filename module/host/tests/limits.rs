@@ -8,6 +8,11 @@
 //!
 //! Guests report the statuses they got by replying with them as the body of a local reply
 //! (one byte per call), or by appending them to the body they pass on.
+//!
+//! Fuel and the wasm stack size, with the `misbehave` probe (`make filters`): a callback
+//! that runs out of its fuel, or nests deeper than its stack, poisons its replica like a
+//! CPU deadline, counted by reason; the rebuilt replica serves the next stream; and a
+//! plugin is loaded only by a runtime whose engine has its fuel and stack settings.
 
 mod common;
 
@@ -15,12 +20,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::{logged, request};
+use common::{built_filter, logged, request};
 use prometheus::{Encoder, Registry, TextEncoder};
 use wasmbridge_host::{
-    BodyOutcome, BoxFuture, Callouts, FilterChain, GrpcChannel, GrpcRequest, HeadersOutcome,
-    HostMetrics, HttpCallFailure, HttpCallRequest, HttpCallResponse, Limits, Plugin, PluginSpec,
-    Runtime, UnknownUpstream, Upstreams,
+    BodyOutcome, BoxFuture, Callouts, EngineSettings, FilterChain, GrpcChannel, GrpcRequest,
+    HeadersOutcome, HostMetrics, HttpCallFailure, HttpCallRequest, HttpCallResponse, Limits,
+    PerStreamPool, Plugin, PluginSpec, Runtime, StreamData, UnknownUpstream, Upstreams,
 };
 
 const OK: u8 = 0;
@@ -652,4 +657,304 @@ fn log_lines_past_the_cap_are_cut_at_a_character_with_a_marker() {
         "{}",
         warned[0]
     );
+}
+
+// ---- fuel and the wasm stack ----------------------------------------------------------
+
+/// How deep `recurse-<depth>` goes in the tests below: with the `misbehave` probe's frames
+/// (about 64 bytes each) it needs about 250 KiB of wasm stack, half the default 512 KiB
+/// and four times 64 KiB; and about 140 000 units of fuel.
+const DEPTH: u32 = 4000;
+
+/// The `misbehave` probe as plugin `name` with `limits`, one replica, its metrics in
+/// `metrics`, loaded by the runtime made for its settings.
+fn misbehave(name: &str, limits: Limits, metrics: &HostMetrics) -> Arc<Plugin> {
+    let spec = PluginSpec {
+        name: name.into(),
+        replicas: 1,
+        limits,
+        ..PluginSpec::default()
+    };
+    let runtime = Runtime::new()
+        .expect("engine")
+        .for_settings(EngineSettings::for_plugin(&spec, PerStreamPool::default()))
+        .expect("the engine for the plugin's settings");
+    let module = runtime
+        .compile(
+            name,
+            Path::new("misbehave.wasm"),
+            &built_filter("misbehave"),
+        )
+        .expect("compile");
+    Plugin::load(&runtime, &module, spec, Some(metrics.clone())).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A request with `x-misbehave: mode` (none for `None`).
+fn asking(mode: Option<&str>) -> StreamData {
+    let mut data = request("GET");
+    if let Some(mode) = mode {
+        data.request_headers
+            .push("x-misbehave", Bytes::from(mode.to_string()));
+    }
+    data
+}
+
+/// Runs a stream with `x-misbehave: mode` through the request and response headers; the
+/// request outcome and the response's `x-misbehave` header (when the request went on).
+fn exchange(chain: &FilterChain, mode: Option<&str>) -> (HeadersOutcome, Option<String>) {
+    let mut stream = chain.start(asking(mode));
+    let outcome = stream.on_request_headers(true);
+    let mut header = None;
+    if outcome == HeadersOutcome::Continue {
+        stream
+            .data_mut()
+            .response_headers
+            .push(":status", Bytes::from_static(b"200"));
+        assert_eq!(stream.on_response_headers(true), HeadersOutcome::Continue);
+        header = stream
+            .data()
+            .response_headers
+            .get(b"x-misbehave")
+            .map(|v| String::from_utf8_lossy(v).into_owned());
+    }
+    stream.finish();
+    (outcome, header)
+}
+
+/// The plugin failed the request: `fail_closed`'s 503.
+fn failed_closed(outcome: &HeadersOutcome) -> bool {
+    matches!(outcome, HeadersOutcome::LocalReply(r) if r.status == 503)
+}
+
+/// `wasmbridge_plugin_poisonings_total` of `plugin` for `reason` (0 when absent).
+fn poisonings(registry: &Registry, plugin: &str, reason: &str) -> u64 {
+    let sample =
+        format!(r#"wasmbridge_plugin_poisonings_total{{plugin="{plugin}",reason="{reason}"}} "#);
+    exposition(registry)
+        .lines()
+        .find_map(|l| l.strip_prefix(sample.as_str()))
+        .map_or(0, |v| v.parse().expect("a number"))
+}
+
+#[test]
+fn a_loop_is_stopped_when_its_fuel_runs_out_and_the_rebuilt_replica_serves() {
+    let registry = Registry::new();
+    let metrics = HostMetrics::register(&registry).expect("metrics");
+    // A well-behaved request costs this probe about a thousand units, start-up included.
+    let limits = Limits {
+        fuel: Some(10_000),
+        ..Limits::default()
+    };
+    let chain = FilterChain::new(vec![misbehave("fuelled", limits, &metrics)]);
+    let ((outcome, _), log) = logged(tracing::Level::INFO, || exchange(&chain, Some("loop")));
+    assert!(failed_closed(&outcome), "{outcome:?}\n{log}");
+    assert!(
+        log.contains("reason=\"fuel\"")
+            && log.contains("a callback used up its fuel (10000 per call unless overridden; plugins[].limits.fuel)"),
+        "{log}"
+    );
+    assert_eq!(poisonings(&registry, "fuelled", "fuel"), 1);
+    assert_eq!(
+        poisonings(&registry, "fuelled", "deadline"),
+        0,
+        "fuel, long before the 100 ms CPU deadline"
+    );
+
+    // The next stream gets a fresh VM, with fuel for each of its calls.
+    for _ in 0..3 {
+        assert_eq!(
+            exchange(&chain, None),
+            (HeadersOutcome::Continue, Some("ok".into()))
+        );
+    }
+    assert_eq!(poisonings(&registry, "fuelled", "fuel"), 1);
+}
+
+#[test]
+fn fuel_is_per_call_and_a_callback_may_have_its_own() {
+    let registry = Registry::new();
+    let metrics = HostMetrics::register(&registry).expect("metrics");
+    let recurse = format!("recurse-{DEPTH}");
+    // Enough for the recursion: it runs as it would without fuel.
+    let ample = Limits {
+        fuel: Some(1_000_000),
+        ..Limits::default()
+    };
+    let chain = FilterChain::new(vec![misbehave("ample", ample, &metrics)]);
+    for _ in 0..3 {
+        assert_eq!(
+            exchange(&chain, Some(&recurse)),
+            (HeadersOutcome::Continue, Some(format!("recursed {DEPTH}"))),
+            "each call gets the whole budget again"
+        );
+    }
+    assert_eq!(poisonings(&registry, "ample", "fuel"), 0);
+
+    // A budget for `proxy_on_request_headers` alone: the other calls are not counted, and
+    // the recursion is stopped there.
+    let tight = Limits {
+        fuel_by_callback: vec![("proxy_on_request_headers".into(), 50_000)],
+        ..Limits::default()
+    };
+    let chain = FilterChain::new(vec![misbehave("tight", tight, &metrics)]);
+    let (outcome, _) = exchange(&chain, Some(&recurse));
+    assert!(failed_closed(&outcome), "{outcome:?}");
+    assert_eq!(poisonings(&registry, "tight", "fuel"), 1);
+    assert_eq!(
+        exchange(&chain, None),
+        (HeadersOutcome::Continue, Some("ok".into()))
+    );
+}
+
+#[test]
+fn a_recursion_the_default_stack_holds_overflows_a_small_one() {
+    let registry = Registry::new();
+    let metrics = HostMetrics::register(&registry).expect("metrics");
+    let recurse = format!("recurse-{DEPTH}");
+    let default = FilterChain::new(vec![misbehave("default", Limits::default(), &metrics)]);
+    assert_eq!(
+        exchange(&default, Some(&recurse)),
+        (HeadersOutcome::Continue, Some(format!("recursed {DEPTH}")))
+    );
+
+    let small = Limits {
+        stack_bytes: 64 << 10,
+        ..Limits::default()
+    };
+    let chain = FilterChain::new(vec![misbehave("small", small, &metrics)]);
+    let ((outcome, _), log) = logged(tracing::Level::INFO, || exchange(&chain, Some(&recurse)));
+    assert!(failed_closed(&outcome), "{outcome:?}\n{log}");
+    assert!(
+        log.contains("its wasm stack overflowed (65536 bytes; plugins[].limits.stack)"),
+        "{log}"
+    );
+    assert_eq!(poisonings(&registry, "small", "stack_overflow"), 1);
+    // A shallower call fits, on the replica rebuilt after the overflow.
+    assert_eq!(
+        exchange(&chain, Some("recurse-100")),
+        (HeadersOutcome::Continue, Some("recursed 100".into()))
+    );
+    assert_eq!(
+        exchange(&default, Some(&recurse)).0,
+        HeadersOutcome::Continue,
+        "the other plugin's stack is its own"
+    );
+}
+
+#[test]
+fn a_plugin_loads_only_on_the_engine_of_its_settings() {
+    let bytes = built_filter("misbehave");
+    let base = Runtime::new().expect("engine");
+    let spec = |limits: Limits| PluginSpec {
+        name: "probe".into(),
+        replicas: 1,
+        limits,
+        ..PluginSpec::default()
+    };
+    let fuelled = Limits {
+        fuel: Some(10_000),
+        ..Limits::default()
+    };
+    let small = Limits {
+        stack_bytes: 64 << 10,
+        ..Limits::default()
+    };
+    let refused = |runtime: &Runtime, limits: Limits| {
+        let module = runtime
+            .compile("probe", Path::new("misbehave.wasm"), &bytes)
+            .expect("compile");
+        match Plugin::load(runtime, &module, spec(limits), None) {
+            Ok(_) => panic!("loaded on an engine without its settings"),
+            Err(e) => e.to_string(),
+        }
+    };
+    // Start-up calls are fuelled too: a budget they cannot live with fails the load.
+    let starving = Limits {
+        fuel: Some(50),
+        ..Limits::default()
+    };
+    let runtime = base
+        .for_settings(EngineSettings::for_plugin(
+            &spec(starving.clone()),
+            PerStreamPool::default(),
+        ))
+        .expect("engine");
+    let module = runtime
+        .compile("probe", Path::new("misbehave.wasm"), &bytes)
+        .expect("compile");
+    let message = match Plugin::load(&runtime, &module, spec(starving), None) {
+        Ok(_) => panic!("started on 50 units of fuel per call"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        message.contains("failed: it used up its fuel (plugins[].limits.fuel, or callbacks.<name>.fuel for one callback): "),
+        "{message}"
+    );
+
+    let message = refused(&base, fuelled.clone());
+    assert!(
+        message.starts_with("plugin `probe` (module misbehave.wasm): engine: plugins[].limits.fuel needs an engine that counts fuel: compile and load the module with runtime.for_settings(EngineSettings::for_plugin(..))"),
+        "{message}"
+    );
+    let message = refused(&base, small.clone());
+    assert!(
+        message.contains("plugins[].limits.stack of 65536 bytes needs an engine with that wasm stack, not 524288 bytes"),
+        "{message}"
+    );
+    let for_fuel = base
+        .for_settings(EngineSettings::for_plugin(
+            &spec(fuelled.clone()),
+            PerStreamPool::default(),
+        ))
+        .expect("engine");
+    assert!(for_fuel.settings().fuel);
+    let message = refused(&for_fuel, Limits::default());
+    assert!(
+        message.contains(
+            "a plugin without plugins[].limits.fuel needs an engine that does not count fuel"
+        ),
+        "{message}"
+    );
+    let per_stream = base.per_stream(PerStreamPool::default()).expect("engine");
+    let message = refused(&per_stream, small.clone());
+    assert!(
+        message.contains("shared isolation needs an engine without the pooling allocator; plugins[].limits.stack of 65536"),
+        "{message}"
+    );
+
+    // Siblings with the same settings share one engine: a module one compiled loads on the
+    // other (wasmtime refuses a module of another engine).
+    let again = base
+        .for_settings(EngineSettings::for_plugin(
+            &spec(fuelled.clone()),
+            PerStreamPool::default(),
+        ))
+        .expect("engine");
+    let module = for_fuel
+        .compile("probe", Path::new("misbehave.wasm"), &bytes)
+        .expect("compile");
+    let plugin =
+        Plugin::load(&again, &module, spec(fuelled), None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        exchange(&FilterChain::new(vec![plugin]), None),
+        (HeadersOutcome::Continue, Some("ok".into()))
+    );
+
+    // A stack outside what the worker threads can hold is not made.
+    for stack_bytes in [Limits::MIN_STACK_BYTES - 1, Limits::MAX_STACK_BYTES + 1] {
+        let settings = EngineSettings {
+            stack_bytes,
+            ..EngineSettings::default()
+        };
+        let error = match base.for_settings(settings) {
+            Ok(_) => panic!("a stack of {stack_bytes} bytes"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            error.contains(&format!(
+                "a wasm stack of {stack_bytes} bytes is outside 32768..=1048576 bytes"
+            )),
+            "{error}"
+        );
+    }
 }

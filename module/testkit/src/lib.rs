@@ -29,9 +29,9 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use wasmbridge_host::{
-    BodyOutcome, Callouts, FailurePolicy, FilterChain, HeaderList, HeadersOutcome, HttpStream,
-    Isolation, LoadError, LocalReply, NodeInfo, PerStreamPool, Plugin, PluginLoad, PluginSpec,
-    PoolOptions, Runtime, StreamData, TrailersOutcome,
+    BodyOutcome, Callouts, EngineSettings, FailurePolicy, FilterChain, HeaderList, HeadersOutcome,
+    HttpStream, Limits, LoadError, LocalReply, NodeInfo, PerStreamPool, Plugin, PluginLoad,
+    PluginSpec, PoolOptions, Runtime, StreamData, TrailersOutcome,
 };
 
 pub use logs::{LogLine, capture_logs};
@@ -215,6 +215,8 @@ pub struct PluginSource {
     pub pool: PoolOptions,
     /// Log-only mode.
     pub log_only: bool,
+    /// Memory, CPU, fuel and stack limits and caps (the default profile by default).
+    pub limits: Limits,
 }
 
 /// A module file or module bytes (WebAssembly binary or text).
@@ -245,6 +247,7 @@ impl PluginSource {
             callouts: Callouts::default(),
             pool: PoolOptions::default(),
             log_only: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -286,30 +289,9 @@ impl Emulator {
             module: PathBuf::new(),
             kind: wasmbridge_host::LoadErrorKind::Engine(e.to_string()),
         })?;
-        let per_stream =
-            match sources
-                .iter()
-                .find(|s| s.pool.isolation == Isolation::PerStream)
-            {
-                Some(source) => Some(runtime.per_stream(PerStreamPool::default()).map_err(
-                    |e| LoadError {
-                        plugin: source.name.clone(),
-                        module: PathBuf::new(),
-                        kind: wasmbridge_host::LoadErrorKind::Engine(e.to_string()),
-                    },
-                )?),
-                None => None,
-            };
         let mut loads = Vec::with_capacity(sources.len());
         for source in sources {
-            let runtime = match &per_stream {
-                Some(r) if source.pool.isolation == Isolation::PerStream => r,
-                _ => &runtime,
-            };
-            let module = match &source.module {
-                Module::File(path) => runtime.compile_file(&source.name, path)?,
-                Module::Bytes { label, bytes } => runtime.compile(&source.name, label, bytes)?,
-            };
+            let module = source.module;
             let spec = PluginSpec {
                 name: source.name,
                 root_id: source.root_id,
@@ -321,15 +303,27 @@ impl Emulator {
                 node: node.clone(),
                 callouts: source.callouts,
                 foreign: Default::default(),
-                limits: Default::default(),
+                limits: source.limits,
                 pool: source.pool,
                 log_only: source.log_only,
                 // Capabilities, redaction and environment: the defaults.
                 ..PluginSpec::default()
             };
+            // The engine for the plugin's isolation, fuel and stack (the base one unless it
+            // asks for one of them).
+            let settings = EngineSettings::for_plugin(&spec, PerStreamPool::default());
+            let runtime = runtime.for_settings(settings).map_err(|e| LoadError {
+                plugin: spec.name.clone(),
+                module: PathBuf::new(),
+                kind: wasmbridge_host::LoadErrorKind::Engine(e.to_string()),
+            })?;
+            let compiled = match &module {
+                Module::File(path) => runtime.compile_file(&spec.name, path)?,
+                Module::Bytes { label, bytes } => runtime.compile(&spec.name, label, bytes)?,
+            };
             loads.push(PluginLoad {
                 runtime,
-                module,
+                module: compiled,
                 spec,
             });
         }

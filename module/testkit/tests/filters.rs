@@ -279,3 +279,66 @@ fn plugins_with_the_same_module_but_another_vm_id_or_isolation_keep_their_own_vm
         );
     }
 }
+
+/// A plugin's fuel and stack size reach the emulator's engine: each plugin runs on the
+/// engine its limits need, beside one on the base engine. A recursion `n` calls deep takes
+/// the `misbehave` probe about 35 units of fuel and 64 bytes of wasm stack per call.
+#[test]
+fn limits_with_fuel_and_a_stack_size_pick_their_engine() {
+    use wasmbridge_host::{Limits, LocalReply};
+    use wasmbridge_testkit::{PluginSource, capture_logs};
+
+    let emu = Emulator::chain_of(vec![
+        PluginSource {
+            limits: Limits {
+                fuel: Some(100_000),
+                ..Limits::default()
+            },
+            ..PluginSource::file("fuelled", filter("misbehave"), "")
+        },
+        PluginSource {
+            limits: Limits {
+                stack_bytes: 64 << 10,
+                ..Limits::default()
+            },
+            ..PluginSource::file("small", filter("misbehave"), "")
+        },
+        PluginSource::file(
+            "plain",
+            filter("add_header"),
+            r#"{"headers": {"x-hello": "1"}}"#,
+        ),
+    ])
+    .expect("load");
+    let run = |depth: u32| {
+        let mode = format!("recurse-{depth}");
+        let (ex, logs) = capture_logs(|| emu.run(Request::get("/").header("x-misbehave", &mode)));
+        let recursed: Vec<String> = logs
+            .iter()
+            .filter(|l| {
+                l.message
+                    .starts_with(&format!("misbehave: recursed {depth} calls"))
+            })
+            .map(|l| l.plugin.clone())
+            .collect();
+        let failed = matches!(
+            &ex.request_outcome,
+            HeadersOutcome::LocalReply(LocalReply { status: 503, .. })
+        );
+        (failed, recursed, ex)
+    };
+    // 4000 calls need more fuel than the first plugin has: it fails there (in microseconds:
+    // not the 100 ms CPU deadline).
+    let (failed, recursed, _) = run(4000);
+    assert!(failed);
+    assert!(recursed.is_empty(), "{recursed:?}");
+    // 2000 calls fit in the fuel, not in the second plugin's 64 KiB stack.
+    let (failed, recursed, _) = run(2000);
+    assert!(failed);
+    assert_eq!(recursed, ["fuelled"]);
+    // 100 calls fit everywhere.
+    let (failed, recursed, ex) = run(100);
+    assert!(!failed, "{:?}", ex.request_outcome);
+    assert_eq!(recursed, ["fuelled", "small"]);
+    assert_eq!(ex.response_header("x-hello"), Some("1"));
+}

@@ -41,6 +41,7 @@ impl Target for Emulator {
                 callouts: callouts.clone(),
                 pool: Default::default(),
                 log_only: false,
+                limits: Default::default(),
             });
         }
         let config = case.routing_config()?;

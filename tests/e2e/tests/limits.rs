@@ -1,6 +1,7 @@
 //! Resource limits and failure containment through the gateway: a plugin that loops, eats
-//! memory, overflows its stack or traps is stopped; only its replica is replaced; the
-//! gateway keeps serving; `/metrics` counts each poisoning by reason. A plugin that buffers
+//! memory, overflows its stack, runs out of fuel or traps is stopped; only its replica is
+//! replaced; the gateway keeps serving; `/metrics` counts each poisoning by reason. Plugins
+//! with fuel or their own stack size run on engines of their own beside the others. A plugin that buffers
 //! a body past `limits.body` gets the request a 413 and the response a 503 (or, once the
 //! response headers went out, an aborted response); header maps, callouts and log lines
 //! are capped too; `/metrics` counts each hit by limit.
@@ -46,10 +47,15 @@ routes:
 
 /// `wasmbridge_plugin_poisonings_total` of the `misbehave` plugin for `reason`.
 async fn poisonings(gw: &Gateway, reason: &str) -> anyhow::Result<Option<String>> {
+    poisonings_of(gw, "misbehave", reason).await
+}
+
+/// `wasmbridge_plugin_poisonings_total` of `plugin` for `reason`.
+async fn poisonings_of(gw: &Gateway, plugin: &str, reason: &str) -> anyhow::Result<Option<String>> {
     let text = scrape(gw).await?;
     Ok(sample(
         &text,
-        &format!(r#"wasmbridge_plugin_poisonings_total{{plugin="misbehave",reason="{reason}"}}"#),
+        &format!(r#"wasmbridge_plugin_poisonings_total{{plugin="{plugin}",reason="{reason}"}}"#),
     ))
 }
 
@@ -142,6 +148,115 @@ async fn a_stack_overflow_is_contained() -> anyhow::Result<()> {
     .await?;
     stopped_then_served(&gw, "stack-overflow").await?;
     assert_poisoned(&gw, "stack_overflow", Some("1")).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_is_stopped_when_its_fuel_runs_out() -> anyhow::Result<()> {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(
+        "limits-fuel",
+        &yaml(1, "{fuel: 100000}", "fail_closed"),
+        Some(upstream.addr),
+    )
+    .await?;
+    stopped_then_served(&gw, "loop").await?;
+    let log = gw.log_text();
+    assert!(
+        log.contains(
+            "a callback used up its fuel (100000 per call unless overridden; plugins[].limits.fuel)"
+        ),
+        "the reason is logged:\n{log}"
+    );
+    assert_poisoned(&gw, "fuel", Some("1")).await?;
+    assert_poisoned(&gw, "deadline", None).await?;
+    Ok(())
+}
+
+/// A recursion `DEPTH` calls deep: about 250 KiB of wasm stack and 140 000 units of fuel
+/// in the `misbehave` probe.
+const DEPTH: u32 = 4000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_plugin_runs_with_its_own_stack_and_fuel() -> anyhow::Result<()> {
+    let upstream = Upstream::start().await;
+    let module = filter("misbehave");
+    let yaml = format!(
+        r#"
+server: {{threads: 1}}
+listeners: [{{address: "{{listen}}"}}]
+admin: {{address: "{{admin}}"}}
+clusters: [{{name: backend, endpoints: ["{{upstream}}"]}}]
+plugins:
+  - {{name: small, module: {module}, limits: {{stack: 64KiB}}}}
+  - {{name: plain, module: {module}}}
+  - name: fuelled
+    module: {module}
+    limits: {{fuel: 1000000, stack: 1MiB, callbacks: {{on_response_headers: {{fuel: 20000}}}}}}
+  - {{name: starved, module: {module}, limits: {{callbacks: {{on_request_headers: {{fuel: 50000}}}}}}}}
+routes:
+  - {{match: {{prefix: /small}}, cluster: backend, plugins: [small]}}
+  - {{match: {{prefix: /plain}}, cluster: backend, plugins: [plain]}}
+  - {{match: {{prefix: /fuelled}}, cluster: backend, plugins: [fuelled]}}
+  - {{match: {{prefix: /starved}}, cluster: backend, plugins: [starved]}}
+"#
+    );
+    let gw = Gateway::start("limits-engines", &yaml, Some(upstream.addr)).await?;
+    let deep = format!("recurse-{DEPTH}");
+    let ask = |path: &str, mode: &str| {
+        let req = get(&gw.url(path), &[("x-misbehave", mode)]);
+        send(gw.addr, Proto::H1, req)
+    };
+
+    // 64 KiB cannot hold the recursion; the default 512 KiB and 1 MiB can.
+    let reply = ask("/small", &deep).await?;
+    assert_eq!(reply.status, 503, "{}", gw.log_text());
+    assert!(
+        gw.log_text()
+            .contains("its wasm stack overflowed (65536 bytes; plugins[].limits.stack)"),
+        "{}",
+        gw.log_text()
+    );
+    assert_eq!(
+        poisonings_of(&gw, "small", "stack_overflow")
+            .await?
+            .as_deref(),
+        Some("1")
+    );
+    let reply = ask("/small", "recurse-100").await?;
+    assert_eq!(reply.status, 200, "a shallow one fits: {}", gw.log_text());
+    assert_eq!(reply.header("x-misbehave"), "recursed 100");
+    for path in ["/plain", "/fuelled"] {
+        let reply = ask(path, &deep).await?;
+        assert_eq!(reply.status, 200, "{path}: {}", gw.log_text());
+        assert_eq!(
+            reply.header("x-misbehave"),
+            format!("recursed {DEPTH}"),
+            "{path}"
+        );
+        assert_eq!(reply.header("x-upstream"), "echo", "{path}");
+    }
+
+    // Fuel for one callback only: the recursion in on_request_headers is stopped there,
+    // a request that does not recurse is served.
+    let reply = ask("/starved", &deep).await?;
+    assert_eq!(reply.status, 503, "{}", gw.log_text());
+    assert_eq!(
+        poisonings_of(&gw, "starved", "fuel").await?.as_deref(),
+        Some("1")
+    );
+    let reply = ask("/starved", "none").await?;
+    assert_eq!(reply.status, 200, "{}", gw.log_text());
+    assert_eq!(reply.header("x-misbehave"), "ok");
+    for plugin in ["plain", "fuelled"] {
+        for reason in ["fuel", "stack_overflow"] {
+            assert_eq!(
+                poisonings_of(&gw, plugin, reason).await?,
+                None,
+                "{plugin} {reason}"
+            );
+        }
+    }
     Ok(())
 }
 

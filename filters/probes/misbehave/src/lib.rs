@@ -12,6 +12,7 @@
 //! | `loop`                  | spins forever in `on_http_request_headers` (a CPU deadline stops it) |
 //! | `memory-bomb`           | allocates 1 MiB blocks in `on_http_request_headers` until an allocation fails, then aborts |
 //! | `stack-overflow`        | recurses without end in `on_http_request_headers` |
+//! | `recurse-<depth>`       | recurses `depth` calls deep in `on_http_request_headers`, then returns; the response gets `x-misbehave: recursed <depth>` (a stack size that is too small traps) |
 //! | absent or other         | nothing; the response gets `x-misbehave: ok`               |
 //!
 //! Panics are logged at critical level through `proxy_log` by the SDK's panic hook, then the
@@ -33,6 +34,7 @@ enum Mode {
     Loop,
     MemoryBomb,
     StackOverflow,
+    Recurse(u64),
 }
 
 struct MisbehaveRoot;
@@ -57,7 +59,11 @@ impl Mode {
             Some("loop") => Mode::Loop,
             Some("memory-bomb") => Mode::MemoryBomb,
             Some("stack-overflow") => Mode::StackOverflow,
-            _ => Mode::Behave,
+            Some(other) => match other.strip_prefix("recurse-").map(str::parse) {
+                Some(Ok(depth)) => Mode::Recurse(depth),
+                _ => Mode::Behave,
+            },
+            None => Mode::Behave,
         }
     }
 }
@@ -89,6 +95,11 @@ impl HttpContext for Misbehave {
                 log::info!("misbehave: recursion ended at {depth}");
                 Action::Continue
             }
+            Mode::Recurse(depth) => {
+                let sum = recurse_to(std::hint::black_box(depth));
+                log::info!("misbehave: recursed {depth} calls deep (sum {sum})");
+                Action::Continue
+            }
             _ => Action::Continue,
         }
     }
@@ -104,6 +115,9 @@ impl HttpContext for Misbehave {
         match self.mode {
             Mode::TrapResponseHeaders => panic!("misbehave: trap in response headers"),
             Mode::Behave => self.add_http_response_header("x-misbehave", "ok"),
+            Mode::Recurse(depth) => {
+                self.add_http_response_header("x-misbehave", &format!("recursed {depth}"))
+            }
             _ => {}
         }
         Action::Continue
@@ -140,4 +154,13 @@ fn recurse(depth: u64) -> u64 {
         return 0;
     }
     recurse(std::hint::black_box(depth + 1)).wrapping_add(depth)
+}
+
+/// Recurses `depth` calls deep and returns. The result goes through `black_box` before it
+/// is added to, so that the compiler cannot turn the recursion into a loop.
+fn recurse_to(depth: u64) -> u64 {
+    if depth == 0 {
+        return 0;
+    }
+    std::hint::black_box(recurse_to(std::hint::black_box(depth - 1))).wrapping_add(depth)
 }
