@@ -30,6 +30,15 @@ enum Command {
         /// The YAML configuration file.
         file: PathBuf,
     },
+    /// Run scenario files (the conformance case format) through several proxies and show
+    /// what differs: `wasmbridge compare SCENARIO.yaml [--proxies pingora,tower,envoy]
+    /// [--json]`. Runs the `wasmbridge-compare` tool installed beside this binary.
+    #[command(disable_help_flag = true)]
+    Compare {
+        /// Passed to `wasmbridge-compare` (`--help` shows them).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn init_logging() {
@@ -131,11 +140,41 @@ fn check(file: &Path) -> ExitCode {
     }
 }
 
+/// Runs `wasmbridge-compare` from beside this binary (the comparison runs every proxy, so
+/// it lives in a tool of its own rather than in the gateway) and passes on its exit code.
+fn compare(args: &[std::ffi::OsString]) -> ExitCode {
+    let tool = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("wasmbridge-compare")));
+    let Some(tool) = tool.filter(|t| t.exists()) else {
+        eprintln!(
+            "error: `wasmbridge compare` needs the wasmbridge-compare tool beside this binary; \
+             build it with `cargo build -p wasmbridge-conformance --bin wasmbridge-compare` \
+             (`make build` does)"
+        );
+        return ExitCode::from(2);
+    };
+    match std::process::Command::new(&tool).args(args).status() {
+        Ok(status) => ExitCode::from(status.code().map_or(2, |c| c.clamp(0, 255) as u8)),
+        Err(e) => {
+            eprintln!("error: cannot run {}: {e}", tool.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
     match cli.command {
-        Command::Run { config } => run(config.as_deref()),
-        Command::Check { file } => check(&file),
+        Command::Run { config } => {
+            init_logging();
+            run(config.as_deref())
+        }
+        Command::Check { file } => {
+            init_logging();
+            check(&file)
+        }
+        // The tool logs for itself.
+        Command::Compare { args } => compare(&args),
     }
 }

@@ -31,6 +31,9 @@ pub struct Case {
     pub expect: Expect,
     /// For a case expanded from a `matrix`, the cell it stands for.
     pub matrix: Option<MatrixCell>,
+    /// Proxies whose results may differ from the reference's in `wasmbridge compare`, each
+    /// with the reason.
+    pub differences: std::collections::BTreeMap<String, String>,
 }
 
 /// One cell of a `matrix` file: a probe step run in one callback.
@@ -64,7 +67,10 @@ struct CaseSpec {
     routes: Vec<serde_yaml::Value>,
     #[serde(default)]
     node: Option<serde_yaml::Value>,
+    #[serde(default)]
     expect: Expect,
+    #[serde(default)]
+    differences: std::collections::BTreeMap<String, String>,
 }
 
 /// One plugin of a case.
@@ -80,7 +86,9 @@ pub struct PluginCase {
     /// `vm_id` (default empty).
     #[serde(default)]
     pub vm_id: Option<String>,
-    /// A compiled filter's name (see `wasmbridge_e2e::find_filter`).
+    /// A compiled filter: the name of one of the repository's (see
+    /// `wasmbridge_e2e::find_filter`), or a path to a `.wasm` file, relative to the case
+    /// file (anything with a `/` or ending in `.wasm`).
     #[serde(default)]
     pub filter: Option<String>,
     /// An inline module in WebAssembly text.
@@ -117,7 +125,11 @@ impl PluginCase {
     pub fn module_bytes(&self) -> Result<(PathBuf, Vec<u8>)> {
         match (&self.filter, &self.wat) {
             (Some(name), None) => {
-                let path = wasmbridge_e2e::find_filter(name)?;
+                let path = if is_path(name) {
+                    PathBuf::from(name)
+                } else {
+                    wasmbridge_e2e::find_filter(name)?
+                };
                 let bytes =
                     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
                 Ok((path, bytes))
@@ -129,6 +141,11 @@ impl PluginCase {
             _ => bail!("a plugin needs exactly one of `filter` and `wat`"),
         }
     }
+}
+
+/// A `filter` that names a file rather than one of the repository's filters.
+fn is_path(filter: &str) -> bool {
+    filter.contains('/') || filter.ends_with(".wasm")
 }
 
 fn config_text(value: Option<&Value>) -> String {
@@ -356,25 +373,33 @@ pub fn load_cases(dir: &Path) -> Result<Vec<Case>> {
             .with_extension("")
             .to_string_lossy()
             .replace('\\', "/");
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("reading {}", file.display()))?;
-        let value: Value =
-            serde_yaml::from_str(&text).with_context(|| format!("{}: not YAML", file.display()))?;
-        for (name, v, cell) in expand(value).with_context(|| format!("{}", file.display()))? {
-            let v = normalize(v).with_context(|| format!("{}", file.display()))?;
-            let spec: CaseSpec = serde_path_to_error::deserialize(v)
-                .map_err(|e| anyhow!("{}: {}: {}", file.display(), e.path(), e.inner()))?;
-            let id = match name.or_else(|| spec.name.clone()) {
-                Some(n) => format!("{rel}/{n}"),
-                None => rel.clone(),
-            };
-            cases.push(into_case(id, &file, spec, cell)?);
-        }
+        cases.extend(load_file(&file, &rel)?);
     }
     let mut ids: Vec<&str> = cases.iter().map(|c| c.id.as_str()).collect();
     ids.sort_unstable();
     if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
         bail!("two cases are named {}", w[0]);
+    }
+    Ok(cases)
+}
+
+/// Loads the cases of one file; their ids start with `rel` (`<rel>/<name>`, or `rel` for
+/// a one-case file without a name).
+pub fn load_file(file: &Path, rel: &str) -> Result<Vec<Case>> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let value: Value =
+        serde_yaml::from_str(&text).with_context(|| format!("{}: not YAML", file.display()))?;
+    let mut cases = Vec::new();
+    for (name, v, cell) in expand(value).with_context(|| format!("{}", file.display()))? {
+        let v = normalize(v).with_context(|| format!("{}", file.display()))?;
+        let spec: CaseSpec = serde_path_to_error::deserialize(v)
+            .map_err(|e| anyhow!("{}: {}: {}", file.display(), e.path(), e.inner()))?;
+        let id = match name.or_else(|| spec.name.clone()) {
+            Some(n) => format!("{rel}/{n}"),
+            None => rel.to_string(),
+        };
+        cases.push(into_case(id, file, spec, cell)?);
     }
     Ok(cases)
 }
@@ -430,16 +455,25 @@ fn into_case(id: String, file: &Path, spec: CaseSpec, cell: Option<MatrixCell>) 
     if spec.plugins.is_empty() {
         bail!("{id}: no plugin (`filter`, `wat` or `plugins`)");
     }
+    // A filter given as a path is relative to the case file.
+    let base = file.parent().unwrap_or(Path::new("."));
+    let mut plugins = spec.plugins;
+    for plugin in &mut plugins {
+        if let Some(filter) = plugin.filter.as_mut().filter(|f| is_path(f)) {
+            *filter = base.join(&*filter).display().to_string();
+        }
+    }
     Ok(Case {
         id,
         file: file.to_path_buf(),
-        plugins: spec.plugins,
+        plugins,
         request: spec.request,
         upstream: spec.upstream,
         routes: spec.routes,
         node: spec.node,
         expect: spec.expect,
         matrix: cell,
+        differences: spec.differences,
     })
 }
 

@@ -16,6 +16,7 @@
 //! per target (`docs/conformance.md`, from the cases and `known_failures.yaml`).
 
 pub mod case;
+pub mod compare;
 pub mod coverage;
 pub mod docs;
 pub mod emulator;
@@ -26,7 +27,7 @@ mod upstream;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use case::{Case, MatrixCell, load_cases};
+pub use case::{Case, MatrixCell, load_cases, load_file};
 pub use known::KnownFailures;
 
 /// How an exchange ended, as the client saw it.
@@ -87,6 +88,11 @@ pub trait Target {
 /// Every target, in the order trials and the results page list them.
 pub fn targets() -> Vec<Arc<dyn Target + Send + Sync>> {
     vec![Arc::new(emulator::Emulator), Arc::new(pingora::Pingora)]
+}
+
+/// The target called `name` (`emulator`, `pingora`, ...), if there is one.
+pub fn target(name: &str) -> Option<Arc<dyn Target + Send + Sync>> {
+    targets().into_iter().find(|t| t.name() == name)
 }
 
 /// This suite's directory.

@@ -65,14 +65,20 @@ pub fn filter(name: &str) -> String {
     }
 }
 
-/// The `wasmbridge` binary next to the test executable (or `$WASMBRIDGE_BIN`).
+/// The `wasmbridge` binary (or `$WASMBRIDGE_BIN`): beside the running executable (a tool
+/// such as `wasmbridge-compare`), or in the directory above it (a test executable in
+/// `target/<profile>/deps`).
 pub fn binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("WASMBRIDGE_BIN") {
         return PathBuf::from(bin);
     }
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("wasmbridge");
+    let exe = std::env::current_exe().expect("executable path");
+    let dir = exe.parent().expect("executable directory");
+    let beside = dir.join("wasmbridge");
+    if beside.exists() {
+        return beside;
+    }
+    let bin = dir.parent().expect("target dir").join("wasmbridge");
     assert!(
         bin.exists(),
         "{} is missing: run `cargo build -p wasmbridge-pingora` first",
