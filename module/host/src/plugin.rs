@@ -311,7 +311,7 @@ impl Plugin {
         }
         // Isolation, fuel and the stack size are the engine's: the runtime must be the one
         // made for them (its pool's capacity aside).
-        let needed = crate::EngineSettings::for_plugin(&spec, crate::PerStreamPool::default());
+        let needed = crate::EngineSettings::for_plugin(spec, crate::PerStreamPool::default());
         if let Some(difference) = runtime.settings().mismatch(&needed) {
             return Err(err(LoadErrorKind::Engine(format!(
                 "{difference}: compile and load the module with \
