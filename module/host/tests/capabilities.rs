@@ -313,6 +313,17 @@ fn callouts_reach_only_the_listed_clusters() {
         "refused callouts never reach the proxy"
     );
     assert_eq!(denied(&loaded.registry, "callouts", "clusters"), Some(3));
+    let mut text = Vec::new();
+    TextEncoder::new()
+        .encode(&loaded.registry.gather(), &mut text)
+        .expect("encode");
+    let text = String::from_utf8(text).expect("utf-8");
+    for (kind, n) in [("grpc", 1), ("http", 2)] {
+        let series = format!(
+            r#"wasmbridge_plugin_callouts_total{{cluster="(refused)",kind="{kind}",outcome="denied",plugin="callouts"}} {n}"#
+        );
+        assert!(text.lines().any(|l| l == series), "{series}\n{text}");
+    }
     let warning = "which capabilities.clusters does not list";
     assert_eq!(log.matches(warning).count(), 1, "{log}");
 }

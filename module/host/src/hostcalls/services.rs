@@ -50,6 +50,8 @@ const HTTP: u32 = 0;
 /// The `cluster` label of a callout to a cluster the gateway does not have (the name the
 /// guest gave is not a label: it could be anything).
 const UNKNOWN_CLUSTER: &str = "(unknown)";
+/// The `cluster` label of a callout refused before it started (the name is in the log).
+const REFUSED_CLUSTER: &str = "(refused)";
 const GRPC_CALL: u32 = 1;
 const GRPC_STREAM: u32 = 2;
 
@@ -175,10 +177,11 @@ fn timeout(ms: i32) -> HResult<Option<Duration>> {
 }
 
 /// Refuses a callout to a cluster the plugin's `capabilities.clusters` does not list.
-fn check_cluster(state: &HostState, hostcall: &str, cluster: &str) -> HResult {
+fn check_cluster(state: &HostState, hostcall: &str, cluster: &str, kind: CalloutKind) -> HResult {
     if state.plugin.policy.allows_cluster(cluster) {
         return Ok(());
     }
+    state.plugin.count_callout(REFUSED_CLUSTER, kind, "denied");
     refuse(
         state,
         CLUSTERS,
@@ -198,12 +201,15 @@ fn token(state: &mut HostState, kind: u32) -> u32 {
 
 /// OK when the effective context may start one more callout; INTERNAL_FAILURE (counted
 /// and logged) when it has `limits.callouts` in flight already.
-fn within_cap(state: &HostState, hostcall: &str) -> HResult {
+fn within_cap(state: &HostState, hostcall: &str, kind: CalloutKind) -> HResult {
     let context = state.call.effective_context_id;
     let in_flight = state.callouts.of_context(context);
     if in_flight < state.plugin.limits.callouts {
         return Ok(());
     }
+    state
+        .plugin
+        .count_callout(REFUSED_CLUSTER, kind, "limit_exceeded");
     state.plugin.cap_reached(
         Cap::Callouts,
         context,
@@ -252,8 +258,8 @@ fn http_call(
             }
         }
         let state = caller.data_mut();
-        check_cluster(state, "proxy_http_call", &upstream)?;
-        within_cap(state, "proxy_http_call")?;
+        check_cluster(state, "proxy_http_call", &upstream, CalloutKind::Http)?;
+        within_cap(state, "proxy_http_call", CalloutKind::Http)?;
         let request = HttpCallRequest {
             headers,
             body: Bytes::from(body),
@@ -332,13 +338,13 @@ fn open_grpc(
 ) -> HResult<u32> {
     let cluster = grpc_cluster(upstream).ok_or(Status::ParseFailure)?;
     let state = caller.data_mut();
-    check_cluster(state, "gRPC callout", &cluster)?;
+    check_cluster(state, "gRPC callout", &cluster, CalloutKind::Grpc)?;
     let hostcall = if message.is_some() {
         "proxy_grpc_call"
     } else {
         "proxy_grpc_stream"
     };
-    within_cap(state, hostcall)?;
+    within_cap(state, hostcall, CalloutKind::Grpc)?;
     let channel = match state.plugin.upstreams.grpc_stream(&cluster, request) {
         Ok(channel) => channel,
         Err(unknown) => {
