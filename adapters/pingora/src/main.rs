@@ -30,6 +30,12 @@ enum Command {
         /// The YAML configuration file.
         file: PathBuf,
     },
+    /// Print the equivalent Envoy bootstrap (YAML) on stdout, and on stderr every setting
+    /// Envoy has no equivalent for. Module paths come out absolute. See docs/envoy.md.
+    EnvoyConfig {
+        /// The YAML configuration file.
+        file: PathBuf,
+    },
 }
 
 fn init_logging() {
@@ -131,11 +137,34 @@ fn check(file: &Path) -> ExitCode {
     }
 }
 
+fn envoy_config(file: &Path) -> ExitCode {
+    let mut config = match Config::from_file(file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Envoy resolves a relative filename against its own working directory.
+    for plugin in &mut config.plugins {
+        if let Ok(path) = std::path::absolute(&plugin.module) {
+            plugin.module = path;
+        }
+    }
+    let envoy = wasmbridge_config::envoy_bootstrap(&config);
+    print!("{}", envoy.to_yaml());
+    for item in &envoy.untranslated {
+        eprintln!("{}: not translated: {item}", file.display());
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
         Command::Run { config } => run(config.as_deref()),
         Command::Check { file } => check(&file),
+        Command::EnvoyConfig { file } => envoy_config(&file),
     }
 }

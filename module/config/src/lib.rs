@@ -44,11 +44,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod envoy;
 mod error;
 mod payload;
 mod raw;
 mod validate;
 
+pub use envoy::{EnvoyBootstrap, Untranslated, envoy_bootstrap};
 pub use error::ConfigError;
 
 pub use wasmbridge_abi::StructValue;
