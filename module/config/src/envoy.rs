@@ -165,13 +165,19 @@ pub fn envoy_bootstrap(config: &Config) -> EnvoyBootstrap {
             ]);
             map([
                 ("name", format!("listener{i}").into()),
-                ("address", socket_address(&l.address.ip().to_string(), l.address.port())),
+                (
+                    "address",
+                    socket_address(&l.address.ip().to_string(), l.address.port()),
+                ),
                 (
                     "filter_chains",
                     Value::Sequence(vec![map([(
                         "filters",
                         Value::Sequence(vec![map([
-                            ("name", "envoy.filters.network.http_connection_manager".into()),
+                            (
+                                "name",
+                                "envoy.filters.network.http_connection_manager".into(),
+                            ),
                             ("typed_config", hcm),
                         ])]),
                     )])]),
@@ -180,11 +186,7 @@ pub fn envoy_bootstrap(config: &Config) -> EnvoyBootstrap {
         })
         .collect();
 
-    let clusters: Vec<Value> = config
-        .clusters
-        .iter()
-        .map(cluster)
-        .collect();
+    let clusters: Vec<Value> = config.clusters.iter().map(cluster).collect();
 
     let mut bootstrap = Mapping::new();
     let node = &config.node;
@@ -269,8 +271,8 @@ fn struct_value(v: &wasmbridge_abi::StructValue) -> Value {
 
 /// The filter chain order: plugin indexes such that each route's plugins come in the
 /// route's order. Ties go to the first use (routes in file order), then to file order; a
-/// route that contradicts the order built so far is reported, and its conflicting pair
-/// keeps the earlier order.
+/// route that contradicts the order built so far is reported once, and its conflicting
+/// pairs keep the earlier order.
 fn filter_order(config: &Config, skip: &mut impl FnMut(String, &str)) -> Vec<usize> {
     let index = |name: &str| config.plugins.iter().position(|p| p.name == name);
     // Edges a → b: a runs before b.
@@ -283,9 +285,13 @@ fn filter_order(config: &Config, skip: &mut impl FnMut(String, &str)) -> Vec<usi
                 first_use.push(p);
             }
         }
+        let mut reported = false;
         for (k, &a) in chain.iter().enumerate() {
             for &b in &chain[k + 1..] {
                 if reaches(&after, b, a) {
+                    if std::mem::replace(&mut reported, true) {
+                        continue;
+                    }
                     skip(
                         format!("{}.plugins", route.key_path),
                         &format!(
@@ -568,7 +574,10 @@ fn route(r: &RouteConfig, config: &Config, skip: &mut impl FnMut(String, &str)) 
                                 map([
                                     (
                                         "header",
-                                        map([("key", k.clone().into()), ("value", v.clone().into())]),
+                                        map([
+                                            ("key", k.clone().into()),
+                                            ("value", v.clone().into()),
+                                        ]),
                                     ),
                                     ("append_action", "APPEND_IF_EXISTS_OR_ADD".into()),
                                 ])
@@ -594,7 +603,10 @@ fn disabled_plugins(config: &Config, listed: &[String]) -> Option<Value> {
         .map(|p| {
             (
                 p.name.clone().into(),
-                map([("@type", FILTER_CONFIG_TYPE.into()), ("disabled", true.into())]),
+                map([
+                    ("@type", FILTER_CONFIG_TYPE.into()),
+                    ("disabled", true.into()),
+                ]),
             )
         })
         .collect();
@@ -603,7 +615,11 @@ fn disabled_plugins(config: &Config, listed: &[String]) -> Option<Value> {
 
 fn header_matcher(h: &HeaderMatch) -> Value {
     // wasmbridge matches `host` as `:authority`, which is what Envoy calls it.
-    let name = if h.name == "host" { ":authority" } else { &h.name };
+    let name = if h.name == "host" {
+        ":authority"
+    } else {
+        &h.name
+    };
     let mut m = Mapping::new();
     m.insert("name".into(), name.into());
     let mut invert = h.invert;
@@ -668,7 +684,10 @@ fn cluster(c: &ClusterConfig) -> Value {
             map([(
                 HTTP_OPTIONS,
                 map([
-                    ("@type", format!("type.googleapis.com/{HTTP_OPTIONS}").into()),
+                    (
+                        "@type",
+                        format!("type.googleapis.com/{HTTP_OPTIONS}").into(),
+                    ),
                     (
                         "explicit_http_config",
                         map([("http2_protocol_options", Value::Mapping(Mapping::new()))]),
