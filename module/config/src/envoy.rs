@@ -13,7 +13,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde_yaml::{Mapping, Value};
-use wasmbridge_abi::capability;
+use wasmbridge_abi::{capability, catalogue};
 
 use crate::{
     ClusterConfig, Config, FailurePolicy, HeaderMatch, HeaderRule, Isolation, LimitsProfile,
@@ -416,10 +416,21 @@ fn wasm_filter(p: &PluginConfig, skip: &mut impl FnMut(String, &str)) -> Value {
     if caps.allowed.is_some() || !caps.denied.is_empty() {
         match capability::denied_hostcalls(caps.allowed.as_deref(), &caps.denied) {
             Ok(denied) => {
+                // Envoy's list covers the guest's exports too (a callback left out is
+                // never called) and the toolchain helpers; wasmbridge restricts hostcalls
+                // only, so every callback and helper is allowed.
                 let allowed: Mapping = capability::FAMILIES
                     .iter()
                     .flat_map(|f| f.hostcalls.iter().copied())
                     .filter(|h| !denied.contains(h))
+                    .chain(
+                        catalogue::HOSTCALLS
+                            .iter()
+                            .filter(|h| h.section == catalogue::sections::RUNTIME)
+                            .map(|h| h.name),
+                    )
+                    .chain(catalogue::CALLBACKS.iter().map(|c| c.name))
+                    .chain(["_initialize", "_start", "main", "malloc"])
                     .map(|h| (h.into(), Value::Mapping(Mapping::new())))
                     .collect();
                 plugin.insert(

@@ -276,7 +276,19 @@ fn capabilities_become_allowed_capabilities() {
         .as_mapping()
         .expect("allowed_capabilities");
     let names: Vec<&str> = allowed.keys().filter_map(Value::as_str).collect();
-    assert_eq!(names, ["proxy_log", "proxy_get_header_map_value"]);
+    assert_eq!(names[..2], ["proxy_log", "proxy_get_header_map_value"]);
+    // Envoy's list also decides which exports are called: every callback is there.
+    for name in [
+        "proxy_on_context_create",
+        "proxy_on_request_headers",
+        "proxy_on_memory_allocate",
+        "_initialize",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    for name in ["proxy_get_log_level", "proxy_http_call", "fd_write"] {
+        assert!(!names.contains(&name), "{name} allowed");
+    }
 }
 
 #[test]
