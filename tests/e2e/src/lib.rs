@@ -811,28 +811,11 @@ impl Envoy {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Waits until Envoy has logged the end of `streams` HTTP streams in all (the wasm
-    /// filter's context deletion, after `on_log` and `on_done`), or gives up after 10 s.
-    pub async fn wait_for_stream_end(&self, streams: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.log_text().matches(ENVOY_STREAM_END).count() >= streams {
-                return;
-            }
-            // Polling a log file for a line: a readiness check, not a timed wait for a result.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
     /// Base URL of the first listener.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 }
-
-/// What Envoy logs (at debug on the `http` component, or trace on `wasm`) once a stream
-/// is destroyed.
-const ENVOY_STREAM_END: &str = "[host->vm] proxy_on_delete(";
 
 /// The guest log messages in an Envoy log, in order: the text after `wasm log: ` (a root
 /// context while its VM starts) or `wasm log <plugin> <root_id> <vm_id>: ` (the ids are
