@@ -5,6 +5,8 @@
 //! (`wasmbridge-pingora`, later tower); it does not load modules, it only resolves their
 //! paths against the file's directory. The names follow Envoy's Wasm filter vocabulary
 //! (`root_id`, `vm_id`, plugin configuration, VM configuration), see `DESIGN.md` §7.
+//! [`envoy_bootstrap`] translates a [`Config`] into the equivalent Envoy bootstrap
+//! (`wasmbridge envoy-config`, `docs/envoy.md`).
 //!
 //! ```
 //! use std::path::Path;
