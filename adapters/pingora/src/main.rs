@@ -30,6 +30,12 @@ enum Command {
         /// The YAML configuration file.
         file: PathBuf,
     },
+    /// Print the equivalent Envoy bootstrap (YAML) on stdout, and on stderr every setting
+    /// Envoy has no equivalent for. Module paths come out absolute. See docs/envoy.md.
+    EnvoyConfig {
+        /// The YAML configuration file.
+        file: PathBuf,
+    },
     /// Run scenario files (the conformance case format) through several proxies and show
     /// what differs: `wasmbridge compare SCENARIO.yaml [--proxies pingora,tower,envoy]
     /// [--json]`. Runs the `wasmbridge-compare` tool installed beside this binary.
@@ -163,6 +169,28 @@ fn compare(args: &[std::ffi::OsString]) -> ExitCode {
     }
 }
 
+fn envoy_config(file: &Path) -> ExitCode {
+    let mut config = match Config::from_file(file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Envoy resolves a relative filename against its own working directory.
+    for plugin in &mut config.plugins {
+        if let Ok(path) = std::path::absolute(&plugin.module) {
+            plugin.module = path;
+        }
+    }
+    let envoy = wasmbridge_config::envoy_bootstrap(&config);
+    print!("{}", envoy.to_yaml());
+    for item in &envoy.untranslated {
+        eprintln!("{}: not translated: {item}", file.display());
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -173,6 +201,10 @@ fn main() -> ExitCode {
         Command::Check { file } => {
             init_logging();
             check(&file)
+        }
+        Command::EnvoyConfig { file } => {
+            init_logging();
+            envoy_config(&file)
         }
         // The tool logs for itself.
         Command::Compare { args } => compare(&args),

@@ -5,6 +5,8 @@
 //! (`wasmbridge-pingora`, later tower); it does not load modules, it only resolves their
 //! paths against the file's directory. The names follow Envoy's Wasm filter vocabulary
 //! (`root_id`, `vm_id`, plugin configuration, VM configuration), see `DESIGN.md` §7.
+//! [`envoy_bootstrap`] translates a [`Config`] into the equivalent Envoy bootstrap
+//! (`wasmbridge envoy-config`, `docs/envoy.md`).
 //!
 //! ```
 //! use std::path::Path;
@@ -44,11 +46,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod envoy;
 mod error;
 mod payload;
 mod raw;
 mod validate;
 
+pub use envoy::{EnvoyBootstrap, Untranslated, envoy_bootstrap};
 pub use error::ConfigError;
 
 pub use wasmbridge_abi::StructValue;

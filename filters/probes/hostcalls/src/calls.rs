@@ -221,16 +221,10 @@ fn environment(call: &str, step: &Step, _: &Site) -> Option<Done> {
     }
 }
 
-/// `get_configuration`, `set_effective_context`, `done`, `get_status`,
-/// `call_foreign_function`.
+/// `set_effective_context`, `done`, `get_status`, `call_foreign_function`.
 fn context(call: &str, step: &Step, site: &Site) -> Option<Done> {
     // SAFETY (every block): see the module docs.
     match call {
-        "get_configuration" => {
-            let mut ret = Returned::default();
-            let code = unsafe { abi::proxy_get_configuration(ret.ptr_ptr(), ret.size_ptr()) };
-            Done::with(code, || quoted(&ret.take()))
-        }
         "set_effective_context" => {
             let id = match step.context {
                 None | Some(Arg::Name(ContextName::Current)) => site.self_id as i32,
@@ -380,8 +374,9 @@ fn maps(call: &str, step: &Step, _: &Site) -> Option<Done> {
     }
 }
 
-/// `send_local_response`, `continue_stream`, `close_stream`, and the 0.1.0
-/// `continue_request`, `continue_response`, `clear_route_cache`.
+/// `send_local_response`, `continue_stream`, `close_stream`. (The ABI 0.1.0 imports are
+/// not imported: Envoy links them only into 0.1.0 modules and refuses to load a 0.2.x one
+/// that imports them; `cases/2.2-abi-0.1.0` calls them from a 0.1.0 module.)
 fn streams(call: &str, step: &Step, _: &Site) -> Option<Done> {
     // SAFETY (every block): see the module docs.
     match call {
@@ -407,9 +402,6 @@ fn streams(call: &str, step: &Step, _: &Site) -> Option<Done> {
             Done::status(unsafe { abi::proxy_continue_stream(code!(step.stream)) })
         }
         "close_stream" => Done::status(unsafe { abi::proxy_close_stream(code!(step.stream)) }),
-        "continue_request" => Done::status(unsafe { abi::proxy_continue_request() }),
-        "continue_response" => Done::status(unsafe { abi::proxy_continue_response() }),
-        "clear_route_cache" => Done::status(unsafe { abi::proxy_clear_route_cache() }),
         _ => None,
     }
 }

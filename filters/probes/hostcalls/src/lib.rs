@@ -68,7 +68,6 @@
 //! | `get_log_level` | | the level number |
 //! | `get_current_time_nanoseconds` | | `nonzero` or `0` |
 //! | `set_tick_period_milliseconds` | `period` | |
-//! | `get_configuration` (0.1.0) | | string |
 //! | `get_property` | `path` (list of segments, or dotted string), `decode` | decoded value |
 //! | `set_property` | `path`, `value` | |
 //! | `get_buffer_bytes` | `buffer`, `start`, `max_size` (default 0xFFFFFFFF) | string |
@@ -82,7 +81,6 @@
 //! | `get_header_map_size` | `map` | number |
 //! | `send_local_response` | `status` (200), `details`, `body`, `headers` (pairs), `grpc_status` (-1) | |
 //! | `continue_stream`, `close_stream` | `stream` | |
-//! | `continue_request`, `continue_response`, `clear_route_cache` (0.1.0) | | |
 //! | `get_status` | | `code=<n> message="<msg>"` |
 //! | `done` | | |
 //! | `set_effective_context` | `context` (int, `"root"`, `"self"`; default self) | |

@@ -1,0 +1,718 @@
+//! The equivalent Envoy bootstrap of a [`Config`]: the same listeners, routes, clusters and
+//! one `envoy.filters.http.wasm` filter per plugin, so that one file can be served by the
+//! wasmbridge gateway and by Envoy (the reference implementation of Proxy-Wasm) and the
+//! two compared. What Envoy has no equivalent for is listed as [`Untranslated`], by key
+//! path; `docs/envoy.md` describes the mapping.
+//!
+//! The translation is a pure function of the validated configuration: it reads no file
+//! and no environment. Module paths are used as the configuration holds them (resolved
+//! against the file's directory), so Envoy must run where they resolve the same way.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use serde_yaml::{Mapping, Value};
+use wasmbridge_abi::{capability, catalogue};
+
+use crate::{
+    ClusterConfig, Config, FailurePolicy, HeaderMatch, HeaderRule, Isolation, LimitsProfile,
+    PluginConfig, ReloadConfig, RouteAction, RouteConfig, RouteMatch, Selection,
+};
+
+/// The Wasm runtime the bootstrap asks for (Envoy's default build has V8).
+pub const ENVOY_WASM_RUNTIME: &str = "envoy.wasm.runtime.v8";
+
+const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+const FILTER_CONFIG_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.FilterConfig";
+const STRING_TYPE: &str = "type.googleapis.com/google.protobuf.StringValue";
+const HTTP_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+/// An Envoy bootstrap and what could not be carried over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvoyBootstrap {
+    /// The bootstrap (`envoy -c`), as a YAML document.
+    pub bootstrap: Value,
+    /// The settings that have no Envoy equivalent: process settings, route orders, then
+    /// plugins, routes.
+    pub untranslated: Vec<Untranslated>,
+}
+
+/// A setting the bootstrap does not carry, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Untranslated {
+    /// Where it sits in the file (`plugins[0].limits.memory`).
+    pub key_path: String,
+    /// Why Envoy does without it, or what comes closest.
+    pub reason: String,
+}
+
+impl fmt::Display for Untranslated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key_path, self.reason)
+    }
+}
+
+impl EnvoyBootstrap {
+    /// The bootstrap as YAML text.
+    pub fn to_yaml(&self) -> String {
+        // A `Value` of strings, numbers, bools, sequences and mappings always serializes.
+        serde_yaml::to_string(&self.bootstrap).unwrap_or_default()
+    }
+}
+
+/// Translates a configuration into the equivalent Envoy bootstrap.
+///
+/// Every listener gets an HTTP connection manager (codec `AUTO`, so HTTP/1.1 and h2c,
+/// unless the listener says `http2: false`) with the same routes, and a last route that
+/// answers 404 as wasmbridge does when no route matches. Each plugin becomes one Wasm HTTP
+/// filter named after it, disabled (`FilterConfig{disabled: true}`) on the routes that do
+/// not list it; the filters are ordered so that every route sees its plugins in
+/// its own order, and a route whose order contradicts another's is reported.
+pub fn envoy_bootstrap(config: &Config) -> EnvoyBootstrap {
+    let mut untranslated = Vec::new();
+    let mut skip = |key_path: String, reason: &str| {
+        untranslated.push(Untranslated {
+            key_path,
+            reason: reason.to_string(),
+        })
+    };
+
+    let server = &config.server;
+    if server.grace_period_seconds != 1 {
+        skip(
+            "server.grace_period_seconds".into(),
+            "Envoy's drain time is a command-line flag (`--drain-time-s`)",
+        );
+    }
+    if server.compile_cache.is_some() {
+        skip(
+            "server.compile_cache".into(),
+            "Envoy compiles modules at every start (no compile cache)",
+        );
+    }
+    if server.per_stream_instances != 1000 {
+        skip(
+            "server.per_stream_instances".into(),
+            "Envoy has no per-stream VMs",
+        );
+    }
+
+    let order = filter_order(config, &mut skip);
+    let mut filters: Vec<Value> = order
+        .iter()
+        .filter_map(|&i| config.plugins.get(i))
+        .map(|p| wasm_filter(p, &mut skip))
+        .collect();
+    filters.push(map([
+        ("name", "envoy.filters.http.router".into()),
+        (
+            "typed_config",
+            map([
+                ("@type", ROUTER_TYPE.into()),
+                // wasmbridge adds no `x-envoy-*` headers to what it forwards or returns.
+                ("suppress_envoy_headers", true.into()),
+            ]),
+        ),
+    ]));
+
+    let mut routes: Vec<Value> = config
+        .routes
+        .iter()
+        .filter_map(|r| route(r, config, &mut skip))
+        .collect();
+    // What no route takes gets wasmbridge's 404 without running any plugin (Envoy's own
+    // would run every filter of the chain).
+    let mut no_route = Mapping::new();
+    no_route.insert("name".into(), "no_route".into());
+    no_route.insert("match".into(), map([("prefix", "/".into())]));
+    no_route.insert(
+        "direct_response".into(),
+        map([
+            ("status", 404.into()),
+            ("body", map([("inline_string", "no route\n".into())])),
+        ]),
+    );
+    if let Some(off) = disabled_plugins(config, &[]) {
+        no_route.insert("typed_per_filter_config".into(), off);
+    }
+    routes.push(Value::Mapping(no_route));
+    let route_config = map([
+        ("name", "routes".into()),
+        (
+            "virtual_hosts",
+            Value::Sequence(vec![map([
+                ("name", "all".into()),
+                ("domains", Value::Sequence(vec!["*".into()])),
+                ("routes", Value::Sequence(routes)),
+            ])]),
+        ),
+    ]);
+
+    let listeners: Vec<Value> = config
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let hcm = map([
+                ("@type", HCM_TYPE.into()),
+                ("stat_prefix", format!("listener{i}").into()),
+                ("codec_type", if l.http2 { "AUTO" } else { "HTTP1" }.into()),
+                ("route_config", route_config.clone()),
+                ("http_filters", Value::Sequence(filters.clone())),
+            ]);
+            map([
+                ("name", format!("listener{i}").into()),
+                (
+                    "address",
+                    socket_address(&l.address.ip().to_string(), l.address.port()),
+                ),
+                (
+                    "filter_chains",
+                    Value::Sequence(vec![map([(
+                        "filters",
+                        Value::Sequence(vec![map([
+                            (
+                                "name",
+                                "envoy.filters.network.http_connection_manager".into(),
+                            ),
+                            ("typed_config", hcm),
+                        ])]),
+                    )])]),
+                ),
+            ])
+        })
+        .collect();
+
+    let clusters: Vec<Value> = config.clusters.iter().map(cluster).collect();
+
+    let mut bootstrap = Mapping::new();
+    let node = &config.node;
+    if !node.id.is_empty() || !node.cluster.is_empty() || !node.metadata.is_empty() {
+        let mut n = Mapping::new();
+        if !node.id.is_empty() {
+            n.insert("id".into(), node.id.clone().into());
+        }
+        if !node.cluster.is_empty() {
+            n.insert("cluster".into(), node.cluster.clone().into());
+        }
+        if !node.metadata.is_empty() {
+            n.insert(
+                "metadata".into(),
+                struct_value(&wasmbridge_abi::StructValue::Struct(node.metadata.clone())),
+            );
+        }
+        bootstrap.insert("node".into(), Value::Mapping(n));
+    }
+    bootstrap.insert(
+        "static_resources".into(),
+        map([
+            ("listeners", Value::Sequence(listeners)),
+            ("clusters", Value::Sequence(clusters)),
+        ]),
+    );
+    if let Some(admin) = &config.admin {
+        bootstrap.insert(
+            "admin".into(),
+            map([(
+                "address",
+                socket_address(&admin.address.ip().to_string(), admin.address.port()),
+            )]),
+        );
+    }
+    EnvoyBootstrap {
+        bootstrap: Value::Mapping(bootstrap),
+        untranslated,
+    }
+}
+
+/// A mapping with keys in the given order.
+fn map<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+    Value::Mapping(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect())
+}
+
+fn socket_address(host: &str, port: u16) -> Value {
+    map([(
+        "socket_address",
+        map([("address", host.into()), ("port_value", port.into())]),
+    )])
+}
+
+/// A `google.protobuf.Duration` in its JSON form (`1.5s`).
+fn duration(d: Duration) -> Value {
+    format!("{}s", d.as_secs_f64()).into()
+}
+
+fn string_value(bytes: &[u8]) -> Value {
+    map([
+        ("@type", STRING_TYPE.into()),
+        ("value", String::from_utf8_lossy(bytes).into_owned().into()),
+    ])
+}
+
+fn struct_value(v: &wasmbridge_abi::StructValue) -> Value {
+    use wasmbridge_abi::StructValue as S;
+    match v {
+        S::Null => Value::Null,
+        S::Number(n) => (*n).into(),
+        S::String(s) => s.clone().into(),
+        S::Bool(b) => (*b).into(),
+        S::Struct(fields) => Value::Mapping(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone().into(), struct_value(v)))
+                .collect(),
+        ),
+        S::List(items) => Value::Sequence(items.iter().map(struct_value).collect()),
+    }
+}
+
+/// The filter chain order: plugin indexes such that each route's plugins come in the
+/// route's order. Ties go to the first use (routes in file order), then to file order; a
+/// route that contradicts the order built so far is reported once, and its conflicting
+/// pairs keep the earlier order.
+fn filter_order(config: &Config, skip: &mut impl FnMut(String, &str)) -> Vec<usize> {
+    let index = |name: &str| config.plugins.iter().position(|p| p.name == name);
+    // Edges a → b: a runs before b.
+    let mut after: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
+    let mut first_use: Vec<usize> = Vec::new();
+    for route in &config.routes {
+        let chain: Vec<usize> = route.plugins.iter().filter_map(|n| index(n)).collect();
+        for &p in &chain {
+            if !first_use.contains(&p) {
+                first_use.push(p);
+            }
+        }
+        let mut reported = false;
+        for (k, &a) in chain.iter().enumerate() {
+            for &b in &chain[k + 1..] {
+                if reaches(&after, b, a) {
+                    if std::mem::replace(&mut reported, true) {
+                        continue;
+                    }
+                    skip(
+                        format!("{}.plugins", route.key_path),
+                        &format!(
+                            "runs `{}` before `{}`, which another route runs the other way \
+                             round; Envoy has one filter order per listener, which keeps the \
+                             earlier route's",
+                            config.plugins[a].name, config.plugins[b].name
+                        ),
+                    );
+                } else {
+                    after.entry(a).or_default().insert(b);
+                }
+            }
+        }
+    }
+    for p in 0..config.plugins.len() {
+        if !first_use.contains(&p) {
+            first_use.push(p);
+        }
+    }
+    // Kahn's algorithm, picking the ready plugin that was used first.
+    let mut order = Vec::with_capacity(first_use.len());
+    let mut left = first_use;
+    while !left.is_empty() {
+        let ready = left
+            .iter()
+            .position(|&p| {
+                !left
+                    .iter()
+                    .any(|&q| q != p && after.get(&q).is_some_and(|s| s.contains(&p)))
+            })
+            .unwrap_or(0);
+        order.push(left.remove(ready));
+    }
+    order
+}
+
+/// Whether `from` runs before `to` by the edges so far.
+fn reaches(after: &BTreeMap<usize, BTreeSet<usize>>, from: usize, to: usize) -> bool {
+    let mut stack = vec![from];
+    let mut seen = BTreeSet::new();
+    while let Some(p) = stack.pop() {
+        if p == to {
+            return true;
+        }
+        if seen.insert(p) {
+            stack.extend(after.get(&p).into_iter().flatten().copied());
+        }
+    }
+    false
+}
+
+fn wasm_filter(p: &PluginConfig, skip: &mut impl FnMut(String, &str)) -> Value {
+    let key = &p.key_path;
+    let mut vm = Mapping::new();
+    vm.insert("vm_id".into(), p.vm_id.clone().into());
+    vm.insert("runtime".into(), ENVOY_WASM_RUNTIME.into());
+    vm.insert(
+        "code".into(),
+        map([(
+            "local",
+            map([("filename", p.module.display().to_string().into())]),
+        )]),
+    );
+    if !p.vm_configuration.is_empty() {
+        vm.insert("configuration".into(), string_value(&p.vm_configuration));
+    }
+    let env = &p.environment_variables;
+    if !env.host_env_keys.is_empty() || !env.key_values.is_empty() {
+        let mut e = Mapping::new();
+        if !env.host_env_keys.is_empty() {
+            e.insert(
+                "host_env_keys".into(),
+                Value::Sequence(env.host_env_keys.iter().map(|k| k.clone().into()).collect()),
+            );
+        }
+        if !env.key_values.is_empty() {
+            e.insert(
+                "key_values".into(),
+                Value::Mapping(
+                    env.key_values
+                        .iter()
+                        .map(|(k, v)| (k.clone().into(), v.clone().into()))
+                        .collect(),
+                ),
+            );
+        }
+        vm.insert("environment_variables".into(), Value::Mapping(e));
+    }
+
+    let mut plugin = Mapping::new();
+    plugin.insert("name".into(), p.name.clone().into());
+    plugin.insert("root_id".into(), p.root_id.clone().into());
+    plugin.insert("vm_config".into(), Value::Mapping(vm));
+    if !p.configuration.is_empty() {
+        plugin.insert("configuration".into(), string_value(&p.configuration));
+    }
+    let policy = match p.failure_policy {
+        FailurePolicy::FailClosed => "FAIL_CLOSED",
+        FailurePolicy::FailOpen => "FAIL_OPEN",
+        FailurePolicy::FailReload => "FAIL_RELOAD",
+    };
+    plugin.insert("failure_policy".into(), policy.into());
+    if p.failure_policy == FailurePolicy::FailReload {
+        plugin.insert(
+            "reload_config".into(),
+            map([(
+                "backoff",
+                map([
+                    ("base_interval", duration(p.reload.base_interval)),
+                    ("max_interval", duration(p.reload.max_interval)),
+                ]),
+            )]),
+        );
+    } else if p.reload != ReloadConfig::default() {
+        skip(
+            format!("{key}.reload"),
+            "only used under fail_reload (Envoy's reload_config likewise)",
+        );
+    }
+    let caps = &p.capabilities;
+    if caps.allowed.is_some() || !caps.denied.is_empty() {
+        match capability::denied_hostcalls(caps.allowed.as_deref(), &caps.denied) {
+            Ok(denied) => {
+                // Envoy's list covers the guest's exports too (a callback left out is
+                // never called) and the toolchain helpers; wasmbridge restricts hostcalls
+                // only, so every callback and helper is allowed.
+                let allowed: Mapping = capability::FAMILIES
+                    .iter()
+                    .flat_map(|f| f.hostcalls.iter().copied())
+                    .filter(|h| !denied.contains(h))
+                    .chain(
+                        catalogue::HOSTCALLS
+                            .iter()
+                            .filter(|h| h.section == catalogue::sections::RUNTIME)
+                            .map(|h| h.name),
+                    )
+                    .chain(catalogue::CALLBACKS.iter().map(|c| c.name))
+                    .chain(["_initialize", "_start", "main", "malloc"])
+                    .map(|h| (h.into(), Value::Mapping(Mapping::new())))
+                    .collect();
+                plugin.insert(
+                    "capability_restriction_config".into(),
+                    map([("allowed_capabilities", Value::Mapping(allowed))]),
+                );
+            }
+            Err(e) => skip(format!("{key}.capabilities"), &e.to_string()),
+        }
+    }
+    if caps.clusters.is_some() {
+        skip(
+            format!("{key}.capabilities.clusters"),
+            "Envoy does not restrict which clusters a plugin's callouts target",
+        );
+    }
+    if p.callouts.allow_host_port {
+        skip(
+            format!("{key}.callouts.allow_host_port"),
+            "Envoy's callouts target clusters by name only",
+        );
+    }
+    untranslated_limits(p, skip);
+    if p.isolation == Isolation::PerStream {
+        skip(
+            format!("{key}.isolation"),
+            "Envoy has no per-stream VMs: streams share the plugin's VM on each worker",
+        );
+    }
+    let pool = &p.pool;
+    if pool.replicas.is_some() {
+        skip(
+            format!("{key}.pool.replicas"),
+            "Envoy runs one VM per worker thread (`--concurrency`)",
+        );
+    }
+    if pool.selection != Selection::Thread {
+        skip(
+            format!("{key}.pool.selection"),
+            "Envoy serves a stream with its worker thread's VM",
+        );
+    }
+    if pool.recycle_streams.is_some() || pool.recycle_memory.is_some() {
+        skip(
+            format!("{key}.pool.recycle"),
+            "Envoy never replaces a healthy VM",
+        );
+    }
+    if p.log_only {
+        skip(
+            format!("{key}.log_only"),
+            "Envoy applies every change a plugin makes (no log-only mode)",
+        );
+    }
+    if !p.redact.headers.is_empty() || !p.redact.properties.is_empty() {
+        skip(
+            format!("{key}.redact"),
+            "Envoy shows a plugin every header and property",
+        );
+    }
+
+    map([
+        ("name", p.name.clone().into()),
+        (
+            "typed_config",
+            map([
+                ("@type", WASM_TYPE.into()),
+                ("config", Value::Mapping(plugin)),
+            ]),
+        ),
+    ])
+}
+
+fn untranslated_limits(p: &PluginConfig, skip: &mut impl FnMut(String, &str)) {
+    let key = &p.key_path;
+    let l = &p.limits;
+    let reason = "Envoy has no per-plugin resource limits";
+    if l.profile != LimitsProfile::Default {
+        skip(format!("{key}.limits.profile"), reason);
+    }
+    for (name, set) in [
+        ("memory", l.memory.is_some()),
+        ("cpu", l.cpu.is_some()),
+        ("callbacks", !l.cpu_by_callback.is_empty()),
+        ("body", l.body.is_some()),
+        (
+            "headers",
+            l.header_bytes.is_some() || l.header_pairs.is_some(),
+        ),
+        ("callouts", l.callouts.is_some()),
+        ("log_line", l.log_line.is_some()),
+    ] {
+        if set {
+            skip(format!("{key}.limits.{name}"), reason);
+        }
+    }
+}
+
+fn route(r: &RouteConfig, config: &Config, skip: &mut impl FnMut(String, &str)) -> Option<Value> {
+    let mut matcher = Mapping::new();
+    match &r.matcher {
+        RouteMatch::Prefix(p) => matcher.insert("prefix".into(), p.clone().into()),
+        RouteMatch::Path(p) => matcher.insert("path".into(), p.clone().into()),
+    };
+    if !r.headers.is_empty() {
+        matcher.insert(
+            "headers".into(),
+            Value::Sequence(r.headers.iter().map(header_matcher).collect()),
+        );
+    }
+    let mut out = Mapping::new();
+    out.insert("name".into(), r.name.clone().into());
+    out.insert("match".into(), Value::Mapping(matcher));
+    match &r.action {
+        RouteAction::Cluster(name) => {
+            let mut action = Mapping::new();
+            action.insert("cluster".into(), name.clone().into());
+            // Pingora has no deadline for a whole exchange, only per read.
+            action.insert("timeout".into(), "0s".into());
+            if let Some(c) = config.cluster(name) {
+                action.insert("idle_timeout".into(), duration(c.read_timeout));
+            }
+            out.insert("route".into(), Value::Mapping(action));
+        }
+        RouteAction::DirectResponse(d) => {
+            if d.status < 200 {
+                skip(
+                    format!("{}.direct_response.status", r.key_path),
+                    "Envoy's direct responses have a status of 200 to 599: the route is left out",
+                );
+                return None;
+            }
+            let mut action = Mapping::new();
+            action.insert("status".into(), u64::from(d.status).into());
+            if !d.body.is_empty() {
+                action.insert(
+                    "body".into(),
+                    map([(
+                        "inline_string",
+                        String::from_utf8_lossy(&d.body).into_owned().into(),
+                    )]),
+                );
+            }
+            out.insert("direct_response".into(), Value::Mapping(action));
+            if !d.headers.is_empty() {
+                out.insert(
+                    "response_headers_to_add".into(),
+                    Value::Sequence(
+                        d.headers
+                            .iter()
+                            .map(|(k, v)| {
+                                map([
+                                    (
+                                        "header",
+                                        map([
+                                            ("key", k.clone().into()),
+                                            ("value", v.clone().into()),
+                                        ]),
+                                    ),
+                                    ("append_action", "APPEND_IF_EXISTS_OR_ADD".into()),
+                                ])
+                            })
+                            .collect(),
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(off) = disabled_plugins(config, &r.plugins) {
+        out.insert("typed_per_filter_config".into(), off);
+    }
+    Some(Value::Mapping(out))
+}
+
+/// The `typed_per_filter_config` that turns off every plugin a route does not list, if any.
+fn disabled_plugins(config: &Config, listed: &[String]) -> Option<Value> {
+    let off: Mapping = config
+        .plugins
+        .iter()
+        .filter(|p| !listed.contains(&p.name))
+        .map(|p| {
+            (
+                p.name.clone().into(),
+                map([
+                    ("@type", FILTER_CONFIG_TYPE.into()),
+                    ("disabled", true.into()),
+                ]),
+            )
+        })
+        .collect();
+    (!off.is_empty()).then_some(Value::Mapping(off))
+}
+
+fn header_matcher(h: &HeaderMatch) -> Value {
+    // wasmbridge matches `host` as `:authority`, which is what Envoy calls it.
+    let name = if h.name == "host" {
+        ":authority"
+    } else {
+        &h.name
+    };
+    let mut m = Mapping::new();
+    m.insert("name".into(), name.into());
+    let mut invert = h.invert;
+    let string = |kind: &str, s: &str| map([(kind, s.into())]);
+    match &h.rule {
+        HeaderRule::Exact(s) => {
+            m.insert("string_match".into(), string("exact", s));
+        }
+        // Envoy wants a non-empty prefix, suffix or substring; an empty one means present.
+        HeaderRule::Prefix(s) | HeaderRule::Suffix(s) | HeaderRule::Contains(s) if s.is_empty() => {
+            m.insert("present_match".into(), true.into());
+        }
+        HeaderRule::Prefix(s) => {
+            m.insert("string_match".into(), string("prefix", s));
+        }
+        HeaderRule::Suffix(s) => {
+            m.insert("string_match".into(), string("suffix", s));
+        }
+        HeaderRule::Contains(s) => {
+            m.insert("string_match".into(), string("contains", s));
+        }
+        HeaderRule::Present(want) => {
+            m.insert("present_match".into(), true.into());
+            invert ^= !want;
+        }
+    }
+    if invert {
+        m.insert("invert_match".into(), true.into());
+    }
+    Value::Mapping(m)
+}
+
+fn cluster(c: &ClusterConfig) -> Value {
+    let endpoints: Vec<(String, u16)> = c.endpoints.iter().filter_map(|e| host_port(e)).collect();
+    let by_ip = endpoints
+        .iter()
+        .all(|(host, _)| host.parse::<std::net::IpAddr>().is_ok());
+    let lb_endpoints: Vec<Value> = endpoints
+        .iter()
+        .map(|(host, port)| map([("endpoint", map([("address", socket_address(host, *port))]))]))
+        .collect();
+    let mut out = Mapping::new();
+    out.insert("name".into(), c.name.clone().into());
+    out.insert(
+        "type".into(),
+        if by_ip { "STATIC" } else { "STRICT_DNS" }.into(),
+    );
+    out.insert("connect_timeout".into(), duration(c.connect_timeout));
+    out.insert(
+        "load_assignment".into(),
+        map([
+            ("cluster_name", c.name.clone().into()),
+            (
+                "endpoints",
+                Value::Sequence(vec![map([("lb_endpoints", Value::Sequence(lb_endpoints))])]),
+            ),
+        ]),
+    );
+    if c.http2 {
+        out.insert(
+            "typed_extension_protocol_options".into(),
+            map([(
+                HTTP_OPTIONS,
+                map([
+                    (
+                        "@type",
+                        format!("type.googleapis.com/{HTTP_OPTIONS}").into(),
+                    ),
+                    (
+                        "explicit_http_config",
+                        map([("http2_protocol_options", Value::Mapping(Mapping::new()))]),
+                    ),
+                ]),
+            )]),
+        );
+    }
+    Value::Mapping(out)
+}
+
+/// `host:port` or `[v6]:port` split; validation has checked the form.
+fn host_port(endpoint: &str) -> Option<(String, u16)> {
+    let (host, port) = endpoint.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some((host.to_string(), port.parse().ok()?))
+}
