@@ -112,3 +112,32 @@ fn an_unknown_proxy_is_named() {
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("unknown proxy `nginx`"), "{text}");
 }
+
+#[test]
+fn a_real_envoy_is_the_reference_and_agrees_on_a_header_filter() {
+    if wasmbridge_e2e::envoy_or_skip("a_real_envoy_is_the_reference_and_agrees_on_a_header_filter")
+        .is_none()
+    {
+        return;
+    }
+    let scenario = "filter: add_header\nconfiguration: {headers: {x-hello: compare}}\n";
+    let (out, text) = compare("envoy-header", scenario, "envoy,pingora,emulator", &[]);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("envoy-header: the same on envoy, pingora, emulator"),
+        "{text}"
+    );
+    // Request trailers: Envoy and the emulator pass them on, Pingora 0.9 does not.
+    let (out, text) = compare("envoy-trailers", TRAILERS, "envoy,pingora,emulator", &[]);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.contains("upstream trailer x-req"))
+        .unwrap_or_else(|| panic!("no trailer row:\n{text}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    assert_eq!(cells[1..], ["one", "(none)", "one"], "{text}");
+    assert!(
+        text.contains("pingora differs from envoy: UNEXPECTED"),
+        "{text}"
+    );
+}
