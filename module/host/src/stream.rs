@@ -551,8 +551,8 @@ impl HttpStream {
         }
     }
 
-    /// Ends the stream: `proxy_on_log`, `proxy_on_done`, `proxy_on_delete` for every
-    /// plugin context (Envoy's HTTP order). A plugin the request never reached gets its
+    /// Ends the stream: `proxy_on_log` for every plugin context, then `proxy_on_done` and
+    /// `proxy_on_delete` for each (Envoy's HTTP order). A plugin the request never reached gets its
     /// context created just for this, as in Envoy. Runs once; `Drop` is the backstop.
     pub fn finish(&mut self) {
         self.unpark();
@@ -564,26 +564,47 @@ impl HttpStream {
         if let (Some(started), None) = (info.started, info.duration) {
             info.duration = Some(started.elapsed());
         }
+        // As Envoy: `proxy_on_log` for every plugin (the access-log pass), then
+        // `proxy_on_done` and `proxy_on_delete` for each.
         for i in 0..self.members.len() {
             if matches!(self.members[i].slot, Slot::NotCreated) && self.ensure_context(i).is_err() {
                 continue;
             }
-            let member = &self.members[i];
-            let Slot::Active {
-                pin,
-                generation,
-                context_id,
-            } = &member.slot
-            else {
-                continue;
-            };
-            let (plugin, context_id) = (&member.plugin, *context_id);
-            let data = &mut self.data;
-            let ctx = context_id as i32;
-            let _ = plugin.with_vm(pin.replica(), Some(*generation), |vm, _| {
-                let metrics = plugin.metrics();
-                let cb = vm.cb.clone();
-                let mut failure = cb.log.as_ref().and_then(|f| {
+            self.end_callbacks(i, true);
+        }
+        for i in 0..self.members.len() {
+            self.end_callbacks(i, false);
+            if matches!(self.members[i].slot, Slot::Active { .. }) {
+                self.members[i].slot = Slot::Ended;
+            }
+        }
+        // Tests and operators wait for this line to know every end callback has run.
+        tracing::debug!(plugins = self.members.len(), "stream finished");
+    }
+
+    // ---- internals -------------------------------------------------------------------
+
+    /// Member `i`'s `proxy_on_log` (`log`), or its `proxy_on_done` and `proxy_on_delete`
+    /// (after which its context is forgotten). A failure poisons the VM, so the member's
+    /// context is gone and later calls find nothing to run.
+    fn end_callbacks(&mut self, i: usize, log: bool) {
+        let member = &self.members[i];
+        let Slot::Active {
+            pin,
+            generation,
+            context_id,
+        } = &member.slot
+        else {
+            return;
+        };
+        let (plugin, context_id) = (&member.plugin, *context_id);
+        let data = &mut self.data;
+        let ctx = context_id as i32;
+        let _ = plugin.with_vm(pin.replica(), Some(*generation), |vm, _| {
+            let metrics = plugin.metrics();
+            let cb = vm.cb.clone();
+            if log {
+                let failure = cb.log.as_ref().and_then(|f| {
                     end_call(
                         vm,
                         "proxy_on_log",
@@ -594,42 +615,36 @@ impl HttpStream {
                         |s| f.call(s, ctx),
                     )
                 });
-                if failure.is_none() {
-                    failure = cb.done.as_ref().and_then(|f| {
-                        end_call(
-                            vm,
-                            "proxy_on_done",
-                            Phase::Done,
-                            context_id,
-                            data,
-                            metrics,
-                            |s| f.call(s, ctx).map(drop),
-                        )
-                    });
-                }
-                if failure.is_none() {
-                    failure = cb.delete.as_ref().and_then(|f| {
-                        end_call(
-                            vm,
-                            "proxy_on_delete",
-                            Phase::Done,
-                            context_id,
-                            data,
-                            metrics,
-                            |s| f.call(s, ctx),
-                        )
-                    });
-                }
-                vm.store.data_mut().streams.remove(&context_id);
-                ((), failure)
+                return ((), failure);
+            }
+            let mut failure = cb.done.as_ref().and_then(|f| {
+                end_call(
+                    vm,
+                    "proxy_on_done",
+                    Phase::Done,
+                    context_id,
+                    data,
+                    metrics,
+                    |s| f.call(s, ctx).map(drop),
+                )
             });
-            self.members[i].slot = Slot::Ended;
-        }
-        // Tests and operators wait for this line to know every end callback has run.
-        tracing::debug!(plugins = self.members.len(), "stream finished");
+            if failure.is_none() {
+                failure = cb.delete.as_ref().and_then(|f| {
+                    end_call(
+                        vm,
+                        "proxy_on_delete",
+                        Phase::Done,
+                        context_id,
+                        data,
+                        metrics,
+                        |s| f.call(s, ctx),
+                    )
+                });
+            }
+            vm.store.data_mut().streams.remove(&context_id);
+            ((), failure)
+        });
     }
-
-    // ---- internals -------------------------------------------------------------------
 
     /// Runs a callback step with the data at home, and parks it again if a plugin paused.
     fn around<R>(&mut self, step: impl FnOnce(&mut Self) -> R) -> R {
