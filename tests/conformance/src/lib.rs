@@ -21,6 +21,7 @@ pub mod docs;
 pub mod emulator;
 pub mod known;
 pub mod pingora;
+pub mod tower;
 mod upstream;
 
 use std::path::PathBuf;
@@ -77,7 +78,7 @@ pub struct Observation {
 
 /// A conformance target: runs a case and reports what it saw.
 pub trait Target {
-    /// The target's name (`emulator`, `pingora`).
+    /// The target's name (`emulator`, `pingora`, `tower`).
     fn name(&self) -> &'static str;
     /// Runs the case. `Err` means the case could not be run at all (e.g. a filter that does
     /// not load where the case expects it to).
@@ -86,7 +87,11 @@ pub trait Target {
 
 /// Every target, in the order trials and the results page list them.
 pub fn targets() -> Vec<Arc<dyn Target + Send + Sync>> {
-    vec![Arc::new(emulator::Emulator), Arc::new(pingora::Pingora)]
+    vec![
+        Arc::new(emulator::Emulator),
+        Arc::new(pingora::Pingora),
+        Arc::new(tower::Tower),
+    ]
 }
 
 /// This suite's directory.

@@ -88,7 +88,7 @@ async fn run(case: &Case) -> Result<Observation> {
 
 /// The gateway configuration for a case: one route to the recording upstream with the
 /// case's plugin chain; an h2c cluster when the case has trailers.
-fn config(
+pub(crate) fn config(
     case: &Case,
     dir: &std::path::Path,
     listen: std::net::SocketAddr,
@@ -141,7 +141,7 @@ fn config(
     Ok(config)
 }
 
-fn request(
+pub(crate) fn request(
     case: &Case,
     proto: Proto,
 ) -> Result<http::Request<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>> {
