@@ -543,6 +543,9 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
+        if self.reset {
+            return SizeHint::default();
+        }
         if self.inner.is_none() {
             let n: usize = self
                 .pending

@@ -12,6 +12,7 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use http::{Request, Response, request};
 use http_body::Body;
+use hyper_util::client::legacy::connect::HttpInfo;
 use tokio::sync::oneshot;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -358,6 +359,17 @@ where
 
     // Response headers.
     let (mut rparts, rbody) = resp.into_parts();
+    if let Some(conn) = rparts.extensions.get::<HttpInfo>() {
+        // Forwarded by a hyper-util client (the gateway's ProxyService): the connection.
+        let mut state = shared.lock();
+        let up = &mut state.stream.data_mut().info.upstream;
+        up.attempts += 1;
+        up.address = Some(conn.remote_addr());
+        up.local_address = Some(conn.local_addr());
+        // hyper-util's pool does not report when the connection was ready; the time to
+        // the response head bounds it.
+        up.pool_ready = up.request_sent.map(|t| t.elapsed());
+    }
     let eos = response_is_bodyless(&rparts, head) || rbody.is_end_stream();
     let mut outcome = {
         let mut state = shared.lock();
