@@ -346,6 +346,11 @@ impl Gateway {
         self.layer.clone()
     }
 
+    /// The clusters (their clients are shared with the callouts).
+    pub fn clusters(&self) -> Clusters {
+        self.clusters.clone()
+    }
+
     /// The callout transports a plugin of this gateway uses.
     pub fn upstreams(&self, allow_host_port: bool) -> TowerUpstreams {
         TowerUpstreams::new(self.clusters.clone(), allow_host_port)
@@ -387,7 +392,8 @@ impl Gateway {
         Ok(())
     }
 
-    /// Serves on listeners bound already (and an admin listener, if any).
+    /// Serves on listeners bound already, in the order of the configuration's `listeners`
+    /// (whose `http2` keys they take), and an admin listener, if any.
     pub async fn serve_on(self, listeners: Vec<TcpListener>, admin: Option<TcpListener>) {
         start_root_drivers(&self.plugins);
         tracing::info!(
@@ -396,8 +402,9 @@ impl Gateway {
             "wasmbridge-tower is serving"
         );
         let mut tasks = tokio::task::JoinSet::new();
-        for listener in listeners {
-            tasks.spawn(serve_listener(listener, self.service()));
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let http2 = self.config.listeners.get(i).is_none_or(|l| l.http2);
+            tasks.spawn(serve(listener, self.service(), http2));
         }
         if let Some(admin) = admin {
             tasks.spawn(serve_admin(admin, self.registry.clone()));
@@ -409,6 +416,18 @@ impl Gateway {
 /// Accepts connections on `listener` (HTTP/1.1 and h2c) and serves each with `service`,
 /// telling it the connection's addresses ([`ConnectionInfo`]).
 pub async fn serve_listener<S, RB>(listener: TcpListener, service: S)
+where
+    S: Service<Request<Incoming>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    RB: http_body::Body<Data = Bytes> + Send + 'static,
+    RB::Error: Into<BoxError>,
+{
+    serve(listener, service, true).await
+}
+
+/// [`serve_listener`], HTTP/1.1 only unless `http2` (the listener's `http2` key).
+async fn serve<S, RB>(listener: TcpListener, service: S, http2: bool)
 where
     S: Service<Request<Incoming>, Response = Response<RB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -437,7 +456,10 @@ where
             info,
         };
         tokio::spawn(async move {
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            if !http2 {
+                builder = builder.http1_only();
+            }
             let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
             if let Err(e) = conn.await {
                 tracing::debug!("connection: {e}");
