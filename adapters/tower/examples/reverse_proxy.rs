@@ -27,9 +27,7 @@ async fn main() -> anyhow::Result<()> {
     let gateway = Gateway::build(config)?;
     start_root_drivers(gateway.plugins());
     // The layer over the proxy client: any tower service could stand in for ProxyService.
-    let service = gateway
-        .layer()
-        .layer(ProxyService::new(gateway.clusters()));
+    let service = gateway.layer().layer(ProxyService::new(gateway.clusters()));
     let mut servers = tokio::task::JoinSet::new();
     for address in addresses {
         let listener = TcpListener::bind(address).await?;

@@ -444,8 +444,7 @@ where
             }
             if let Some(frame) = this.pending.pop_front() {
                 if let (Some(shared), Some(data)) = (&this.shared, frame.data_ref()) {
-                    shared.lock().stream.data_mut().info.response_body_bytes +=
-                        data.len() as u64;
+                    shared.lock().stream.data_mut().info.response_body_bytes += data.len() as u64;
                 }
                 return Poll::Ready(Some(Ok(frame)));
             }
@@ -490,8 +489,7 @@ where
                 None => {
                     match (&this.shared, this.body_plugins) {
                         (Some(shared), true) => {
-                            let outcome =
-                                shared.lock().stream.on_response_body(Bytes::new(), true);
+                            let outcome = shared.lock().stream.on_response_body(Bytes::new(), true);
                             this.body_outcome(outcome, true);
                         }
                         _ => this.done = true,

@@ -126,8 +126,8 @@ pub(crate) fn apply_response(list: &HeaderList, parts: &mut response::Parts) {
 /// The head of a complete local response (its headers include `content-length`).
 pub(crate) fn local_head(resp: &LocalResponse) -> response::Parts {
     let (mut parts, ()) = http::Response::new(()).into_parts();
-    parts.status = http::StatusCode::from_u16(resp.status)
-        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    parts.status =
+        http::StatusCode::from_u16(resp.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers.write_header_map(&mut parts.headers);
     parts
 }

@@ -25,8 +25,7 @@ use wasmbridge_host::{Callouts, FilterChain, HostMetrics, LocalReply, Plugin, Ru
 
 use crate::body::{BoxError, WasmRequestBody};
 use crate::service::{
-    ChainSelector, ConnectionInfo, ResponseFuture, RouteTarget, Selection, WasmLayer,
-    WasmService,
+    ChainSelector, ConnectionInfo, ResponseFuture, RouteTarget, Selection, WasmLayer, WasmService,
 };
 use crate::upstreams::{ClientBody, Clusters, TowerUpstreams};
 
@@ -207,8 +206,10 @@ fn text(status: u16, body: &'static str) -> Response<ProxyBody> {
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain"),
     );
-    resp.headers_mut()
-        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(body.len()));
+    resp.headers_mut().insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(body.len()),
+    );
     resp
 }
 
@@ -371,23 +372,25 @@ impl Gateway {
     pub async fn serve(self) -> Result<(), GatewayError> {
         let mut listeners = Vec::new();
         for l in &self.config.listeners {
-            let listener = TcpListener::bind(l.address)
-                .await
-                .map_err(|source| GatewayError::Listen {
-                    address: l.address,
-                    source,
-                })?;
+            let listener =
+                TcpListener::bind(l.address)
+                    .await
+                    .map_err(|source| GatewayError::Listen {
+                        address: l.address,
+                        source,
+                    })?;
             listeners.push(listener);
         }
-        let admin = match &self.config.admin {
-            Some(a) => Some(TcpListener::bind(a.address).await.map_err(|source| {
-                GatewayError::Listen {
-                    address: a.address,
-                    source,
-                }
-            })?),
-            None => None,
-        };
+        let admin =
+            match &self.config.admin {
+                Some(a) => Some(TcpListener::bind(a.address).await.map_err(|source| {
+                    GatewayError::Listen {
+                        address: a.address,
+                        source,
+                    }
+                })?),
+                None => None,
+            };
         self.serve_on(listeners, admin).await;
         Ok(())
     }
@@ -460,7 +463,8 @@ where
             if !http2 {
                 builder = builder.http1_only();
             }
-            let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            let conn =
+                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
             if let Err(e) = conn.await {
                 tracing::debug!("connection: {e}");
             }
@@ -511,7 +515,8 @@ async fn serve_admin(listener: TcpListener, registry: Registry) {
                         }
                         "/healthz" => Response::new(Full::new(Bytes::from_static(b"ok\n"))),
                         _ => {
-                            let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
+                            let mut r =
+                                Response::new(Full::new(Bytes::from_static(b"not found\n")));
                             *r.status_mut() = http::StatusCode::NOT_FOUND;
                             r
                         }

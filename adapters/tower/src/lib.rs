@@ -34,11 +34,10 @@ mod upstreams;
 
 pub use body::{BoxError, StreamEnded, WasmRequestBody, WasmResponseBody};
 pub use gateway::{
-    Gateway, GatewayError, GatewayRequestBody, ProxyBody, ProxyService, Routes,
-    serve_listener, start_root_drivers,
+    Gateway, GatewayError, GatewayRequestBody, ProxyBody, ProxyService, Routes, serve_listener,
+    start_root_drivers,
 };
 pub use service::{
-    ChainSelector, ConnectionInfo, ResponseFuture, RouteTarget, Selection, WasmLayer,
-    WasmService,
+    ChainSelector, ConnectionInfo, ResponseFuture, RouteTarget, Selection, WasmLayer, WasmService,
 };
 pub use upstreams::{ClientBody, Cluster, Clusters, TowerUpstreams};

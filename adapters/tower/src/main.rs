@@ -10,7 +10,11 @@ use wasmbridge_config::Config;
 use wasmbridge_tower::Gateway;
 
 #[derive(Parser)]
-#[command(name = "wasmbridge-tower", version, about = "Proxy-Wasm filters in a tower/hyper reverse proxy")]
+#[command(
+    name = "wasmbridge-tower",
+    version,
+    about = "Proxy-Wasm filters in a tower/hyper reverse proxy"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -196,7 +196,11 @@ impl Drop for FinishOnDrop {
     }
 }
 
-fn local<RB>(resp: LocalResponse, head: bool, shared: Option<Shared>) -> Response<WasmResponseBody<RB>> {
+fn local<RB>(
+    resp: LocalResponse,
+    head: bool,
+    shared: Option<Shared>,
+) -> Response<WasmResponseBody<RB>> {
     let parts = local_head(&resp);
     let body = if head { Bytes::new() } else { resp.body };
     Response::from_parts(parts, WasmResponseBody::full(body, shared, resp.status))

@@ -7,15 +7,22 @@
 //! line and `Host`; the body goes with its own length; request trailers go to HTTP/2
 //! clusters. [`HttpCallRequest::timeout`] bounds the whole exchange (`Timeout`), the
 //! cluster's `connect_timeout_ms` the connection (`ConnectFailure`), its `read_timeout_ms`
-//! the wait for the response (`Timeout`); a broken exchange is `Reset`. gRPC callouts are
-//! not implemented yet: the stream closes at once with 12 UNIMPLEMENTED.
+//! the wait for the response (`Timeout`); a broken exchange is `Reset`.
+//!
+//! gRPC streams use h2c with prior knowledge whatever the cluster's `http2` says, with
+//! Envoy's mapping of the answer to events (as the Pingora adapter's, through the host's
+//! [`grpc`] helpers); `:authority` is the endpoint address (Pingora sends the cluster name).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body as _, Frame};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -23,9 +30,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::mpsc;
 use wasmbridge_config::ClusterConfig;
+use wasmbridge_host::grpc;
 use wasmbridge_host::{
-    BoxFuture, GrpcChannel, GrpcInbound, GrpcRequest, HttpCallFailure, HttpCallRequest,
-    HttpCallResponse, UnknownUpstream, Upstreams,
+    BoxFuture, GrpcChannel, GrpcInbound, GrpcOutbound, GrpcRequest, HttpCallFailure,
+    HttpCallRequest, HttpCallResponse, UnknownUpstream, Upstreams,
 };
 
 use crate::body::BoxError;
@@ -47,6 +55,8 @@ pub struct Cluster {
     pub read_timeout: Duration,
     http2: bool,
     client: Client<HttpConnector, ClientBody>,
+    /// h2c with prior knowledge, for gRPC whatever `http2` says.
+    grpc: Client<HttpConnector, ClientBody>,
 }
 
 impl Cluster {
@@ -63,6 +73,9 @@ impl Cluster {
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .http2_only(http2)
+            .build(connector.clone());
+        let grpc = Client::builder(TokioExecutor::new())
+            .http2_only(true)
             .build(connector);
         Cluster {
             name: Arc::from(name),
@@ -71,6 +84,7 @@ impl Cluster {
             read_timeout,
             http2,
             client,
+            grpc,
         }
     }
 
@@ -121,6 +135,47 @@ impl Cluster {
             http::Version::HTTP_11
         };
         self.client.request(req)
+    }
+
+    /// Opens a gRPC call (h2c) to the next endpoint: `POST /{service}/{method}`.
+    fn grpc_send(
+        &self,
+        request: &GrpcRequest,
+        body: ClientBody,
+    ) -> Result<hyper_util::client::legacy::ResponseFuture, String> {
+        let endpoint = self.pick();
+        let uri = http::Uri::builder()
+            .scheme("http")
+            .authority(endpoint)
+            .path_and_query(format!("/{}/{}", request.service, request.method))
+            .build()
+            .map_err(|e| format!("invalid gRPC target: {e}"))?;
+        let mut b = http::Request::post(uri)
+            .version(http::Version::HTTP_2)
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .header(http::header::TE, "trailers");
+        if let Some(t) = request.timeout {
+            b = b.header("grpc-timeout", grpc::timeout_header(t));
+        }
+        for (name, value) in &request.initial_metadata {
+            if name.starts_with(b":") {
+                continue;
+            }
+            let name = http::HeaderName::from_bytes(name).map_err(|_| {
+                format!(
+                    "invalid initial metadata name `{}`",
+                    String::from_utf8_lossy(name)
+                )
+            })?;
+            if grpc::RESERVED_METADATA.contains(&name.as_str()) {
+                continue;
+            }
+            let value = http::HeaderValue::from_maybe_shared(value.clone())
+                .map_err(|_| format!("invalid initial metadata value for `{name}`"))?;
+            b = b.header(name, value);
+        }
+        let req = b.body(body).map_err(|e| e.to_string())?;
+        Ok(self.grpc.request(req))
     }
 }
 
@@ -286,21 +341,196 @@ impl Upstreams for TowerUpstreams {
     fn grpc_stream(
         &self,
         upstream: &str,
-        _request: GrpcRequest,
+        request: GrpcRequest,
     ) -> Result<GrpcChannel, UnknownUpstream> {
-        self.cluster(upstream)?;
-        let (outbound, _ignored) = mpsc::unbounded_channel();
-        let (tx, inbound) = mpsc::unbounded_channel();
-        let task = Box::pin(async move {
-            let _ = tx.send(GrpcInbound::Close {
-                status: 12,
-                message: "gRPC callouts are not implemented by the tower adapter".into(),
-            });
-        });
+        let cluster = self.cluster(upstream)?;
+        let (outbound, outbound_rx) = mpsc::unbounded_channel();
+        let (inbound_tx, inbound) = mpsc::unbounded_channel();
+        let task = Box::pin(grpc_run(cluster, request, outbound_rx, inbound_tx));
         Ok(GrpcChannel {
             outbound,
             inbound,
             task,
         })
     }
+}
+
+/// How a gRPC exchange ended.
+enum GrpcEnd {
+    Closed(u32, String),
+    Cancelled,
+}
+
+/// A request body fed from a channel (the plugin's framed messages).
+struct ChannelBody(mpsc::UnboundedReceiver<Result<Frame<Bytes>, BoxError>>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// The whole life of one gRPC stream: its events go to `inbound`, `Close` last.
+async fn grpc_run(
+    cluster: Arc<Cluster>,
+    request: GrpcRequest,
+    mut outbound: mpsc::UnboundedReceiver<GrpcOutbound>,
+    inbound: mpsc::UnboundedSender<GrpcInbound>,
+) {
+    let call = grpc_exchange(&cluster, &request, &mut outbound, &inbound);
+    let end = match request.timeout {
+        Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            GrpcEnd::Closed(grpc::DEADLINE_EXCEEDED, "deadline exceeded".to_string())
+        }),
+        None => call.await,
+    };
+    let (status, message) = match end {
+        GrpcEnd::Closed(status, message) => (status, message),
+        GrpcEnd::Cancelled => (grpc::CANCELLED, "cancelled".to_string()),
+    };
+    let _ = inbound.send(GrpcInbound::Close { status, message });
+}
+
+async fn grpc_exchange(
+    cluster: &Cluster,
+    request: &GrpcRequest,
+    outbound: &mut mpsc::UnboundedReceiver<GrpcOutbound>,
+    inbound: &mpsc::UnboundedSender<GrpcInbound>,
+) -> GrpcEnd {
+    let (body_tx, body_rx) = mpsc::unbounded_channel();
+    let response = match cluster.grpc_send(request, ChannelBody(body_rx).boxed_unsync()) {
+        Ok(response) => response,
+        Err(reason) => return GrpcEnd::Closed(grpc::INTERNAL, reason),
+    };
+    let writer = grpc_write(body_tx, outbound);
+    let reader = grpc_read(response, inbound);
+    tokio::pin!(writer, reader);
+    let mut writing = true;
+    loop {
+        tokio::select! {
+            cancelled = &mut writer, if writing => {
+                if cancelled {
+                    return GrpcEnd::Cancelled;
+                }
+                writing = false;
+            }
+            (status, message) = &mut reader => return GrpcEnd::Closed(status, message),
+            () = inbound.closed() => return GrpcEnd::Cancelled,
+        }
+    }
+}
+
+/// Sends the plugin's messages (framed) and the half-close; true when the plugin
+/// cancelled (or dropped its sender before half-closing): the stream is reset.
+async fn grpc_write(
+    body: mpsc::UnboundedSender<Result<Frame<Bytes>, BoxError>>,
+    outbound: &mut mpsc::UnboundedReceiver<GrpcOutbound>,
+) -> bool {
+    let mut body = Some(body);
+    loop {
+        match outbound.recv().await {
+            Some(GrpcOutbound::Cancel) | None if body.is_some() => {
+                if let Some(tx) = body.take() {
+                    let _ = tx.send(Err("cancelled".into()));
+                }
+                return true;
+            }
+            None => return false,
+            Some(_) if body.is_none() => {
+                tracing::debug!("gRPC message after the half-close ignored");
+            }
+            Some(GrpcOutbound::Close) => body = None,
+            Some(GrpcOutbound::Message { data, end_stream }) => {
+                if let Some(tx) = &body {
+                    let _ = tx.send(Ok(Frame::data(grpc::frame(&data))));
+                }
+                if end_stream {
+                    body = None;
+                }
+            }
+            Some(GrpcOutbound::Cancel) => return true,
+        }
+    }
+}
+
+/// Reads the response and reports it to `inbound`; returns the call's status.
+async fn grpc_read(
+    response: hyper_util::client::legacy::ResponseFuture,
+    inbound: &mpsc::UnboundedSender<GrpcInbound>,
+) -> (u32, String) {
+    let deliver = |event| {
+        let _ = inbound.send(event);
+    };
+    let response = match response.await {
+        Ok(response) => response,
+        Err(e) => return (grpc::UNAVAILABLE, format!("{e:?}")),
+    };
+    let (parts, mut body) = response.into_parts();
+    if body.is_end_stream() {
+        // Trailers-only: no initial metadata; the headers are the trailers.
+        deliver(GrpcInbound::InitialMetadata(Vec::new()));
+        if parts.status != http::StatusCode::OK && !parts.headers.contains_key("grpc-status") {
+            return grpc::http_status_error(parts.status);
+        }
+        deliver(GrpcInbound::TrailingMetadata(grpc::pairs(
+            &parts.headers,
+            &["content-type", "grpc-status", "grpc-message"],
+        )));
+        return grpc::status_of(&parts.headers);
+    }
+    deliver(GrpcInbound::InitialMetadata(grpc::pairs(
+        &parts.headers,
+        &["content-type"],
+    )));
+    if parts.status != http::StatusCode::OK {
+        return grpc::http_status_error(parts.status);
+    }
+    let mut buffer = BytesMut::new();
+    loop {
+        let frame = match body.frame().await {
+            None => break,
+            Some(Err(e)) => return (grpc::INTERNAL, e.to_string()),
+            Some(Ok(frame)) => frame,
+        };
+        match frame.into_data() {
+            Ok(data) => {
+                buffer.extend_from_slice(&data);
+                loop {
+                    match grpc::next_message(&mut buffer) {
+                        Ok(Some(message)) => deliver(GrpcInbound::Message(message)),
+                        Ok(None) => break,
+                        Err(reason) => return (grpc::INTERNAL, reason),
+                    }
+                }
+            }
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    if !buffer.is_empty() {
+                        return (
+                            grpc::INTERNAL,
+                            format!("the stream ended inside a message ({} bytes)", buffer.len()),
+                        );
+                    }
+                    deliver(GrpcInbound::TrailingMetadata(grpc::pairs(
+                        &trailers,
+                        &["grpc-status", "grpc-message"],
+                    )));
+                    return grpc::status_of(&trailers);
+                }
+            }
+        }
+    }
+    if !buffer.is_empty() {
+        return (
+            grpc::INTERNAL,
+            format!("the stream ended inside a message ({} bytes)", buffer.len()),
+        );
+    }
+    (grpc::UNKNOWN, "the stream ended without trailers".into())
 }

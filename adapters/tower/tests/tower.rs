@@ -53,10 +53,7 @@ fn text(body: &'static str) -> Response<Full<Bytes>> {
 async fn axum_app_with_the_layer_gets_plugin_headers() -> Result<()> {
     use axum::routing::post;
     let runtime = Runtime::new()?;
-    let module = runtime.compile_file(
-        "add_header",
-        &wasmbridge_e2e::find_filter("add_header")?,
-    )?;
+    let module = runtime.compile_file("add_header", &wasmbridge_e2e::find_filter("add_header")?)?;
     let spec = PluginSpec {
         name: "add_header".into(),
         configuration: Bytes::from_static(
@@ -136,7 +133,8 @@ async fn ext_auth_calls_out_to_a_real_authorization_server() -> Result<()> {
             let ok = req.headers().get("authorization").map(|v| v.as_bytes()) == Some(b"good");
             let mut resp = text(if ok { "ok" } else { "no" });
             if ok {
-                resp.headers_mut().insert("x-auth-user", "alice".parse().expect("value"));
+                resp.headers_mut()
+                    .insert("x-auth-user", "alice".parse().expect("value"));
             } else {
                 *resp.status_mut() = http::StatusCode::FORBIDDEN;
             }
@@ -166,7 +164,10 @@ routes:
     )
     .await?;
     assert_eq!(allowed.status, 200);
-    assert_eq!(allowed.upstream_header("x-auth-user").as_deref(), Some("alice"));
+    assert_eq!(
+        allowed.upstream_header("x-auth-user").as_deref(),
+        Some("alice")
+    );
     let denied = send(
         addr,
         Proto::H1,
@@ -182,7 +183,9 @@ routes:
 
 /// An h2c upstream that answers with the request trailers it received (as JSON) and
 /// response trailers of its own.
-async fn trailer_echo(req: Request<Incoming>) -> Result<Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>, Infallible> {
+async fn trailer_echo(
+    req: Request<Incoming>,
+) -> Result<Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>, Infallible> {
     let collected = req.into_body().collect().await.ok();
     let trailers: Vec<(String, String)> = collected
         .as_ref()
@@ -190,7 +193,8 @@ async fn trailer_echo(req: Request<Incoming>) -> Result<Response<http_body_util:
         .map(wasmbridge_e2e::header_pairs)
         .unwrap_or_default();
     let body = collected.map(|c| c.to_bytes()).unwrap_or_default();
-    let description = serde_json::json!({"body": String::from_utf8_lossy(&body), "trailers": trailers});
+    let description =
+        serde_json::json!({"body": String::from_utf8_lossy(&body), "trailers": trailers});
     let mut map = http::HeaderMap::new();
     map.insert("x-upstream-trailer", "1".parse().expect("value"));
     let out = Full::new(Bytes::from(description.to_string()))
@@ -228,8 +232,14 @@ routes:
     let echo = reply.json();
     assert_eq!(echo["body"], "part one part two");
     let trailers = echo["trailers"].to_string();
-    assert!(trailers.contains(r#"["x-client-trailer","c"]"#), "{trailers}");
-    assert!(trailers.contains(r#"["x-plugin-saw","request"]"#), "{trailers}");
+    assert!(
+        trailers.contains(r#"["x-client-trailer","c"]"#),
+        "{trailers}"
+    );
+    assert!(
+        trailers.contains(r#"["x-plugin-saw","request"]"#),
+        "{trailers}"
+    );
     let got = reply.trailers.expect("response trailers");
     assert_eq!(got["x-upstream-trailer"], "1");
     assert_eq!(got["x-plugin-saw"], "response");
@@ -275,7 +285,10 @@ routes:
     let reply = send(
         addr,
         Proto::H1,
-        get(&format!("http://{addr}/p"), &[("x-reply-body", "the whole body")]),
+        get(
+            &format!("http://{addr}/p"),
+            &[("x-reply-body", "the whole body")],
+        ),
     )
     .await?;
     assert_eq!(reply.status, 200);
@@ -348,7 +361,10 @@ routes:
     }
     assert_eq!(layer.open_streams(), 1);
     held.abort();
-    assert!(all_streams_end(&layer).await, "on_log/on_done/on_delete did not run");
+    assert!(
+        all_streams_end(&layer).await,
+        "on_log/on_done/on_delete did not run"
+    );
     assert_eq!(upstream.requests(), 0);
     Ok(())
 }

@@ -31,6 +31,7 @@ mod callout;
 mod context;
 mod error;
 mod foreign;
+pub mod grpc;
 mod guest_metrics;
 mod headers;
 mod hostcalls;
