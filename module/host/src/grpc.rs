@@ -34,7 +34,6 @@ pub const RESERVED_METADATA: [&str; 9] = [
     "host",
 ];
 
-
 /// Header pairs, names lower-case, without those in `skip`.
 pub fn pairs(headers: &HeaderMap, skip: &[&str]) -> crate::Pairs {
     headers
