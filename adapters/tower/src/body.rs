@@ -292,6 +292,9 @@ pub struct WasmResponseBody<B> {
     body_plugins: bool,
     pending: VecDeque<Frame<Bytes>>,
     wait: Option<(Wait, Stage)>,
+    /// While a plugin holds the body before its end: a continue may come before the next
+    /// chunk does (a callout's answer), and then what it held goes on at once.
+    held: Option<Wait>,
     done: bool,
     reset: bool,
     status: u16,
@@ -306,6 +309,7 @@ impl<B> WasmResponseBody<B> {
             body_plugins: false,
             pending: VecDeque::new(),
             wait: None,
+            held: None,
             done: false,
             reset: false,
             status: 0,
@@ -324,6 +328,7 @@ impl<B> WasmResponseBody<B> {
             body_plugins: false,
             pending,
             wait: None,
+            held: None,
             done: true,
             reset: false,
             status,
@@ -345,6 +350,7 @@ impl<B> WasmResponseBody<B> {
             body_plugins,
             pending: VecDeque::new(),
             wait: None,
+            held: None,
             done: false,
             reset: false,
             status,
@@ -373,7 +379,7 @@ impl<B> WasmResponseBody<B> {
                     self.wait = Some((shared.wait(), Stage::Body));
                 }
             }
-            BodyOutcome::Held => {}
+            BodyOutcome::Held => self.held = self.shared.as_ref().map(Shared::wait),
             BodyOutcome::LocalReply(_) => {
                 tracing::warn!(
                     "a plugin sent a local reply from a response body callback after the response headers were sent; the stream is reset"
@@ -481,11 +487,22 @@ where
                 }
                 continue;
             }
+            if let (Some(held), Some(shared)) = (this.held.as_mut(), this.shared.clone())
+                && held.as_mut().poll(cx).is_ready()
+            {
+                this.held = None;
+                let outcome = shared.lock().stream.resume_body();
+                this.body_outcome(outcome, false);
+                continue;
+            }
             let Some(inner) = this.inner.as_mut() else {
                 this.done = true;
                 continue;
             };
-            let frame = match ready!(Pin::new(&mut *inner).poll_frame(cx)) {
+            let polled = ready!(Pin::new(&mut *inner).poll_frame(cx));
+            // The next callback gets everything the plugins hold.
+            this.held = None;
+            let frame = match polled {
                 None => {
                     match (&this.shared, this.body_plugins) {
                         (Some(shared), true) => {

@@ -399,3 +399,74 @@ routes:
     assert!(all_streams_end(&layer).await);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continue_releases_a_held_response_chunk_before_the_next_one_arrives() -> Result<()> {
+    use http_body_util::StreamBody;
+    // The upstream sends one chunk, then the rest 1.5 s later.
+    let (upstream, _up) = serve(|_req: Request<Incoming>| async move {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Infallible>>(2);
+        tokio::spawn(async move {
+            let _ = tx
+                .send(Ok(http_body::Frame::data(Bytes::from_static(b"first "))))
+                .await;
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let _ = tx
+                .send(Ok(http_body::Frame::data(Bytes::from_static(b"second"))))
+                .await;
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        Ok::<_, Infallible>(Response::new(StreamBody::new(stream)))
+    })
+    .await?;
+    let (slow, _task) = serve(|_req: Request<Incoming>| async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok::<_, Infallible>(text("ok"))
+    })
+    .await?;
+    let template = format!(
+        r#"
+listeners: [{{address: "{{listen}}"}}]
+clusters:
+  - {{name: backend, endpoints: ["{{upstream}}"]}}
+  - {{name: slow, endpoints: ["{slow}"]}}
+plugins:
+  - name: probe
+    module: "{{filters}}/hostcalls.wasm"
+    configuration:
+      return: {{on_response_body: pause_until_eos}}
+      on_response_body:
+        - {{call: http_call, upstream: slow, when: not_eos, nth: [1], headers: [[":method", GET], [":path", /slow], [":authority", slow]]}}
+      on_http_call_response:
+        - {{call: continue_stream, stream: response}}
+routes:
+  - {{match: {{prefix: /}}, cluster: backend, plugins: [probe]}}
+"#
+    );
+    let (addr, layer) = gateway(&template, Some(upstream)).await?;
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let started = Instant::now();
+    let resp = sender
+        .send_request(get(&format!("http://{addr}/s"), &[("host", "x")]))
+        .await?;
+    let mut body = resp.into_body();
+    let mut got = Vec::new();
+    let mut first_at = None;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            first_at.get_or_insert(started.elapsed());
+            got.extend_from_slice(&data);
+        }
+    }
+    assert_eq!(got, b"first second");
+    let first_at = first_at.expect("a chunk");
+    assert!(
+        first_at < Duration::from_millis(1200),
+        "the held chunk waited for the next one ({first_at:?})"
+    );
+    assert!(all_streams_end(&layer).await);
+    Ok(())
+}
