@@ -5,9 +5,9 @@
 
 use bytes::Bytes;
 use http::header::HOST;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use http::{HeaderMap, HeaderName, Method, Uri};
 use pingora::http::{RequestHeader, ResponseHeader};
-use wasmbridge_host::HeaderList;
+use wasmbridge_host::{HeaderList, http_header as header};
 
 /// The request target when the request line is in absolute form
 /// (`GET http://host/a?b HTTP/1.1`), parsed; `None` for origin form.
@@ -72,19 +72,6 @@ pub(crate) fn response_to_list(resp: &ResponseHeader) -> HeaderList {
     list
 }
 
-fn header(name: &[u8], value: &[u8]) -> Option<(HeaderName, HeaderValue)> {
-    match (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
-        (Ok(n), Ok(v)) => Some((n, v)),
-        _ => {
-            tracing::warn!(
-                name = %String::from_utf8_lossy(name),
-                "a plugin set a header that is not valid HTTP; it is dropped"
-            );
-            None
-        }
-    }
-}
-
 /// Writes a plugin-changed request back: method, path, authority, then every header.
 pub(crate) fn apply_request(list: &HeaderList, req: &mut RequestHeader) {
     if let Some(m) = list
@@ -141,22 +128,12 @@ pub(crate) fn apply_response(list: &HeaderList, resp: &mut ResponseHeader) {
 
 /// Trailers as a host header list, in order, names lower-case.
 pub(crate) fn trailers_to_list(map: &HeaderMap) -> HeaderList {
-    let mut list = HeaderList::new();
-    for (k, v) in map {
-        list.push(k.as_str(), Bytes::copy_from_slice(v.as_bytes()));
-    }
-    list.mark_clean();
-    list
+    HeaderList::from_header_map(map)
 }
 
 /// Writes plugin-changed trailers back: every entry, in the list's order.
 pub(crate) fn apply_trailers(list: &HeaderList, map: &mut HeaderMap) {
-    map.clear();
-    for (k, v) in list.regular() {
-        if let Some((n, v)) = header(k, v) {
-            map.append(n, v);
-        }
-    }
+    list.write_header_map(map);
 }
 
 /// Builds a complete Pingora response header from a host header list.
@@ -173,6 +150,7 @@ pub(crate) fn build_response(status: u16, list: &HeaderList) -> pingora::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     #[test]
     fn request_round_trip_keeps_pseudo_headers_and_applies_changes() {

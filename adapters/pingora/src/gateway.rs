@@ -14,12 +14,9 @@ use pingora::lb::selection::RoundRobin;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 use prometheus::{IntCounterVec, Opts, Registry};
-use wasmbridge_config::{Config, RouteAction, RouteConfig};
+use wasmbridge_config::{Config, RouteAction, RouteConfig, build};
 use wasmbridge_host::{
-    Backoff, Callouts, Capabilities, EngineSettings, EnvironmentVariables, FilterChain,
-    ForeignFunctions, HostMetrics, Isolation, Limits, LoadError, LoadErrorKind, LocalReply,
-    NodeInfo, PerStreamPool, Plugin, PluginLoad, PluginSpec, PoolMetrics, PoolOptions, Redaction,
-    Runtime,
+    Callouts, FilterChain, HostMetrics, LocalReply, Plugin, PoolMetrics, Runtime,
 };
 
 use crate::admin::admin_service;
@@ -46,6 +43,9 @@ pub enum GatewayError {
         /// What went wrong.
         message: String,
     },
+    /// The pooling engine of `per_stream` plugins could not be made.
+    #[error(transparent)]
+    Build(#[from] build::BuildError),
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -243,11 +243,6 @@ impl Gateway {
         registry.register(Box::new(runtime.guest_metrics()))?;
         registry.register(Box::new(runtime.queue_metrics()))?;
         registry.register(Box::new(runtime.compile_cache_metrics()))?;
-        let node = Arc::new(NodeInfo {
-            id: config.node.id.clone(),
-            cluster: config.node.cluster.clone(),
-            metadata: config.node.metadata.clone(),
-        });
         let mut clusters: HashMap<String, Arc<Cluster>> = HashMap::new();
         for cc in &config.clusters {
             let lb =
@@ -276,93 +271,22 @@ impl Gateway {
             connect_timeout: c.connect_timeout,
             read_timeout: c.read_timeout,
         }));
-        let mut plugins: HashMap<String, Arc<Plugin>> = HashMap::new();
-        let mut loaded = Vec::new();
-        // The pooling engine of per_stream plugins, sized for the largest memory limit
-        // among them.
-        let per_stream_pool = PerStreamPool {
-            instances: config.server.per_stream_instances,
-            memory: config
-                .plugins
-                .iter()
-                .filter(|pc| pc.isolation == wasmbridge_config::Isolation::PerStream)
-                .map(|pc| limits(&pc.limits).memory_bytes)
-                .max()
-                .unwrap_or(PerStreamPool::default().memory),
-        };
-        let mut loads = Vec::with_capacity(config.plugins.len());
-        for pc in &config.plugins {
-            let spec = PluginSpec {
-                name: pc.name.clone(),
-                root_id: pc.root_id.clone(),
-                vm_id: pc.vm_id.clone(),
-                configuration: Bytes::from(pc.configuration.clone()),
-                vm_configuration: Bytes::from(pc.vm_configuration.clone()),
-                failure_policy: match pc.failure_policy {
-                    wasmbridge_config::FailurePolicy::FailClosed => {
-                        wasmbridge_host::FailurePolicy::FailClosed
-                    }
-                    wasmbridge_config::FailurePolicy::FailOpen => {
-                        wasmbridge_host::FailurePolicy::FailOpen
-                    }
-                    wasmbridge_config::FailurePolicy::FailReload => {
-                        wasmbridge_host::FailurePolicy::FailReload
-                    }
-                },
-                replicas: pc.pool.replicas.unwrap_or(config.server.threads),
-                pool: pool_options(pc),
-                log_only: pc.log_only,
-                node: node.clone(),
-                callouts: Callouts::new(upstreams.allowing_addresses(pc.callouts.allow_host_port)),
-                foreign: ForeignFunctions::default(),
-                limits: limits(&pc.limits),
-                capabilities: Capabilities {
-                    allowed: pc.capabilities.allowed.clone(),
-                    denied: pc.capabilities.denied.clone(),
-                    clusters: pc.capabilities.clusters.clone(),
-                },
-                redact: Redaction {
-                    headers: pc.redact.headers.clone(),
-                    properties: pc.redact.properties.clone(),
-                },
-                environment_variables: EnvironmentVariables {
-                    host_env_keys: pc.environment_variables.host_env_keys.clone(),
-                    key_values: pc.environment_variables.key_values.clone(),
-                },
-            };
-            // The engine for the plugin's isolation, fuel and stack: the base one unless it
-            // asks for one of them (made once, shared by the plugins that ask the same).
-            let runtime = runtime
-                .for_settings(EngineSettings::for_plugin(&spec, per_stream_pool))
-                .map_err(|e| LoadError {
-                    plugin: pc.name.clone(),
-                    module: pc.module.clone(),
-                    kind: LoadErrorKind::Engine(e.to_string()),
-                })?;
-            let module = runtime.compile_file(&pc.name, &pc.module)?;
-            loads.push(PluginLoad {
-                runtime,
-                module,
-                spec,
-            });
-        }
         // Plugins with the same module, vm_id and VM configuration share their VMs.
-        for plugin in Plugin::load_all(loads, Some(host_metrics.clone()))? {
-            for unknown in &plugin.module_info().unknown_imports {
-                tracing::warn!(plugin = %plugin.name(), "module imports `{unknown}`, which wasmbridge does not know; calls return UNIMPLEMENTED");
-            }
-            if plugin.vm_tenants().len() > 1 {
-                tracing::info!(plugin = %plugin.name(), shares_with = ?plugin.vm_tenants(), "the plugin's root context shares its VMs");
-            }
-            plugins.insert(plugin.name().to_string(), plugin.clone());
-            loaded.push(plugin);
-        }
+        let loaded = build::load_plugins(
+            &config,
+            &runtime,
+            Some(host_metrics),
+            config.server.threads,
+            |pc| Callouts::new(upstreams.allowing_addresses(pc.callouts.allow_host_port)),
+        )?;
+        let plugins: HashMap<&str, Arc<Plugin>> =
+            loaded.iter().map(|p| (p.name(), p.clone())).collect();
         let mut routes = Vec::new();
         for rc in &config.routes {
             let chain = FilterChain::new(
                 rc.plugins
                     .iter()
-                    .filter_map(|name| plugins.get(name).cloned())
+                    .filter_map(|name| plugins.get(name.as_str()).cloned())
                     .collect(),
             );
             let target = match &rc.action {
@@ -370,11 +294,7 @@ impl Gateway {
                     Some(c) => Target::Cluster(c.clone()),
                     None => continue,
                 },
-                RouteAction::DirectResponse(d) => Target::Direct(LocalReply::direct_response(
-                    d.status,
-                    Bytes::from(d.body.clone()),
-                    &d.headers,
-                )),
+                RouteAction::DirectResponse(d) => Target::Direct(build::direct_reply(d)),
             };
             routes.push(Route {
                 name: Arc::from(rc.name.as_str()),
@@ -471,119 +391,5 @@ impl Gateway {
             "wasmbridge is serving"
         );
         server.run_forever()
-    }
-}
-
-/// A plugin's limits: its profile's values, with what the config sets over them.
-/// The host's pool options for a plugin's `isolation`, `pool` and `reload`.
-fn pool_options(pc: &wasmbridge_config::PluginConfig) -> PoolOptions {
-    PoolOptions {
-        isolation: match pc.isolation {
-            wasmbridge_config::Isolation::Shared => Isolation::Shared,
-            wasmbridge_config::Isolation::PerStream => Isolation::PerStream,
-        },
-        selection: match pc.pool.selection {
-            wasmbridge_config::Selection::Thread => wasmbridge_host::Selection::Thread,
-            wasmbridge_config::Selection::LeastLoaded => wasmbridge_host::Selection::LeastLoaded,
-        },
-        recycle_streams: pc.pool.recycle_streams,
-        recycle_memory: pc.pool.recycle_memory,
-        backoff: Backoff {
-            base: pc.reload.base_interval,
-            max: pc.reload.max_interval,
-        },
-    }
-}
-
-fn limits(config: &wasmbridge_config::LimitsConfig) -> Limits {
-    let mut limits = match config.profile {
-        wasmbridge_config::LimitsProfile::Default => Limits::default(),
-        wasmbridge_config::LimitsProfile::Strict => Limits::strict(),
-    };
-    if let Some(bytes) = config.memory {
-        limits.memory_bytes = bytes;
-    }
-    if let Some(cpu) = config.cpu {
-        limits.cpu = cpu;
-    }
-    limits.cpu_by_callback = config
-        .cpu_by_callback
-        .iter()
-        .map(|(name, cpu)| (format!("proxy_{name}"), *cpu))
-        .collect();
-    if let Some(bytes) = config.body {
-        limits.body_bytes = bytes;
-    }
-    if let Some(bytes) = config.header_bytes {
-        limits.header_bytes = bytes;
-    }
-    if let Some(pairs) = config.header_pairs {
-        limits.header_pairs = pairs;
-    }
-    if let Some(callouts) = config.callouts {
-        limits.callouts = callouts;
-    }
-    if let Some(bytes) = config.log_line {
-        limits.log_line_bytes = bytes;
-    }
-    limits.fuel = config.fuel;
-    limits.fuel_by_callback = config
-        .fuel_by_callback
-        .iter()
-        .map(|(name, fuel)| (format!("proxy_{name}"), *fuel))
-        .collect();
-    if let Some(bytes) = config.stack {
-        limits.stack_bytes = bytes;
-    }
-    limits
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn limits_take_the_profile_then_what_the_config_sets() {
-        let config = wasmbridge_config::LimitsConfig {
-            profile: wasmbridge_config::LimitsProfile::Strict,
-            body: Some(1000),
-            header_pairs: Some(7),
-            log_line: Some(300),
-            ..Default::default()
-        };
-        assert_eq!(
-            limits(&config),
-            Limits {
-                body_bytes: 1000,
-                header_pairs: 7,
-                log_line_bytes: 300,
-                ..Limits::strict()
-            }
-        );
-        let config = wasmbridge_config::LimitsConfig {
-            header_bytes: Some(10),
-            callouts: Some(3),
-            fuel: Some(5000),
-            fuel_by_callback: vec![("on_configure".into(), 90_000)],
-            stack: Some(64 << 10),
-            ..Default::default()
-        };
-        assert_eq!(
-            limits(&config),
-            Limits {
-                header_bytes: 10,
-                callouts: 3,
-                fuel: Some(5000),
-                fuel_by_callback: vec![("proxy_on_configure".into(), 90_000)],
-                stack_bytes: 64 << 10,
-                ..Limits::default()
-            }
-        );
-    }
-
-    #[test]
-    fn the_config_takes_the_stack_sizes_the_host_takes() {
-        assert_eq!(wasmbridge_config::MIN_STACK_BYTES, Limits::MIN_STACK_BYTES);
-        assert_eq!(wasmbridge_config::MAX_STACK_BYTES, Limits::MAX_STACK_BYTES);
     }
 }

@@ -89,15 +89,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::HeaderMap;
 use pingora::connectors::http::Connector;
 use pingora::lb::LoadBalancer;
 use pingora::lb::selection::RoundRobin;
 use pingora::upstreams::peer::HttpPeer;
 use tokio::sync::mpsc;
+use wasmbridge_host::grpc::pairs;
 use wasmbridge_host::{
-    BoxFuture, GrpcChannel, GrpcRequest, HttpCallFailure, HttpCallRequest, HttpCallResponse, Pairs,
+    BoxFuture, GrpcChannel, GrpcRequest, HttpCallFailure, HttpCallRequest, HttpCallResponse,
     UnknownUpstream, Upstreams,
 };
 
@@ -344,20 +343,6 @@ fn parse_host_port(upstream: &str) -> Option<(String, u16)> {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
     valid.then(|| (host.to_string(), port))
-}
-
-/// Header pairs with lower-case names, in the map's order.
-fn pairs(headers: &HeaderMap, skip: &[&str]) -> Pairs {
-    headers
-        .iter()
-        .filter(|(name, _)| !skip.contains(&name.as_str()))
-        .map(|(name, value)| {
-            (
-                Bytes::copy_from_slice(name.as_str().as_bytes()),
-                Bytes::copy_from_slice(value.as_bytes()),
-            )
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //! clusters, plugins, routes), rejects unknown keys and inconsistent settings with an error
 //! that names the file and the key path (`routes[0].plugins[1]`), and hands the adapters a
 //! plain, validated [`Config`]. It sits between the user's file and the adapters
-//! (`wasmbridge-pingora`, later tower); it does not load modules, it only resolves their
-//! paths against the file's directory. The names follow Envoy's Wasm filter vocabulary
+//! (`wasmbridge-pingora`, `wasmbridge-tower`). Parsing does not load modules, it only
+//! resolves their paths against the file's directory; [`build`] then compiles and loads
+//! the plugins a file describes, the same way for every adapter. The names follow Envoy's Wasm filter vocabulary
 //! (`root_id`, `vm_id`, plugin configuration, VM configuration), see `DESIGN.md` §7.
 //! [`envoy_bootstrap`] translates a [`Config`] into the equivalent Envoy bootstrap
 //! (`wasmbridge envoy-config`, `docs/envoy.md`).
@@ -46,6 +47,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod build;
 pub mod envoy;
 mod error;
 mod payload;

@@ -291,6 +291,48 @@ impl HeaderList {
     }
 }
 
+/// Conversions from and to `http`'s header maps, the vocabulary the adapters share.
+impl HeaderList {
+    /// A map of `http` headers (trailers, or the regular headers of a request or response)
+    /// in order, names lower-case; not marked modified.
+    pub fn from_header_map(map: &http::HeaderMap) -> HeaderList {
+        let mut list = HeaderList::new();
+        for (k, v) in map {
+            list.push(k.as_str(), Bytes::copy_from_slice(v.as_bytes()));
+        }
+        list.mark_clean();
+        list
+    }
+
+    /// Replaces `map`'s entries with this list's regular (non-pseudo) headers, in order;
+    /// a pair that is not valid HTTP is dropped with a warning.
+    pub fn write_header_map(&self, map: &mut http::HeaderMap) {
+        map.clear();
+        for (k, v) in self.regular() {
+            if let Some((n, v)) = http_header(k, v) {
+                map.append(n, v);
+            }
+        }
+    }
+}
+
+/// A plugin's header pair as an `http` header, or `None` (logged) when it is not valid HTTP.
+pub fn http_header(name: &[u8], value: &[u8]) -> Option<(http::HeaderName, http::HeaderValue)> {
+    match (
+        http::HeaderName::from_bytes(name),
+        http::HeaderValue::from_bytes(value),
+    ) {
+        (Ok(n), Ok(v)) => Some((n, v)),
+        _ => {
+            tracing::warn!(
+                name = %String::from_utf8_lossy(name),
+                "a plugin set a header that is not valid HTTP; it is dropped"
+            );
+            None
+        }
+    }
+}
+
 impl FromIterator<(Bytes, Bytes)> for HeaderList {
     /// A map of these pairs in order, names lower-cased.
     fn from_iter<I: IntoIterator<Item = (Bytes, Bytes)>>(pairs: I) -> Self {

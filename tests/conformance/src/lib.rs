@@ -23,6 +23,7 @@ pub mod emulator;
 pub mod envoy;
 pub mod known;
 pub mod pingora;
+pub mod tower;
 mod upstream;
 
 use std::path::PathBuf;
@@ -79,7 +80,7 @@ pub struct Observation {
 
 /// A conformance target: runs a case and reports what it saw.
 pub trait Target {
-    /// The target's name (`emulator`, `pingora`, `envoy`).
+    /// The target's name (`emulator`, `pingora`, `tower`, `envoy`).
     fn name(&self) -> &'static str;
     /// Runs the case. `Err` means the case could not be run at all (e.g. a filter that does
     /// not load where the case expects it to).
@@ -96,6 +97,7 @@ pub fn targets() -> Vec<Arc<dyn Target + Send + Sync>> {
     vec![
         Arc::new(emulator::Emulator),
         Arc::new(pingora::Pingora),
+        Arc::new(tower::Tower),
         Arc::new(envoy::Envoy),
     ]
 }

@@ -111,7 +111,7 @@ pub(crate) fn observation(
 
 /// The gateway configuration for a case: one route to the recording upstream with the
 /// case's plugin chain; an h2c cluster when the case has trailers. The `envoy` target
-/// translates the same configuration.
+/// translates the same configuration, and the `tower` target serves it.
 pub(crate) fn config(
     case: &Case,
     dir: &std::path::Path,
@@ -165,7 +165,7 @@ pub(crate) fn config(
     Ok(config)
 }
 
-fn request(
+pub(crate) fn request(
     case: &Case,
     proto: Proto,
 ) -> Result<http::Request<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>> {

@@ -18,7 +18,7 @@ struct Cli {
     #[arg(required = true)]
     scenarios: Vec<PathBuf>,
     /// The proxies to compare, the reference first.
-    #[arg(long, value_delimiter = ',', default_value = "envoy,pingora")]
+    #[arg(long, value_delimiter = ',', default_value = "envoy,pingora,tower")]
     proxies: Vec<String>,
     /// Print JSON instead of tables.
     #[arg(long)]

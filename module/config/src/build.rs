@@ -1,0 +1,262 @@
+//! From a validated [`Config`] to running host objects: the plugins (compiled, loaded with
+//! VM sharing as Envoy does, their limits and pool options from the file) and the route
+//! actions. Every adapter builds its plugins here, so the same file means the same plugins
+//! behind Pingora and behind tower.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use wasmbridge_host::{
+    Backoff, Callouts, Capabilities, EngineSettings, EnvironmentVariables, ForeignFunctions,
+    HostMetrics, Isolation, Limits, LoadError, LoadErrorKind, LocalReply, NodeInfo, PerStreamPool,
+    Plugin, PluginLoad, PluginSpec, PoolOptions, Redaction, Runtime,
+};
+
+use crate::{Config, DirectResponse, LimitsConfig, PluginConfig};
+
+/// Why the plugins of a configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The wasm engine (or the pooling engine of `per_stream` plugins) could not be made.
+    #[error(transparent)]
+    Engine(#[from] wasmbridge_host::EngineError),
+    /// A plugin could not be loaded; the message names plugin, module and reason.
+    #[error(transparent)]
+    Plugin(#[from] LoadError),
+}
+
+/// The node identity of the file's `node` section.
+pub fn node_info(config: &Config) -> Arc<NodeInfo> {
+    Arc::new(NodeInfo {
+        id: config.node.id.clone(),
+        cluster: config.node.cluster.clone(),
+        metadata: config.node.metadata.clone(),
+    })
+}
+
+/// Compiles and loads every plugin of `config` in file order, on `runtime` (or, for
+/// `per_stream` plugins, a pooling engine made from it and sized for the largest memory
+/// limit among them). Plugins with the same module, `vm_id` and VM configuration share
+/// their VMs ([`Plugin::load_all`]). `callouts` gives each plugin its callout transports;
+/// `replicas` is the pool size of a plugin that does not set `pool.replicas`.
+pub fn load_plugins(
+    config: &Config,
+    runtime: &Runtime,
+    metrics: Option<HostMetrics>,
+    replicas: usize,
+    callouts: impl Fn(&PluginConfig) -> Callouts,
+) -> Result<Vec<Arc<Plugin>>, BuildError> {
+    let node = node_info(config);
+    // The pooling engines of per_stream plugins, sized for the largest memory limit among
+    // them.
+    let per_stream_pool = PerStreamPool {
+        instances: config.server.per_stream_instances,
+        memory: config
+            .plugins
+            .iter()
+            .filter(|pc| pc.isolation == crate::Isolation::PerStream)
+            .map(|pc| limits(&pc.limits).memory_bytes)
+            .max()
+            .unwrap_or(PerStreamPool::default().memory),
+    };
+    let mut loads = Vec::with_capacity(config.plugins.len());
+    for pc in &config.plugins {
+        let spec = plugin_spec(pc, replicas, node.clone(), callouts(pc));
+        // The engine for the plugin's isolation, fuel and stack: the base one unless it
+        // asks for one of them (made once, shared by the plugins that ask the same).
+        let runtime = runtime
+            .for_settings(EngineSettings::for_plugin(&spec, per_stream_pool))
+            .map_err(|e| LoadError {
+                plugin: pc.name.clone(),
+                module: pc.module.clone(),
+                kind: LoadErrorKind::Engine(e.to_string()),
+            })?;
+        let module = runtime.compile_file(&pc.name, &pc.module)?;
+        loads.push(PluginLoad {
+            runtime,
+            module,
+            spec,
+        });
+    }
+    let plugins = Plugin::load_all(loads, metrics)?;
+    for plugin in &plugins {
+        for unknown in &plugin.module_info().unknown_imports {
+            tracing::warn!(plugin = %plugin.name(), "module imports `{unknown}`, which wasmbridge does not know; calls return UNIMPLEMENTED");
+        }
+        if plugin.vm_tenants().len() > 1 {
+            tracing::info!(plugin = %plugin.name(), shares_with = ?plugin.vm_tenants(), "the plugin's root context shares its VMs");
+        }
+    }
+    Ok(plugins)
+}
+
+/// The host's spec for one plugin of the file.
+pub fn plugin_spec(
+    pc: &PluginConfig,
+    replicas: usize,
+    node: Arc<NodeInfo>,
+    callouts: Callouts,
+) -> PluginSpec {
+    PluginSpec {
+        name: pc.name.clone(),
+        root_id: pc.root_id.clone(),
+        vm_id: pc.vm_id.clone(),
+        configuration: Bytes::from(pc.configuration.clone()),
+        vm_configuration: Bytes::from(pc.vm_configuration.clone()),
+        failure_policy: match pc.failure_policy {
+            crate::FailurePolicy::FailClosed => wasmbridge_host::FailurePolicy::FailClosed,
+            crate::FailurePolicy::FailOpen => wasmbridge_host::FailurePolicy::FailOpen,
+            crate::FailurePolicy::FailReload => wasmbridge_host::FailurePolicy::FailReload,
+        },
+        replicas: pc.pool.replicas.unwrap_or(replicas),
+        pool: pool_options(pc),
+        log_only: pc.log_only,
+        node,
+        callouts,
+        foreign: ForeignFunctions::default(),
+        limits: limits(&pc.limits),
+        capabilities: Capabilities {
+            allowed: pc.capabilities.allowed.clone(),
+            denied: pc.capabilities.denied.clone(),
+            clusters: pc.capabilities.clusters.clone(),
+        },
+        redact: Redaction {
+            headers: pc.redact.headers.clone(),
+            properties: pc.redact.properties.clone(),
+        },
+        environment_variables: EnvironmentVariables {
+            host_env_keys: pc.environment_variables.host_env_keys.clone(),
+            key_values: pc.environment_variables.key_values.clone(),
+        },
+    }
+}
+
+/// The host's pool options for a plugin's `isolation`, `pool` and `reload`.
+pub fn pool_options(pc: &PluginConfig) -> PoolOptions {
+    PoolOptions {
+        isolation: match pc.isolation {
+            crate::Isolation::Shared => Isolation::Shared,
+            crate::Isolation::PerStream => Isolation::PerStream,
+        },
+        selection: match pc.pool.selection {
+            crate::Selection::Thread => wasmbridge_host::Selection::Thread,
+            crate::Selection::LeastLoaded => wasmbridge_host::Selection::LeastLoaded,
+        },
+        recycle_streams: pc.pool.recycle_streams,
+        recycle_memory: pc.pool.recycle_memory,
+        backoff: Backoff {
+            base: pc.reload.base_interval,
+            max: pc.reload.max_interval,
+        },
+    }
+}
+
+/// A plugin's limits: its profile's values, with what the config sets over them.
+pub fn limits(config: &LimitsConfig) -> Limits {
+    let mut limits = match config.profile {
+        crate::LimitsProfile::Default => Limits::default(),
+        crate::LimitsProfile::Strict => Limits::strict(),
+    };
+    if let Some(bytes) = config.memory {
+        limits.memory_bytes = bytes;
+    }
+    if let Some(cpu) = config.cpu {
+        limits.cpu = cpu;
+    }
+    limits.cpu_by_callback = config
+        .cpu_by_callback
+        .iter()
+        .map(|(name, cpu)| (format!("proxy_{name}"), *cpu))
+        .collect();
+    if let Some(bytes) = config.body {
+        limits.body_bytes = bytes;
+    }
+    if let Some(bytes) = config.header_bytes {
+        limits.header_bytes = bytes;
+    }
+    if let Some(pairs) = config.header_pairs {
+        limits.header_pairs = pairs;
+    }
+    if let Some(callouts) = config.callouts {
+        limits.callouts = callouts;
+    }
+    if let Some(bytes) = config.log_line {
+        limits.log_line_bytes = bytes;
+    }
+    limits.fuel = config.fuel;
+    limits.fuel_by_callback = config
+        .fuel_by_callback
+        .iter()
+        .map(|(name, fuel)| (format!("proxy_{name}"), *fuel))
+        .collect();
+    if let Some(bytes) = config.stack {
+        limits.stack_bytes = bytes;
+    }
+    limits
+}
+
+/// A route's `direct_response` as the host's reply.
+pub fn direct_reply(d: &DirectResponse) -> LocalReply {
+    LocalReply::direct_response(d.status, Bytes::from(d.body.clone()), &d.headers)
+}
+
+/// The gateway's answer when no route takes a request.
+pub fn no_route_reply() -> LocalReply {
+    LocalReply {
+        status: 404,
+        details: "route_not_found".into(),
+        body: Bytes::from_static(b"no route\n"),
+        headers: Vec::new(),
+        grpc_status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_take_the_profile_then_what_the_config_sets() {
+        let config = LimitsConfig {
+            profile: crate::LimitsProfile::Strict,
+            body: Some(1000),
+            header_pairs: Some(7),
+            log_line: Some(300),
+            ..Default::default()
+        };
+        assert_eq!(
+            limits(&config),
+            Limits {
+                body_bytes: 1000,
+                header_pairs: 7,
+                log_line_bytes: 300,
+                ..Limits::strict()
+            }
+        );
+        let config = LimitsConfig {
+            header_bytes: Some(10),
+            callouts: Some(3),
+            fuel: Some(5000),
+            fuel_by_callback: vec![("on_configure".into(), 90_000)],
+            stack: Some(64 << 10),
+            ..Default::default()
+        };
+        assert_eq!(
+            limits(&config),
+            Limits {
+                header_bytes: 10,
+                callouts: 3,
+                fuel: Some(5000),
+                fuel_by_callback: vec![("proxy_on_configure".into(), 90_000)],
+                stack_bytes: 64 << 10,
+                ..Limits::default()
+            }
+        );
+    }
+
+    #[test]
+    fn the_config_takes_the_stack_sizes_the_host_takes() {
+        assert_eq!(crate::MIN_STACK_BYTES, Limits::MIN_STACK_BYTES);
+        assert_eq!(crate::MAX_STACK_BYTES, Limits::MAX_STACK_BYTES);
+    }
+}
