@@ -1,14 +1,12 @@
 //! The wasmbridge gateway: a Pingora server built from one YAML [`Config`] — listeners,
 //! routes with plugin chains, clusters, and the admin listener.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora::http::RequestHeader;
 use pingora::lb::LoadBalancer;
 use pingora::lb::selection::RoundRobin;
 use pingora::prelude::*;
@@ -16,12 +14,13 @@ use pingora::server::configuration::ServerConf;
 use prometheus::{IntCounterVec, Opts, Registry};
 use wasmbridge_config::{Config, RouteAction, RouteConfig, build};
 use wasmbridge_host::{
-    Callouts, FilterChain, HostMetrics, LocalReply, Plugin, PoolMetrics, Runtime,
+    Callouts, ChainSelector, FilterChain, HostMetrics, LocalReply, Plugin, PoolMetrics,
+    RouteSelection, Runtime, request_header,
 };
 
 use crate::admin::admin_service;
 use crate::drivers::WithRootDrivers;
-use crate::proxy::{ChainSelector, RequestObserver, Selection, WasmFilters};
+use crate::proxy::{RequestObserver, WasmFilters};
 use crate::upstreams::{GatewayUpstreams, UpstreamCluster};
 
 /// Why the gateway could not be built.
@@ -79,12 +78,12 @@ struct Routes {
 
 impl Routes {
     /// The first route that takes the request, as its headers are now.
-    fn find(&self, req: &RequestHeader) -> Option<&Route> {
+    fn find(&self, req: &http::request::Parts) -> Option<&Route> {
         self.position(req).map(|i| &self.routes[i])
     }
 
     /// The index of [`Routes::find`]'s route.
-    fn position(&self, req: &RequestHeader) -> Option<usize> {
+    fn position(&self, req: &http::request::Parts) -> Option<usize> {
         let path = req.uri.path();
         let header = |name: &str| request_header(req, name);
         self.routes
@@ -93,49 +92,17 @@ impl Routes {
     }
 }
 
-/// A request header's value for route matching: pseudo-headers from the request line,
-/// repeated headers joined with `,` (borrowed unless they repeat).
-fn request_header<'r>(req: &'r RequestHeader, name: &str) -> Option<Cow<'r, [u8]>> {
-    let bytes = |s: &'r str| Some(Cow::Borrowed(s.as_bytes()));
-    match name {
-        ":method" => bytes(req.method.as_str()),
-        ":path" => bytes(req.uri.path_and_query().map_or("/", |p| p.as_str())),
-        ":scheme" => bytes(req.uri.scheme_str().unwrap_or("http")),
-        ":authority" => match req.uri.authority() {
-            Some(a) => bytes(a.as_str()),
-            None => req
-                .headers
-                .get(http::header::HOST)
-                .map(|h| Cow::Borrowed(h.as_bytes())),
-        },
-        _ => {
-            let mut values = req.headers.get_all(name).iter();
-            let first = values.next()?.as_bytes();
-            let mut rest = values.peekable();
-            if rest.peek().is_none() {
-                return Some(Cow::Borrowed(first));
-            }
-            let mut out = first.to_vec();
-            for v in rest {
-                out.push(b',');
-                out.extend_from_slice(v.as_bytes());
-            }
-            Some(Cow::Owned(out))
-        }
-    }
-}
-
 struct RouteSelector(Arc<Routes>);
 
 impl ChainSelector for RouteSelector {
-    fn select(&self, req: &RequestHeader) -> Selection {
+    fn select(&self, req: &http::request::Parts) -> RouteSelection {
         match self.0.find(req) {
             Some(route) => {
                 let (direct, cluster) = match &route.target {
                     Target::Direct(reply) => (Some(reply.clone()), None),
                     Target::Cluster(c) => (None, Some(c.clone())),
                 };
-                Selection {
+                RouteSelection {
                     chain: Some(route.chain.clone()),
                     direct,
                     route: Some(route.name.clone()),
@@ -143,7 +110,7 @@ impl ChainSelector for RouteSelector {
                     endpoints: cluster.map(|c| c.endpoints),
                 }
             }
-            None => Selection::default(),
+            None => RouteSelection::default(),
         }
     }
 }

@@ -29,8 +29,9 @@ pub mod upstreams;
 
 pub use drivers::{WithRootDrivers, start_root_drivers};
 pub use gateway::{Gateway, GatewayError, Router};
-pub use proxy::{ChainSelector, RequestObserver, Selection, WasmCtx, WasmFilters};
+pub use proxy::{RequestObserver, WasmCtx, WasmFilters};
 pub use upstreams::{GatewayUpstreams, UpstreamCluster};
+pub use wasmbridge_host::{ChainSelector, RouteSelection};
 
 /// The embedded default configuration (`conf/gateway.yaml`).
 pub const DEFAULT_CONFIG: &str = include_str!("../../../conf/gateway.yaml");

@@ -10,38 +10,14 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use wasmbridge_host::{
-    BodyOutcome, FilterChain, HeadersOutcome, HttpStream, LocalReply, LocalResponse, StreamData,
-    StreamInfo, TrailersOutcome,
+    BodyOutcome, ChainSelector, FilterChain, HeadersOutcome, HttpStream, LocalResponse,
+    RouteSelection, StreamData, StreamInfo, TrailersOutcome,
 };
 
 use crate::convert::{
     apply_request, apply_response, apply_trailers, build_response, request_to_list,
     response_to_list, trailers_to_list,
 };
-
-/// What runs for one request: its plugin chain, and optionally a direct response that
-/// replaces proxying.
-#[derive(Debug, Clone, Default)]
-pub struct Selection {
-    /// The route's plugins (`None` or empty: no plugin runs).
-    pub chain: Option<Arc<FilterChain>>,
-    /// A response to send instead of proxying, after the request callbacks continued.
-    pub direct: Option<LocalReply>,
-    /// The route name, for metrics and the `xds.route_name` property.
-    pub route: Option<Arc<str>>,
-    /// The cluster the route forwards to (`xds.cluster_name`).
-    pub cluster: Option<Arc<str>>,
-    /// How many endpoints that cluster has (`upstream.num_endpoints`).
-    pub endpoints: Option<u32>,
-}
-
-/// Picks the plugin chain for a request, from its headers as the client sent them; asked
-/// again after the request-header callbacks when a plugin changed the request headers or
-/// cleared the route cache, to re-select the route (the chain already running stays).
-pub trait ChainSelector: Send + Sync + 'static {
-    /// The selection for `req`.
-    fn select(&self, req: &RequestHeader) -> Selection;
-}
 
 /// Counts requests per route and status.
 pub trait RequestObserver: Send + Sync + 'static {
@@ -120,7 +96,7 @@ fn inet(a: Option<&pingora::protocols::l4::socket::SocketAddr>) -> Option<std::n
     a?.as_inet().copied()
 }
 
-fn stream_info(session: &Session, selection: &Selection) -> StreamInfo {
+fn stream_info(session: &Session, selection: &RouteSelection) -> StreamInfo {
     let protocol = if session.is_http2() {
         "HTTP/2"
     } else if session.req_header().version == http::Version::HTTP_10 {
@@ -148,7 +124,7 @@ fn stream_info(session: &Session, selection: &Selection) -> StreamInfo {
 }
 
 /// Records the route a selection picked in the stream's facts.
-fn routed(info: &mut StreamInfo, selection: &Selection) {
+fn routed(info: &mut StreamInfo, selection: &RouteSelection) {
     info.route_name = selection.route.as_deref().map(str::to_string);
     info.cluster_name = selection.cluster.as_deref().map(str::to_string);
     info.upstream.endpoints = selection.endpoints;

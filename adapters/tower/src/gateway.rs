@@ -2,7 +2,6 @@
 //! Pingora gateway — plugins, clusters, routes with plugin chains, listeners, admin —
 //! as a [`WasmLayer`] over a [`ProxyService`] that forwards to the route's cluster.
 
-use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,12 +20,13 @@ use tokio::net::TcpListener;
 use tower_layer::Layer;
 use tower_service::Service;
 use wasmbridge_config::{Config, RouteAction, RouteConfig, build};
-use wasmbridge_host::{Callouts, FilterChain, HostMetrics, LocalReply, Plugin, Runtime};
+use wasmbridge_host::{
+    Callouts, ChainSelector, FilterChain, HostMetrics, LocalReply, Plugin, RouteSelection, Runtime,
+    request_header,
+};
 
 use crate::body::{BoxError, WasmRequestBody};
-use crate::service::{
-    ChainSelector, ConnectionInfo, ResponseFuture, RouteTarget, Selection, WasmLayer, WasmService,
-};
+use crate::service::{ConnectionInfo, ResponseFuture, RouteTarget, WasmLayer, WasmService};
 use crate::upstreams::{ClientBody, Clusters, TowerUpstreams};
 
 /// Why the gateway could not be built or run.
@@ -108,49 +108,17 @@ impl Routes {
     }
 }
 
-/// A request header's value for route matching: pseudo-headers from the request line,
-/// repeated headers joined with `,`.
-fn request_header<'r>(req: &'r request::Parts, name: &str) -> Option<Cow<'r, [u8]>> {
-    let bytes = |s: &'r str| Some(Cow::Borrowed(s.as_bytes()));
-    match name {
-        ":method" => bytes(req.method.as_str()),
-        ":path" => bytes(req.uri.path_and_query().map_or("/", |p| p.as_str())),
-        ":scheme" => bytes(req.uri.scheme_str().unwrap_or("http")),
-        ":authority" => match req.uri.authority() {
-            Some(a) => bytes(a.as_str()),
-            None => req
-                .headers
-                .get(http::header::HOST)
-                .map(|h| Cow::Borrowed(h.as_bytes())),
-        },
-        _ => {
-            let mut values = req.headers.get_all(name).iter();
-            let first = values.next()?.as_bytes();
-            let mut rest = values.peekable();
-            if rest.peek().is_none() {
-                return Some(Cow::Borrowed(first));
-            }
-            let mut out = first.to_vec();
-            for v in rest {
-                out.push(b',');
-                out.extend_from_slice(v.as_bytes());
-            }
-            Some(Cow::Owned(out))
-        }
-    }
-}
-
 impl ChainSelector for Routes {
-    fn select(&self, req: &request::Parts) -> Selection {
+    fn select(&self, req: &request::Parts) -> RouteSelection {
         match self.find(req) {
-            Some(route) => Selection {
+            Some(route) => RouteSelection {
                 chain: Some(route.chain.clone()),
                 direct: route.direct.clone(),
                 route: Some(route.name.clone()),
                 cluster: route.cluster.as_ref().map(|c| c.0.clone()),
                 endpoints: route.cluster.as_ref().map(|c| c.1),
             },
-            None => Selection::default(),
+            None => RouteSelection::default(),
         }
     }
 }

@@ -37,7 +37,6 @@ pub use gateway::{
     Gateway, GatewayError, GatewayRequestBody, ProxyBody, ProxyService, Routes, serve_listener,
     start_root_drivers,
 };
-pub use service::{
-    ChainSelector, ConnectionInfo, ResponseFuture, RouteTarget, Selection, WasmLayer, WasmService,
-};
+pub use service::{ConnectionInfo, ResponseFuture, RouteTarget, WasmLayer, WasmService};
 pub use upstreams::{ClientBody, Cluster, Clusters, TowerUpstreams};
+pub use wasmbridge_host::{ChainSelector, RouteSelection};

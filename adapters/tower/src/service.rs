@@ -17,7 +17,8 @@ use tokio::sync::oneshot;
 use tower_layer::Layer;
 use tower_service::Service;
 use wasmbridge_host::{
-    FilterChain, HeadersOutcome, LocalReply, LocalResponse, StreamData, StreamInfo,
+    ChainSelector, FilterChain, HeadersOutcome, LocalResponse, RouteSelection, StreamData,
+    StreamInfo,
 };
 
 use crate::body::{BoxError, Early, WasmRequestBody, WasmResponseBody};
@@ -26,41 +27,6 @@ use crate::convert::{
     response_to_list,
 };
 use crate::state::{OpenStreams, Shared};
-
-/// What runs for one request: its plugin chain, and optionally a direct response that
-/// replaces the inner service.
-#[derive(Debug, Clone, Default)]
-pub struct Selection {
-    /// The route's plugins (`None` or empty: no plugin runs).
-    pub chain: Option<Arc<FilterChain>>,
-    /// A response to send instead of calling the inner service, after the request
-    /// callbacks continued.
-    pub direct: Option<LocalReply>,
-    /// The route name (`xds.route_name`).
-    pub route: Option<Arc<str>>,
-    /// The cluster the route forwards to (`xds.cluster_name`).
-    pub cluster: Option<Arc<str>>,
-    /// How many endpoints that cluster has (`upstream.num_endpoints`).
-    pub endpoints: Option<u32>,
-}
-
-/// Picks the plugin chain for a request from its head as the client sent it; asked again
-/// after the request-header callbacks when a plugin changed the request headers or
-/// cleared the route cache (the chain already running stays).
-pub trait ChainSelector: Send + Sync + 'static {
-    /// The selection for a request.
-    fn select(&self, req: &request::Parts) -> Selection;
-}
-
-/// One chain for every request.
-impl ChainSelector for Arc<FilterChain> {
-    fn select(&self, _req: &request::Parts) -> Selection {
-        Selection {
-            chain: Some(self.clone()),
-            ..Selection::default()
-        }
-    }
-}
 
 /// The route a request took, as a request extension for the inner service (the reverse
 /// proxy forwards to `cluster`). Absent when no route matched.
@@ -212,7 +178,7 @@ fn reset<RB>(shared: Option<Shared>) -> Response<WasmResponseBody<RB>> {
     resp
 }
 
-fn stream_info(parts: &request::Parts, selection: &Selection) -> StreamInfo {
+fn stream_info(parts: &request::Parts, selection: &RouteSelection) -> StreamInfo {
     let protocol = match parts.version {
         http::Version::HTTP_2 => "HTTP/2",
         http::Version::HTTP_10 => "HTTP/1.0",
@@ -237,13 +203,13 @@ fn stream_info(parts: &request::Parts, selection: &Selection) -> StreamInfo {
     info
 }
 
-fn routed(info: &mut StreamInfo, selection: &Selection) {
+fn routed(info: &mut StreamInfo, selection: &RouteSelection) {
     info.route_name = selection.route.as_deref().map(str::to_string);
     info.cluster_name = selection.cluster.as_deref().map(str::to_string);
     info.upstream.endpoints = selection.endpoints;
 }
 
-fn target(selection: &Selection) -> RouteTarget {
+fn target(selection: &RouteSelection) -> RouteTarget {
     RouteTarget {
         route: selection.route.clone(),
         cluster: selection.cluster.clone(),

@@ -41,6 +41,7 @@ mod plugin;
 mod policy;
 mod pool;
 mod root;
+mod route;
 mod runtime;
 mod shared;
 mod stream;
@@ -63,6 +64,7 @@ pub use plugin::{FailurePolicy, NodeInfo, Plugin, PluginLoad, PluginSpec};
 pub use policy::{Capabilities, EnvironmentVariables, Redaction};
 pub use pool::{Backoff, Isolation, PoolMetrics, PoolOptions, PoolState, ReplicaState, Selection};
 pub use root::QueueMetrics;
+pub use route::{ChainSelector, RouteSelection, request_header};
 pub use runtime::{
     CompiledModule, EngineError, EngineSettings, EntryStyle, ModuleInfo, PerStreamPool, Runtime,
 };
