@@ -363,7 +363,11 @@ mod tests {
     }
 
     fn case(differences: &[(&str, &str)]) -> Case {
-        let dir = std::env::temp_dir().join(format!("wasmbridge-compare-{}", std::process::id()));
+        // One file per call: the tests run at once.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("wasmbridge-compare-{}-{call}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let file = dir.join("scenario.yaml");
         std::fs::write(&file, "filter: add_header\n").expect("write");
