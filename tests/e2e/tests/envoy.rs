@@ -46,15 +46,17 @@ routes:
     cluster: named
 "#;
 
-/// Runs `wasmbridge envoy-config` on `file` and writes the bootstrap beside it.
-fn envoy_config(file: &Path) -> std::path::PathBuf {
+/// Runs `wasmbridge envoy-config` on `file` and writes the bootstrap into `dir` (never
+/// beside a file of the repository).
+fn envoy_config(file: &Path, dir: &Path) -> std::path::PathBuf {
     let out = wasmbridge(&["envoy-config", &file.display().to_string()]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let bootstrap = file.with_extension("envoy.yaml");
+    let name = file.file_stem().expect("a file name").to_string_lossy();
+    let bootstrap = dir.join(format!("{name}.envoy.yaml"));
     std::fs::write(&bootstrap, &out.stdout).expect("write bootstrap");
     bootstrap
 }
@@ -73,7 +75,7 @@ fn envoy_validates_the_bootstraps_of_the_example_and_a_rich_configuration() {
     )
     .expect("write");
     for file in [repo_root().join("conf/gateway.yaml"), rich] {
-        let bootstrap = envoy_config(&file);
+        let bootstrap = envoy_config(&file, &dir);
         let out = Command::new(&envoy)
             .args(["--mode", "validate", "--log-level", "warning", "-c"])
             .arg(&bootstrap)
@@ -139,7 +141,7 @@ async fn a_request_through_envoy_runs_the_translated_add_header_plugin() {
     let admin = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let file = dir.join("gw.yaml");
     std::fs::write(&file, render(RICH, listen, admin, Some(upstream.addr))).expect("write");
-    let bootstrap = envoy_config(&file);
+    let bootstrap = envoy_config(&file, &dir);
     let envoy = Envoy::spawn(&bin, &bootstrap, listen, admin, &dir)
         .await
         .expect("envoy starts");
