@@ -12,10 +12,10 @@ use pingora::lb::selection::RoundRobin;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 use prometheus::{IntCounterVec, Opts, Registry};
-use wasmbridge_config::{Config, RouteAction, RouteConfig, build};
+use wasmbridge_config::Config;
+use wasmbridge_config::build::{self, Destination};
 use wasmbridge_host::{
-    Callouts, ChainSelector, FilterChain, HostMetrics, LocalReply, Plugin, PoolMetrics,
-    RouteSelection, Runtime, request_header,
+    Callouts, ChainSelector, HostMetrics, Plugin, PoolMetrics, RouteSelection, Runtime,
 };
 
 use crate::admin::admin_service;
@@ -59,59 +59,14 @@ struct Cluster {
     read_timeout: std::time::Duration,
 }
 
-enum Target {
-    Cluster(Arc<Cluster>),
-    Direct(LocalReply),
-}
-
-struct Route {
-    name: Arc<str>,
-    config: RouteConfig,
-    target: Target,
-    chain: Arc<FilterChain>,
-}
-
-/// The routing table: first match wins.
-struct Routes {
-    routes: Vec<Route>,
-}
-
-impl Routes {
-    /// The first route that takes the request, as its headers are now.
-    fn find(&self, req: &http::request::Parts) -> Option<&Route> {
-        self.position(req).map(|i| &self.routes[i])
-    }
-
-    /// The index of [`Routes::find`]'s route.
-    fn position(&self, req: &http::request::Parts) -> Option<usize> {
-        let path = req.uri.path();
-        let header = |name: &str| request_header(req, name);
-        self.routes
-            .iter()
-            .position(|r| r.config.matches(path, &header))
-    }
-}
+/// The gateway's routing table: routes to its clusters.
+type Routes = build::Routes<Arc<Cluster>>;
 
 struct RouteSelector(Arc<Routes>);
 
 impl ChainSelector for RouteSelector {
     fn select(&self, req: &http::request::Parts) -> RouteSelection {
-        match self.0.find(req) {
-            Some(route) => {
-                let (direct, cluster) = match &route.target {
-                    Target::Direct(reply) => (Some(reply.clone()), None),
-                    Target::Cluster(c) => (None, Some(c.clone())),
-                };
-                RouteSelection {
-                    chain: Some(route.chain.clone()),
-                    direct,
-                    route: Some(route.name.clone()),
-                    cluster: cluster.as_ref().map(|c| c.name.clone()),
-                    endpoints: cluster.map(|c| c.endpoints),
-                }
-            }
-            None => RouteSelection::default(),
-        }
+        self.0.select(req, |c| (c.name.clone(), c.endpoints))
     }
 }
 
@@ -160,9 +115,9 @@ impl ProxyHttp for Router {
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
         let route = ctx
-            .and_then(|i| self.routes.routes.get(i))
+            .and_then(|i| self.routes.get(i))
             .ok_or_else(|| pingora::Error::explain(ErrorType::HTTPStatus(404), "no route"))?;
-        let Target::Cluster(cluster) = &route.target else {
+        let Destination::Cluster(cluster) = &route.destination else {
             return Err(pingora::Error::explain(
                 ErrorType::HTTPStatus(500),
                 "route has no cluster",
@@ -246,34 +201,11 @@ impl Gateway {
             config.server.threads,
             |pc| Callouts::new(upstreams.allowing_addresses(pc.callouts.allow_host_port)),
         )?;
-        let plugins: HashMap<&str, Arc<Plugin>> =
-            loaded.iter().map(|p| (p.name(), p.clone())).collect();
-        let mut routes = Vec::new();
-        for rc in &config.routes {
-            let chain = FilterChain::new(
-                rc.plugins
-                    .iter()
-                    .filter_map(|name| plugins.get(name.as_str()).cloned())
-                    .collect(),
-            );
-            let target = match &rc.action {
-                RouteAction::Cluster(name) => match clusters.get(name) {
-                    Some(c) => Target::Cluster(c.clone()),
-                    None => continue,
-                },
-                RouteAction::DirectResponse(d) => Target::Direct(build::direct_reply(d)),
-            };
-            routes.push(Route {
-                name: Arc::from(rc.name.as_str()),
-                config: rc.clone(),
-                target,
-                chain: Arc::new(chain),
-            });
-        }
+        let routes = Routes::new(&config, &loaded, |name| clusters.get(name).cloned());
         registry.register(Box::new(PoolMetrics::new(&loaded)))?;
         Ok(Gateway {
             config,
-            routes: Arc::new(Routes { routes }),
+            routes: Arc::new(routes),
             plugins: loaded,
             upstreams,
             registry,

@@ -19,11 +19,8 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tower_layer::Layer;
 use tower_service::Service;
-use wasmbridge_config::{Config, RouteAction, RouteConfig, build};
-use wasmbridge_host::{
-    Callouts, ChainSelector, FilterChain, HostMetrics, LocalReply, Plugin, RouteSelection, Runtime,
-    request_header,
-};
+use wasmbridge_config::{Config, build};
+use wasmbridge_host::{Callouts, ChainSelector, HostMetrics, Plugin, RouteSelection, Runtime};
 
 use crate::body::{BoxError, WasmRequestBody};
 use crate::service::{ConnectionInfo, ResponseFuture, RouteTarget, WasmLayer, WasmService};
@@ -51,75 +48,29 @@ pub enum GatewayError {
     },
 }
 
-struct Route {
-    name: Arc<str>,
-    config: RouteConfig,
-    direct: Option<LocalReply>,
-    cluster: Option<(Arc<str>, u32)>,
-    chain: Arc<FilterChain>,
-}
-
 /// The routing table of a configuration, as a [`ChainSelector`]: the first route whose
-/// match holds picks the chain, and the cluster or direct response.
-pub struct Routes {
-    routes: Vec<Route>,
-}
+/// match holds picks the chain, and the cluster (its name and endpoint count) or direct
+/// response.
+pub struct Routes(build::Routes<(Arc<str>, u32)>);
 
 impl Routes {
     /// The routes of `config` over its loaded `plugins` (routes to unknown clusters are
     /// left out, as the gateway does).
     pub fn new(config: &Config, plugins: &[Arc<Plugin>]) -> Routes {
-        let mut routes = Vec::new();
-        for rc in &config.routes {
-            let chain = FilterChain::new(
-                rc.plugins
-                    .iter()
-                    .filter_map(|name| plugins.iter().find(|p| p.name() == name).cloned())
-                    .collect(),
-            );
-            let (direct, cluster) = match &rc.action {
-                RouteAction::Cluster(name) => match config.cluster(name) {
-                    Some(c) => (
-                        None,
-                        Some((
-                            Arc::from(name.as_str()),
-                            u32::try_from(c.endpoints.len()).unwrap_or(u32::MAX),
-                        )),
-                    ),
-                    None => continue,
-                },
-                RouteAction::DirectResponse(d) => (Some(build::direct_reply(d)), None),
-            };
-            routes.push(Route {
-                name: Arc::from(rc.name.as_str()),
-                config: rc.clone(),
-                direct,
-                cluster,
-                chain: Arc::new(chain),
-            });
-        }
-        Routes { routes }
-    }
-
-    fn find(&self, req: &request::Parts) -> Option<&Route> {
-        let path = req.uri.path();
-        let header = |name: &str| request_header(req, name);
-        self.routes.iter().find(|r| r.config.matches(path, &header))
+        Routes(build::Routes::new(config, plugins, |name| {
+            config.cluster(name).map(|c| {
+                (
+                    Arc::from(name),
+                    u32::try_from(c.endpoints.len()).unwrap_or(u32::MAX),
+                )
+            })
+        }))
     }
 }
 
 impl ChainSelector for Routes {
     fn select(&self, req: &request::Parts) -> RouteSelection {
-        match self.find(req) {
-            Some(route) => RouteSelection {
-                chain: Some(route.chain.clone()),
-                direct: route.direct.clone(),
-                route: Some(route.name.clone()),
-                cluster: route.cluster.as_ref().map(|c| c.0.clone()),
-                endpoints: route.cluster.as_ref().map(|c| c.1),
-            },
-            None => RouteSelection::default(),
-        }
+        self.0.select(req, |c| c.clone())
     }
 }
 

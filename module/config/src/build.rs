@@ -1,15 +1,16 @@
 //! From a validated [`Config`] to running host objects: the plugins (compiled, loaded with
-//! VM sharing as Envoy does, their limits and pool options from the file) and the route
-//! actions. Every adapter builds its plugins here, so the same file means the same plugins
-//! behind Pingora and behind tower.
+//! VM sharing as Envoy does, their limits and pool options from the file) and the routing
+//! table ([`Routes`]). Every adapter builds its plugins and routes here, so the same file
+//! means the same plugins and the same routing behind Pingora and behind tower.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use wasmbridge_host::{
-    Backoff, Callouts, Capabilities, EngineSettings, EnvironmentVariables, ForeignFunctions,
-    HostMetrics, Isolation, Limits, LoadError, LoadErrorKind, LocalReply, NodeInfo, PerStreamPool,
-    Plugin, PluginLoad, PluginSpec, PoolOptions, Redaction, Runtime,
+    Backoff, Callouts, Capabilities, EngineSettings, EnvironmentVariables, FilterChain,
+    ForeignFunctions, HostMetrics, Isolation, Limits, LoadError, LoadErrorKind, LocalReply,
+    NodeInfo, PerStreamPool, Plugin, PluginLoad, PluginSpec, PoolOptions, Redaction,
+    RouteSelection, Runtime, request_header,
 };
 
 use crate::{Config, DirectResponse, LimitsConfig, PluginConfig};
@@ -193,6 +194,113 @@ pub fn limits(config: &LimitsConfig) -> Limits {
         limits.stack_bytes = bytes;
     }
     limits
+}
+
+/// Where a route sends a request: a cluster (the adapter's handle `C`) or a direct
+/// response.
+#[derive(Debug, Clone)]
+pub enum Destination<C> {
+    /// Forward to this cluster.
+    Cluster(C),
+    /// Answer with this reply instead of forwarding.
+    Direct(LocalReply),
+}
+
+/// One route of the table: its match, plugin chain and destination.
+#[derive(Debug)]
+pub struct Route<C> {
+    /// The route's name (`xds.route_name`, the metrics label).
+    pub name: Arc<str>,
+    /// The route as configured (its match).
+    pub config: crate::RouteConfig,
+    /// Where it sends requests.
+    pub destination: Destination<C>,
+    /// Its plugins.
+    pub chain: Arc<FilterChain>,
+}
+
+/// The routing table of a configuration: the first route whose match holds takes the
+/// request. `C` is how the adapter holds a cluster; routes to clusters it does not have
+/// are left out. Both adapters route through it.
+#[derive(Debug)]
+pub struct Routes<C> {
+    routes: Vec<Route<C>>,
+}
+
+impl<C> Routes<C> {
+    /// The routes of `config` over its loaded `plugins`; `cluster` gives the adapter's
+    /// handle of a cluster by name.
+    pub fn new(
+        config: &Config,
+        plugins: &[Arc<Plugin>],
+        cluster: impl Fn(&str) -> Option<C>,
+    ) -> Routes<C> {
+        let mut routes = Vec::new();
+        for rc in &config.routes {
+            let chain = FilterChain::new(
+                rc.plugins
+                    .iter()
+                    .filter_map(|name| plugins.iter().find(|p| p.name() == name).cloned())
+                    .collect(),
+            );
+            let destination = match &rc.action {
+                crate::RouteAction::Cluster(name) => match cluster(name) {
+                    Some(c) => Destination::Cluster(c),
+                    None => continue,
+                },
+                crate::RouteAction::DirectResponse(d) => Destination::Direct(direct_reply(d)),
+            };
+            routes.push(Route {
+                name: Arc::from(rc.name.as_str()),
+                config: rc.clone(),
+                destination,
+                chain: Arc::new(chain),
+            });
+        }
+        Routes { routes }
+    }
+
+    /// The index of the first route that takes the request, as its head is now.
+    pub fn position(&self, req: &http::request::Parts) -> Option<usize> {
+        let path = req.uri.path();
+        let header = |name: &str| request_header(req, name);
+        self.routes
+            .iter()
+            .position(|r| r.config.matches(path, &header))
+    }
+
+    /// The route at `index` (from [`Routes::position`]).
+    pub fn get(&self, index: usize) -> Option<&Route<C>> {
+        self.routes.get(index)
+    }
+
+    /// The first route that takes the request.
+    pub fn find(&self, req: &http::request::Parts) -> Option<&Route<C>> {
+        self.position(req).and_then(|i| self.get(i))
+    }
+
+    /// What runs for the request: its route's chain and destination; `about` gives a
+    /// cluster's name and endpoint count.
+    pub fn select(
+        &self,
+        req: &http::request::Parts,
+        about: impl Fn(&C) -> (Arc<str>, u32),
+    ) -> RouteSelection {
+        let Some(route) = self.find(req) else {
+            return RouteSelection::default();
+        };
+        let (direct, cluster) = match &route.destination {
+            Destination::Direct(reply) => (Some(reply.clone()), None),
+            Destination::Cluster(c) => (None, Some(about(c))),
+        };
+        RouteSelection {
+            chain: Some(route.chain.clone()),
+            direct,
+            route: Some(route.name.clone()),
+            endpoints: cluster.as_ref().map(|c| c.1),
+            cluster: cluster.map(|c| c.0),
+        }
+    }
 }
 
 /// A route's `direct_response` as the host's reply.
