@@ -14,9 +14,7 @@ use pingora::server::configuration::ServerConf;
 use prometheus::{IntCounterVec, Opts, Registry};
 use wasmbridge_config::Config;
 use wasmbridge_config::build::{self, Destination};
-use wasmbridge_host::{
-    Callouts, ChainSelector, HostMetrics, Plugin, PoolMetrics, RouteSelection, Runtime,
-};
+use wasmbridge_host::{Callouts, ChainSelector, Plugin, PoolMetrics, RouteSelection};
 
 use crate::admin::admin_service;
 use crate::drivers::WithRootDrivers;
@@ -156,15 +154,7 @@ impl Gateway {
     /// every plugin (one VM replica per worker thread; its callouts go to the clusters) and
     /// builds the routing table.
     pub fn build(config: Config) -> Result<Gateway, GatewayError> {
-        let mut runtime = Runtime::new()?;
-        if let Some(dir) = &config.server.compile_cache {
-            runtime = runtime.with_compile_cache(dir);
-        }
-        let registry = Registry::new();
-        let host_metrics = HostMetrics::register(&registry)?;
-        registry.register(Box::new(runtime.guest_metrics()))?;
-        registry.register(Box::new(runtime.queue_metrics()))?;
-        registry.register(Box::new(runtime.compile_cache_metrics()))?;
+        let (runtime, registry, host_metrics) = build::runtime(&config)?;
         let mut clusters: HashMap<String, Arc<Cluster>> = HashMap::new();
         for cc in &config.clusters {
             let lb =

@@ -119,15 +119,8 @@ fn stream_info(session: &Session, selection: &RouteSelection) -> StreamInfo {
         started: Some(Instant::now()),
         ..StreamInfo::default()
     };
-    routed(&mut info, selection);
+    selection.record(&mut info);
     info
-}
-
-/// Records the route a selection picked in the stream's facts.
-fn routed(info: &mut StreamInfo, selection: &RouteSelection) {
-    info.route_name = selection.route.as_deref().map(str::to_string);
-    info.cluster_name = selection.cluster.as_deref().map(str::to_string);
-    info.upstream.endpoints = selection.endpoints;
 }
 
 /// An id for the downstream connection (`connection.id`): the same for every request on
@@ -239,7 +232,7 @@ where
                     // The route is chosen again from the headers as the plugins left them
                     // (what `clear_route_cache` asks for); the running chain stays.
                     let again = self.selector.select(session.req_header());
-                    routed(&mut stream.data_mut().info, &again);
+                    again.record(&mut stream.data_mut().info);
                     ctx.route = again.route.clone();
                     direct = again.direct;
                 }

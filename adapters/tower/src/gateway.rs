@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tower_layer::Layer;
 use tower_service::Service;
 use wasmbridge_config::{Config, build};
-use wasmbridge_host::{Callouts, ChainSelector, HostMetrics, Plugin, RouteSelection, Runtime};
+use wasmbridge_host::{Callouts, ChainSelector, Plugin, RouteSelection};
 
 use crate::body::{BoxError, WasmRequestBody};
 use crate::service::{ConnectionInfo, ResponseFuture, RouteTarget, WasmLayer, WasmService};
@@ -224,14 +224,8 @@ impl Gateway {
     /// replicas each unless `pool.replicas` says otherwise; callouts to the clusters — and
     /// builds the routing table.
     pub fn build(config: Config) -> Result<Gateway, GatewayError> {
-        let mut runtime = Runtime::new()?;
-        if let Some(dir) = &config.server.compile_cache {
-            runtime = runtime.with_compile_cache(dir);
-        }
-        let registry = Registry::new();
-        let host_metrics = HostMetrics::register(&registry)?;
-        registry.register(Box::new(runtime.guest_metrics()))?;
-        registry.register(Box::new(runtime.queue_metrics()))?;
+        // The same runtime and host metrics as the Pingora gateway (compile cache included).
+        let (runtime, registry, host_metrics) = build::runtime(&config)?;
         let clusters = Clusters::from_config(&config.clusters);
         let plugins = build::load_plugins(
             &config,

@@ -199,14 +199,8 @@ fn stream_info(parts: &request::Parts, selection: &RouteSelection) -> StreamInfo
         started: Some(Instant::now()),
         ..StreamInfo::default()
     };
-    routed(&mut info, selection);
+    selection.record(&mut info);
     info
-}
-
-fn routed(info: &mut StreamInfo, selection: &RouteSelection) {
-    info.route_name = selection.route.as_deref().map(str::to_string);
-    info.cluster_name = selection.cluster.as_deref().map(str::to_string);
-    info.upstream.endpoints = selection.endpoints;
 }
 
 fn target(selection: &RouteSelection) -> RouteTarget {
@@ -273,7 +267,7 @@ where
                 // The route is chosen again from the headers as the plugins left them;
                 // the running chain stays.
                 route = layer.selector.select(&parts);
-                routed(&mut state.stream.data_mut().info, &route);
+                route.record(&mut state.stream.data_mut().info);
                 direct = route.direct.clone();
             }
             if let Some(direct) = direct {

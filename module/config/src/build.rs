@@ -24,6 +24,27 @@ pub enum BuildError {
     /// A plugin could not be loaded; the message names plugin, module and reason.
     #[error(transparent)]
     Plugin(#[from] LoadError),
+    /// The host's metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// The runtime a configuration's plugins run on (with `server.compile_cache` when set),
+/// a registry with the host's metrics on it — plugin calls, guest-defined metrics, shared
+/// queues, the compile cache — and the plugin metric handles to load plugins with.
+pub fn runtime(
+    config: &Config,
+) -> Result<(Runtime, prometheus::Registry, HostMetrics), BuildError> {
+    let mut runtime = Runtime::new()?;
+    if let Some(dir) = &config.server.compile_cache {
+        runtime = runtime.with_compile_cache(dir);
+    }
+    let registry = prometheus::Registry::new();
+    let host_metrics = HostMetrics::register(&registry)?;
+    registry.register(Box::new(runtime.guest_metrics()))?;
+    registry.register(Box::new(runtime.queue_metrics()))?;
+    registry.register(Box::new(runtime.compile_cache_metrics()))?;
+    Ok((runtime, registry, host_metrics))
 }
 
 /// The node identity of the file's `node` section.

@@ -23,6 +23,16 @@ pub struct RouteSelection {
     pub endpoints: Option<u32>,
 }
 
+impl RouteSelection {
+    /// Records the route it picked in a stream's facts (`xds.route_name`,
+    /// `xds.cluster_name`, `upstream.num_endpoints`).
+    pub fn record(&self, info: &mut crate::StreamInfo) {
+        info.route_name = self.route.as_deref().map(str::to_string);
+        info.cluster_name = self.cluster.as_deref().map(str::to_string);
+        info.upstream.endpoints = self.endpoints;
+    }
+}
+
 /// Picks the plugin chain for a request from its head as the client sent it; asked again
 /// after the request-header callbacks when a plugin changed the request headers or
 /// cleared the route cache, to re-select the route (the chain already running stays).
