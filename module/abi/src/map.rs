@@ -191,27 +191,25 @@ pub fn serialize_pairs<'a>(
 /// Serializes `pairs` into `out`, which must be exactly [`serialized_len`] bytes (for
 /// example a region just allocated in guest memory). No pairs need an empty `out`.
 pub fn serialize_pairs_into<'a>(
-    pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])> + Clone,
     out: &mut [u8],
 ) -> Result<(), MapError> {
-    // The length table precedes the data, so the pairs are needed twice; collecting the
-    // slice pairs is cheaper than demanding `Clone` of every caller's iterator.
-    let pairs: Vec<Pair<'a>> = pairs.into_iter().collect();
-    let expected = serialized_len(pairs.iter().copied());
+    // The length table precedes the data, so the pairs are walked twice (measured, then
+    // written) rather than collected: no allocation.
+    let (count, expected) = measure(pairs.clone());
     if out.len() != expected {
         return Err(MapError::OutputSize {
             expected,
             actual: out.len(),
         });
     }
-    if pairs.is_empty() {
+    if count == 0 {
         return Ok(());
     }
-    let count =
-        u32::try_from(pairs.len()).map_err(|_| MapError::CountOverflow { count: pairs.len() })?;
-    out[..4].copy_from_slice(&count.to_le_bytes());
+    let count_u32 = u32::try_from(count).map_err(|_| MapError::CountOverflow { count })?;
+    out[..4].copy_from_slice(&count_u32.to_le_bytes());
     let mut table = 4;
-    let mut data = 4 + 8 * pairs.len();
+    let mut data = 4 + 8 * count;
     for (pair, (key, value)) in pairs.into_iter().enumerate() {
         for (part, bytes) in [(MapPart::Key, key), (MapPart::Value, value)] {
             let part_len = u32::try_from(bytes.len()).map_err(|_| MapError::LengthOverflow {

@@ -178,7 +178,10 @@ fn hostcalls(c: &mut Criterion) {
     }
 
     let body = Bytes::from(vec![b'x'; BODY]);
-    for (name, op, k) in [("get_body_64k", GET_BODY, 8), ("set_body_64k", SET_BODY, 8)] {
+    for (name, op, k) in [
+        ("get_body_64k", GET_BODY, 32),
+        ("set_body_64k", SET_BODY, 32),
+    ] {
         let chain = FilterChain::new(vec![plugin(&runtime, name, NOTHING, op, k)]);
         per_call_in_body(&chain, &body, k, 1);
         group.bench_function(name, |b| {

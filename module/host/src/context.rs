@@ -454,7 +454,7 @@ pub(crate) struct HostState {
     /// The plugin whose context the current call runs in (its tenant's).
     pub plugin: Arc<PluginInfo>,
     pub memory: Option<Memory>,
-    pub allocator: Option<TypedFunc<i32, i32>>,
+    pub allocator: Option<std::sync::Arc<TypedFunc<i32, i32>>>,
     pub root_context_id: u32,
     pub next_context_id: u32,
     /// Live stream contexts of this VM and where to signal them.

@@ -53,11 +53,21 @@ impl MapCaps {
     }
 }
 
-fn lower(name: &[u8]) -> Bytes {
+/// `name` lower-cased, borrowed when it is already: the form entries are stored in, so
+/// that a lookup compares bytes (`==`, a length check and a `memcmp`) instead of folding
+/// the case of every entry it passes.
+fn key(name: &[u8]) -> Cow<'_, [u8]> {
     if name.iter().any(u8::is_ascii_uppercase) {
-        Bytes::from(name.to_ascii_lowercase())
+        Cow::Owned(name.to_ascii_lowercase())
     } else {
-        Bytes::copy_from_slice(name)
+        Cow::Borrowed(name)
+    }
+}
+
+fn lower(name: &[u8]) -> Bytes {
+    match key(name) {
+        Cow::Owned(lowered) => Bytes::from(lowered),
+        Cow::Borrowed(name) => Bytes::copy_from_slice(name),
     }
 }
 
@@ -76,9 +86,10 @@ impl HeaderList {
 
     /// The first value of `name` (case-insensitive).
     pub fn get(&self, name: &[u8]) -> Option<&Bytes> {
+        let name = key(name);
         self.entries
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .find(|(k, _)| k[..] == name[..])
             .map(|(_, v)| v)
     }
 
@@ -86,10 +97,11 @@ impl HeaderList {
     /// header (`request.headers.<name>`, route header matching); borrowed when it occurs
     /// once.
     pub fn joined(&self, name: &[u8]) -> Option<Cow<'_, [u8]>> {
+        let name = key(name);
         let mut values = self
             .entries
             .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .filter(|(k, _)| k[..] == name[..])
             .map(|(_, v)| &v[..]);
         let first = values.next()?;
         let Some(second) = values.next() else {
@@ -139,16 +151,21 @@ impl HeaderList {
         self.modified = true;
     }
 
-    /// [`HeaderList::add`] unless that grows the map past `caps`; the map is unchanged then.
+    /// [`HeaderList::add`] of bytes the caller owns (copied out of guest memory), kept
+    /// without another copy, unless that grows the map past `caps`; the map is unchanged
+    /// then.
     pub(crate) fn try_add(
         &mut self,
-        name: &[u8],
-        value: &[u8],
+        mut name: Vec<u8>,
+        value: Vec<u8>,
         caps: MapCaps,
     ) -> Result<(), OverCap> {
         let after = (self.len() + 1, self.bytes + name.len() + value.len());
         caps.allow(self.size(), after)?;
-        self.add(name, value);
+        name.make_ascii_lowercase();
+        self.bytes += name.len() + value.len();
+        self.entries.push((Bytes::from(name), Bytes::from(value)));
+        self.modified = true;
         Ok(())
     }
 
@@ -156,18 +173,15 @@ impl HeaderList {
     /// appended when absent (`proxy_replace_header_map_value`).
     pub fn replace(&mut self, name: &[u8], value: &[u8]) {
         let value = Bytes::copy_from_slice(value);
-        match self
-            .entries
-            .iter()
-            .position(|(k, _)| k.eq_ignore_ascii_case(name))
-        {
+        let name = &key(name)[..];
+        match self.entries.iter().position(|(k, _)| k[..] == *name) {
             Some(first) => {
                 self.bytes = self.bytes - self.entries[first].1.len() + value.len();
                 self.entries[first].1 = value;
                 let mut index = 0;
                 let mut removed = 0;
                 self.entries.retain(|(k, v)| {
-                    let keep = index <= first || !k.eq_ignore_ascii_case(name);
+                    let keep = index <= first || k[..] != *name;
                     index += 1;
                     if !keep {
                         removed += k.len() + v.len();
@@ -178,7 +192,7 @@ impl HeaderList {
             }
             None => {
                 self.bytes += name.len() + value.len();
-                self.entries.push((lower(name), value));
+                self.entries.push((Bytes::copy_from_slice(name), value));
             }
         }
         self.modified = true;
@@ -193,11 +207,8 @@ impl HeaderList {
         caps: MapCaps,
     ) -> Result<(), OverCap> {
         let (mut count, mut bytes) = (0, 0);
-        for (k, v) in self
-            .entries
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-        {
+        let lowered = key(name);
+        for (k, v) in self.entries.iter().filter(|(k, _)| k[..] == lowered[..]) {
             count += 1;
             bytes += k.len() + v.len();
         }
@@ -212,9 +223,10 @@ impl HeaderList {
 
     /// Removes every occurrence of `name` (`proxy_remove_header_map_value`).
     pub fn remove(&mut self, name: &[u8]) {
+        let name = &key(name)[..];
         let mut removed = 0;
         self.entries.retain(|(k, v)| {
-            let keep = !k.eq_ignore_ascii_case(name);
+            let keep = k[..] != *name;
             if !keep {
                 removed += k.len() + v.len();
             }
@@ -261,6 +273,38 @@ impl HeaderList {
             self.push(k, v);
         }
         Ok(())
+    }
+
+    /// The length of the map in Proxy-Wasm's serialized form (count, length table, each
+    /// name and value NUL-terminated), from the sizes the map keeps: no walk. 0 when empty.
+    pub(crate) fn serialized_len(&self) -> usize {
+        match self.entries.len() {
+            0 => 0,
+            n => 4 + 10 * n + self.bytes,
+        }
+    }
+
+    /// Writes the map in serialized form into `out`, which is [`Self::serialized_len`]
+    /// bytes (a region of guest memory): one pass, table and data written side by side.
+    /// Entries whose name or value is 4 GiB or longer cannot be in a map (the limits are
+    /// far below), so the lengths fit the table's u32s.
+    pub(crate) fn serialize_into(&self, out: &mut [u8]) {
+        debug_assert_eq!(out.len(), self.serialized_len());
+        if self.entries.is_empty() {
+            return;
+        }
+        out[..4].copy_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        let (table, data) = out[4..].split_at_mut(8 * self.entries.len());
+        let mut at = 0;
+        for ((k, v), lens) in self.entries.iter().zip(table.chunks_exact_mut(8)) {
+            lens[..4].copy_from_slice(&(k.len() as u32).to_le_bytes());
+            lens[4..].copy_from_slice(&(v.len() as u32).to_le_bytes());
+            for part in [k, v] {
+                data[at..at + part.len()].copy_from_slice(part);
+                data[at + part.len()] = 0;
+                at += part.len() + 1;
+            }
+        }
     }
 
     /// Summed byte length of names and values (Envoy's `proxy_get_header_map_size`).

@@ -141,6 +141,11 @@ impl Policy {
     }
 
     /// Whether request header `name` is redacted (case-insensitive).
+    /// Whether any request header is redacted.
+    pub(crate) fn redacts_headers(&self) -> bool {
+        !self.headers.is_empty()
+    }
+
     pub(crate) fn header_hidden(&self, name: &[u8]) -> bool {
         self.headers.iter().any(|h| h.eq_ignore_ascii_case(name))
     }

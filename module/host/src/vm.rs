@@ -224,7 +224,7 @@ impl Vm {
         let allocator_fn = instance
             .get_typed_func::<i32, i32>(&mut *store, allocator)
             .map_err(|e| sig(allocator, e))?;
-        store.data_mut().allocator = Some(allocator_fn);
+        store.data_mut().allocator = Some(std::sync::Arc::new(allocator_fn));
 
         macro_rules! typed {
             ($name:literal) => {

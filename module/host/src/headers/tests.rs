@@ -92,13 +92,13 @@ fn changes_past_a_cap_are_refused_and_leave_the_map_alone() {
     };
     let mut h = list();
     assert_eq!(
-        h.try_add(b"x-c", b"12", caps),
+        h.try_add(b"x-c".to_vec(), b"12".to_vec(), caps),
         Ok(()),
         "exactly at both caps"
     );
     assert_eq!((h.len(), h.byte_size()), (5, 24));
     let full = h.clone();
-    assert_eq!(h.try_add(b"x-d", b"", caps), Err(OverCap::Pairs(6)));
+    assert_eq!(h.try_add(b"x-d".to_vec(), Vec::new(), caps), Err(OverCap::Pairs(6)));
     assert_eq!(h, full);
     // Two `x-a` (8 bytes) become one of 3 + 10.
     assert_eq!(
@@ -130,7 +130,7 @@ fn a_map_over_a_cap_may_still_shrink() {
         h.push(name, "1");
     }
     let five = h.clone();
-    assert_eq!(h.try_add(b"f", b"1", caps), Err(OverCap::Pairs(6)));
+    assert_eq!(h.try_add(b"f".to_vec(), b"1".to_vec(), caps), Err(OverCap::Pairs(6)));
     assert_eq!(h, five);
     assert_eq!(
         h.try_replace(b"a", b"longer", caps),
@@ -144,4 +144,42 @@ fn a_map_over_a_cap_may_still_shrink() {
         "fewer, though over the cap"
     );
     assert_eq!(h.len(), 4);
+}
+
+#[test]
+fn a_map_serializes_itself_as_the_codec_does() {
+    let mut h = list();
+    h.add(b"X-Added", b"");
+    h.try_add(
+        b"X-Owned".to_vec(),
+        b"value".to_vec(),
+        MapCaps {
+            bytes: 1 << 20,
+            pairs: 100,
+        },
+    )
+    .unwrap();
+    let pairs: Vec<(&[u8], &[u8])> = h.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+    let expected = wasmbridge_abi::serialize_pairs(pairs.iter().copied());
+    assert_eq!(h.serialized_len(), expected.len());
+    let mut out = vec![0xAA; h.serialized_len()];
+    h.serialize_into(&mut out);
+    assert_eq!(out, expected);
+    assert_eq!(h.get(b"x-owned").map(|v| &v[..]), Some(&b"value"[..]));
+
+    let empty = HeaderList::new();
+    assert_eq!(empty.serialized_len(), 0);
+    empty.serialize_into(&mut []);
+}
+
+#[test]
+fn lookups_find_names_in_any_case_and_the_stored_name_is_lower_case() {
+    let mut h = list();
+    h.replace(b"X-B", b"two");
+    assert_eq!(h.get(b"x-B").map(|v| &v[..]), Some(&b"two"[..]));
+    h.replace(b"X-New", b"n");
+    assert!(h.iter().any(|(k, _)| &k[..] == b"x-new"));
+    h.remove(b"X-A");
+    assert_eq!(h.get(b"x-a"), None);
+    assert_eq!(h.joined(b"X-NEW").as_deref(), Some(&b"n"[..]));
 }

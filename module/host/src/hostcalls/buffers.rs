@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use wasmbridge_abi::{BufferType, Status};
 use wasmtime::Caller;
 
-use super::{HResult, Registrar, read_bytes, return_bytes, status, write_u32};
+use super::{HResult, Registrar, memory, return_bytes, return_filled, status, write_u32};
 use crate::context::{HostState, Phase};
 use crate::limits::Cap;
 
@@ -80,8 +80,14 @@ fn get_buffer_bytes(
         let ty = BufferType::try_from(ty as u32)?;
         let bytes = match readable(caller.data(), ty)? {
             Readable::Body => {
+                // Copied once, from the body straight into the guest's allocation.
                 let body = &caller.data().stream().ok_or(Status::NotFound)?.body;
-                Bytes::copy_from_slice(clamp(body, start as u32, max_size as u32))
+                let len = clamp(body, start as u32, max_size as u32).len();
+                return return_filled(&mut caller, len, ret_ptr, ret_size, |state, out| {
+                    let body = &state.stream().ok_or(Status::NotFound)?.body;
+                    out.copy_from_slice(clamp(body, start as u32, max_size as u32));
+                    Ok(())
+                });
             }
             Readable::Fixed(config) => {
                 config.slice_ref(clamp(&config, start as u32, max_size as u32))
@@ -161,8 +167,12 @@ fn set_buffer_bytes(
             }
             Err(_) => return Err(Status::BadArgument.into()),
         }
-        let data = read_bytes(&caller, data_ptr, data_size)?;
-        let state = caller.data_mut();
+        // The guest's bytes are copied once, straight into the body.
+        let (mem, state) = memory(&caller)?.data_and_store_mut(&mut caller);
+        let from = data_ptr as u32 as usize;
+        let data = mem
+            .get(from..from + data_size as u32 as usize)
+            .ok_or(Status::InvalidMemoryAccess)?;
         let cap = usize::try_from(state.plugin.limits.body_bytes).unwrap_or(usize::MAX);
         let len = state.stream().ok_or(Status::NotFound)?.body.len();
         if let Some(after) = edited_len(len, start as u32, size as u32, data.len())
@@ -180,7 +190,7 @@ fn set_buffer_bytes(
             return Err(Status::BadArgument.into());
         }
         let stream = state.stream_mut().ok_or(Status::NotFound)?;
-        edit(&mut stream.body, start as u32, size as u32, &data)?;
+        edit(&mut stream.body, start as u32, size as u32, data)?;
         Ok(())
     })
 }

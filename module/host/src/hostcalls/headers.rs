@@ -16,10 +16,14 @@
 //! absent, and a write that names one is refused with INTERNAL_FAILURE
 //! ([`crate::policy::refuse`]); `set_header_map_pairs` keeps them as they are.
 
-use wasmbridge_abi::{AbiVersion, MapType, Status, deserialize_pairs, serialize_pairs};
+use wasmbridge_abi::{
+    AbiVersion, MapType, Status, deserialize_pairs, serialize_pairs_into, serialized_len,
+};
 use wasmtime::Caller;
 
-use super::{HResult, Registrar, read_bytes, return_bytes, status, write_u32};
+use super::{
+    HResult, Registrar, guest_bytes, read_bytes, return_bytes, return_filled, status, write_u32,
+};
 use crate::context::{HostState, Phase};
 use crate::headers::{HeaderList, MapCaps, OverCap};
 use crate::limits::Cap;
@@ -205,6 +209,22 @@ fn capped(
 
 /// `proxy_get_header_map_pairs(type, ret_ptr_ptr, ret_size_ptr)` — all versions. OK with
 /// every pair in order (an unavailable map is OK + empty); BAD_ARGUMENT for an unknown type.
+/// Map `ty`, when the plugin may read it now.
+fn whole(state: &HostState, ty: MapType) -> Option<&HeaderList> {
+    access(state, ty).and(map(state, ty))
+}
+
+/// The pairs of map `ty` the plugin may see now: none when the map is unavailable, and
+/// not the redacted headers.
+fn visible(state: &HostState, ty: MapType) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
+    access(state, ty)
+        .and(map(state, ty))
+        .into_iter()
+        .flat_map(|list| list.iter())
+        .filter(move |(k, _)| !hidden(state, ty, k))
+        .map(|(k, v)| (&k[..], &v[..]))
+}
+
 fn get_header_map_pairs(
     mut caller: Caller<'_, HostState>,
     ty: i32,
@@ -213,16 +233,23 @@ fn get_header_map_pairs(
 ) -> wasmtime::Result<i32> {
     status(|| -> HResult {
         let ty = MapType::try_from(ty as u32)?;
+        // Serialized straight into guest memory: measured first, then written.
         let state = caller.data();
-        let bytes = match (access(state, ty), map(state, ty)) {
-            (Some(_), Some(list)) => serialize_pairs(
-                list.iter()
-                    .filter(|(k, _)| !hidden(state, ty, k))
-                    .map(|(k, v)| (&k[..], &v[..])),
-            ),
-            _ => Vec::new(),
-        };
-        return_bytes(&mut caller, &bytes, ret_ptr, ret_size)
+        if ty == MapType::HttpRequestHeaders && state.plugin.policy.redacts_headers() {
+            let len = serialized_len(visible(state, ty));
+            return return_filled(&mut caller, len, ret_ptr, ret_size, |state, out| {
+                serialize_pairs_into(visible(state, ty), out)
+                    .map_err(|_| Status::InternalFailure.into())
+            });
+        }
+        // Nothing hidden: the map knows its serialized size and writes itself in one pass.
+        let len = whole(state, ty).map_or(0, HeaderList::serialized_len);
+        return_filled(&mut caller, len, ret_ptr, ret_size, |state, out| {
+            if let Some(list) = whole(state, ty) {
+                list.serialize_into(out);
+            }
+            Ok(())
+        })
     })
 }
 
@@ -270,14 +297,14 @@ fn get_header_map_value(
 ) -> wasmtime::Result<i32> {
     status(|| -> HResult {
         let ty = MapType::try_from(ty as u32)?;
-        let key = read_bytes(&caller, key_ptr, key_len)?;
+        let key = guest_bytes(&caller, key_ptr, key_len)?;
         let state = caller.data();
         if access(state, ty).is_none() {
             return Err(unavailable(state).into());
         }
         let value = map(state, ty)
-            .filter(|_| !hidden(state, ty, &key))
-            .and_then(|m| m.get(&key))
+            .filter(|_| !hidden(state, ty, key))
+            .and_then(|m| m.get(key))
             .cloned();
         match value {
             Some(v) => return_bytes(&mut caller, &v, ret_ptr, ret_size),
@@ -307,7 +334,7 @@ fn add_header_map_value(
         let state = caller.data_mut();
         may_write(state, ty, std::iter::once(&key[..]))?;
         capped(state, ty, "proxy_add_header_map_value", |map, caps| {
-            map.try_add(&key, &value, caps)
+            map.try_add(key, value, caps)
         })
     })
 }

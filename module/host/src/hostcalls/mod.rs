@@ -189,10 +189,27 @@ pub(crate) fn add_to_linker(
 
 // ---- guest memory helpers -------------------------------------------------------------
 
-fn memory(caller: &Caller<'_, HostState>) -> HResult<wasmtime::Memory> {
+pub(crate) fn memory(caller: &Caller<'_, HostState>) -> HResult<wasmtime::Memory> {
     caller
         .data()
         .memory
+        .ok_or(Fault::Status(Status::InvalidMemoryAccess))
+}
+
+/// The `len` bytes at `ptr` in guest memory, borrowed: for a hostcall that only reads
+/// them while it looks at the host's state (a header lookup), without a copy.
+pub(crate) fn guest_bytes<'a>(
+    caller: &'a Caller<'_, HostState>,
+    ptr: i32,
+    len: i32,
+) -> HResult<&'a [u8]> {
+    let mem = memory(caller)?;
+    let start = ptr as u32 as usize;
+    let end = start
+        .checked_add(len as u32 as usize)
+        .ok_or(Status::InvalidMemoryAccess)?;
+    mem.data(caller)
+        .get(start..end)
         .ok_or(Fault::Status(Status::InvalidMemoryAccess))
 }
 
@@ -265,6 +282,8 @@ pub(crate) fn return_bytes(
         write_u32(caller, ret_ptr, 0)?;
         return write_u32(caller, ret_size, 0);
     }
+    // An `Arc`: cloning a `TypedFunc` itself clones its registered type, which costs
+    // more than the rest of a small hostcall.
     let allocator = caller
         .data()
         .allocator
@@ -275,9 +294,58 @@ pub(crate) fn return_bytes(
     if ptr == 0 {
         return Err(Status::InvalidMemoryAccess.into());
     }
-    write_at(caller, ptr as u32, data)?;
-    write_u32(caller, ret_ptr, ptr as u32)?;
-    write_u32(caller, ret_size, data.len() as u32)
+    // One look at the memory for the three writes.
+    let mem = memory(caller)?.data_mut(caller);
+    let mut put = |at: u32, bytes: &[u8]| -> HResult {
+        let start = at as usize;
+        mem.get_mut(start..start + bytes.len())
+            .ok_or(Status::InvalidMemoryAccess)?
+            .copy_from_slice(bytes);
+        Ok(())
+    };
+    put(ptr as u32, data)?;
+    put(ret_ptr as u32, &(ptr as u32).to_le_bytes())?;
+    put(ret_size as u32, &(data.len() as u32).to_le_bytes())
+}
+
+/// Returns `len` bytes to the guest that `fill` writes straight into the region the guest
+/// allocator gave, reading the host state beside it: no host-side buffer. `fill` gets
+/// exactly `len` bytes. Zero `len` is pointer 0 / size 0 with no allocation.
+pub(crate) fn return_filled(
+    caller: &mut Caller<'_, HostState>,
+    len: usize,
+    ret_ptr: i32,
+    ret_size: i32,
+    fill: impl FnOnce(&HostState, &mut [u8]) -> HResult,
+) -> HResult {
+    if len == 0 {
+        write_u32(caller, ret_ptr, 0)?;
+        return write_u32(caller, ret_size, 0);
+    }
+    let allocator = caller
+        .data()
+        .allocator
+        .clone()
+        .ok_or(Status::InvalidMemoryAccess)?;
+    let size = i32::try_from(len).map_err(|_| Status::InvalidMemoryAccess)?;
+    let ptr = allocator.call(&mut *caller, size).map_err(Fault::Trap)?;
+    if ptr == 0 {
+        return Err(Status::InvalidMemoryAccess.into());
+    }
+    let (mem, state) = memory(caller)?.data_and_store_mut(&mut *caller);
+    let region = |at: u32, len: usize| (at as usize)..(at as usize + len);
+    let (ptr, ret_ptr, ret_size) = (ptr as u32, ret_ptr as u32, ret_size as u32);
+    fill(
+        state,
+        mem.get_mut(region(ptr, len))
+            .ok_or(Status::InvalidMemoryAccess)?,
+    )?;
+    for (at, value) in [(ret_ptr, ptr), (ret_size, len as u32)] {
+        mem.get_mut(region(at, 4))
+            .ok_or(Status::InvalidMemoryAccess)?
+            .copy_from_slice(&value.to_le_bytes());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -302,7 +302,10 @@ fn report(target: &std::path::Path, out: &std::path::Path) -> Result<()> {
                     verdict(idle <= 64.0).into(),
                 ],
             ];
-            md.push_str(&chart::table(&["what", "resident", "goal", "verdict"], &rows));
+            md.push_str(&chart::table(
+                &["what", "resident", "goal", "verdict"],
+                &rows,
+            ));
         }
         None => md.push_str("Not run.\n"),
     }
