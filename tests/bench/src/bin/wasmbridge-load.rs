@@ -48,7 +48,8 @@ struct Args {
     /// skipped with a note when it is not installed].
     #[arg(long)]
     proxies: Option<String>,
-    /// Cases, comma-separated: none, noop, add_header, chain3, body64k, auth [default: all].
+    /// Cases, comma-separated: none, none64k, noop, add_header, chain3, body64k, auth
+    /// [default: all]; each brings its no-plugin baseline (none, or none64k for body64k).
     #[arg(long)]
     cases: Option<String>,
     /// wrk connections.
@@ -106,6 +107,7 @@ fn run(args: Args) -> Result<()> {
     if let Some(cases) = &args.cases {
         settings.cases = parse_list(cases, &Case::ALL).context("--cases")?;
     }
+    settings.cases = wasmbridge_bench::load::with_baselines(&settings.cases);
     if settings.rounds == 0 || settings.duration_s == 0 || settings.connections == 0 {
         bail!("--rounds, --duration and --connections must be at least 1");
     }

@@ -37,6 +37,8 @@ pub enum Proxy {
 pub enum Case {
     /// No plugin: each proxy's baseline.
     None,
+    /// No plugin, `GET /64k`: the baseline of [`Case::Body64k`].
+    None64k,
     /// `filters/noop`: every callback continues.
     Noop,
     /// `filters/add_header` adding one response header.
@@ -68,8 +70,9 @@ impl Proxy {
 }
 
 impl Case {
-    pub const ALL: [Case; 6] = [
+    pub const ALL: [Case; 7] = [
         Case::None,
+        Case::None64k,
         Case::Noop,
         Case::AddHeader,
         Case::Chain3,
@@ -80,6 +83,7 @@ impl Case {
     pub fn name(self) -> &'static str {
         match self {
             Case::None => "none",
+            Case::None64k => "none64k",
             Case::Noop => "noop",
             Case::AddHeader => "add_header",
             Case::Chain3 => "chain3",
@@ -91,7 +95,7 @@ impl Case {
     /// The upstream path the case's requests ask for.
     pub fn path(self) -> &'static str {
         match self {
-            Case::Body64k => upstream::LARGE_PATH,
+            Case::Body64k | Case::None64k => upstream::LARGE_PATH,
             _ => "/",
         }
     }
@@ -99,7 +103,8 @@ impl Case {
     /// One line for the report.
     pub fn description(self) -> &'static str {
         match self {
-            Case::None => "no plugin (the baseline)",
+            Case::None => "no plugin (the baseline of every case but `body64k`)",
+            Case::None64k => "no plugin, the 64 KiB body (the baseline of `body64k`)",
             Case::Noop => "`filters/noop`: a stream context whose callbacks all continue",
             Case::AddHeader => "`filters/add_header` adding one response header (`x-bench: 1`)",
             Case::Chain3 => "three `add_header` plugins, one response header each",
@@ -111,6 +116,30 @@ impl Case {
             }
         }
     }
+}
+
+impl Case {
+    /// The no-plugin case a case is compared with: the same path without plugins.
+    pub fn baseline(self) -> Case {
+        match self {
+            Case::Body64k | Case::None64k => Case::None64k,
+            _ => Case::None,
+        }
+    }
+
+    /// Whether it runs no plugin.
+    pub fn is_baseline(self) -> bool {
+        self.baseline() == self
+    }
+}
+
+/// The cases with their baselines added (each before the first case that needs it), in
+/// [`Case::ALL`] order.
+pub fn with_baselines(cases: &[Case]) -> Vec<Case> {
+    Case::ALL
+        .into_iter()
+        .filter(|c| cases.contains(c) || cases.iter().any(|x| x.baseline() == *c))
+        .collect()
 }
 
 impl fmt::Display for Proxy {
@@ -161,5 +190,15 @@ mod tests {
             "{e}"
         );
         assert!(parse_list("", &Proxy::ALL).is_err());
+    }
+
+    #[test]
+    fn each_case_brings_its_baseline() {
+        assert_eq!(
+            with_baselines(&[Case::Body64k, Case::AddHeader]),
+            vec![Case::None, Case::None64k, Case::AddHeader, Case::Body64k]
+        );
+        assert_eq!(with_baselines(&[Case::Noop]), vec![Case::None, Case::Noop]);
+        assert!(Case::None64k.is_baseline() && !Case::Body64k.is_baseline());
     }
 }

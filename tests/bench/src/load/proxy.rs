@@ -38,7 +38,7 @@ pub struct Tools {
 /// The filters a case loads.
 pub fn filters_of(case: Case) -> &'static [&'static str] {
     match case {
-        Case::None => &[],
+        Case::None | Case::None64k => &[],
         Case::Noop => &["noop"],
         Case::AddHeader | Case::Chain3 => &["add_header"],
         Case::Body64k => &["body"],
@@ -65,7 +65,7 @@ pub fn gateway_yaml(
     };
     let mut plugins = Vec::new();
     match case {
-        Case::None => {}
+        Case::None | Case::None64k => {}
         Case::Noop => plugins.push(("noop".to_string(), module("noop")?, String::new())),
         Case::AddHeader => plugins.push((
             "add_header".to_string(),
@@ -349,6 +349,18 @@ pub fn expect_plugin_at_work(case: Case, reply: &str) -> Result<()> {
             }
         }
         Case::Body64k => {
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse::<usize>());
+            if let Some(length) = length
+                && length.as_ref().ok() != Some(&body.len())
+            {
+                bail!(
+                    "the body is {} bytes, but the reply says `content-length: {length:?}`",
+                    body.len()
+                );
+            }
             let (Some(start), Some(end)) = (body.find(BODY_PREFIX), body.rfind(BODY_SUFFIX)) else {
                 bail!("the body lacks the plugin's prefix or suffix:\n{head}");
             };
@@ -444,6 +456,8 @@ mod tests {
         assert!(expect_plugin_at_work(Case::Body64k, &body).is_ok());
         let short = format!("http/1.1 200 ok\r\n\r\n{BODY_PREFIX}xx{BODY_SUFFIX}");
         assert!(expect_plugin_at_work(Case::Body64k, &short).is_err());
+        let stale_length = body.replace("\r\n\r\n", "\r\ncontent-length: 65536\r\n\r\n");
+        assert!(expect_plugin_at_work(Case::Body64k, &stale_length).is_err());
     }
 
     #[test]

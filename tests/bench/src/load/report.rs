@@ -125,7 +125,7 @@ pub fn verdicts(results: &Results, workers: usize) -> Vec<Verdict> {
             .added_rss_mib(wb(Case::Noop))
             .map(|v| (format!("{} MiB", signed(Some(v))), v <= 4.0)),
     );
-    for case in Case::ALL.into_iter().filter(|&c| c != Case::None) {
+    for case in Case::ALL.into_iter().filter(|c| !c.is_baseline()) {
         let k = wb(case);
         let ratio = results.paired(k, k.on(Proxy::Envoy), |a, b| {
             a.wrk.requests_per_sec / b.wrk.requests_per_sec
@@ -158,8 +158,8 @@ pub fn report(settings: &Settings, results: &Results, provenance: &Provenance) -
          for every run, warmed up for {} s, then measured for {} s with `wrk -t1 -c{} \
          --latency`. Every (proxy, case, workers) combination runs once per round, in an order \
          rotated between rounds; figures are medians over the {} round(s). Ratios and \
-         differences are taken against the same proxy's no-plugin run with the same workers \
-         **in the same round**, then the median is taken. Runs with errors (non-2xx answers \
+         differences are taken against the same proxy's no-plugin run on the same path \
+         (`none`, or `none64k` for `body64k`) with the same workers **in the same round**, then the median is taken. Runs with errors (non-2xx answers \
          or socket errors) are left out of every figure and listed below.\n",
         settings.warmup_s, settings.duration_s, settings.connections, settings.rounds
     );
@@ -236,7 +236,7 @@ pub fn report(settings: &Settings, results: &Results, provenance: &Provenance) -
                     continue;
                 }
                 let ok = results.ok(key).count();
-                let baseline = case == Case::None;
+                let baseline = case.is_baseline();
                 rows.push(vec![
                     proxy.to_string(),
                     case.to_string(),
@@ -270,7 +270,7 @@ pub fn report(settings: &Settings, results: &Results, provenance: &Provenance) -
                 "proxy",
                 "case",
                 "req/s",
-                "vs none",
+                "vs baseline",
                 "p50 µs",
                 "p99 µs",
                 "added p99 µs",
@@ -498,7 +498,7 @@ fn charts(settings: &Settings, results: &Results) -> (String, String) {
                     workers,
                 };
                 let label = format!("{case}, {workers} worker(s) — {proxy}");
-                if case != Case::None
+                if !case.is_baseline()
                     && let Some(r) = results.throughput_ratio(key)
                 {
                     throughput.bars.push(Bar {

@@ -121,10 +121,10 @@ impl Results {
 }
 
 impl Key {
-    /// The same proxy and workers with no plugin.
+    /// The same proxy and workers with no plugin, on the same path.
     pub fn baseline(self) -> Key {
         Key {
-            case: Case::None,
+            case: self.case.baseline(),
             ..self
         }
     }

@@ -1,14 +1,23 @@
 //! The upstream every proxy forwards to: hyper on a single-threaded runtime in a thread of
-//! its own, on a free loopback port. `/64k` answers 64 KiB, every other path (the auth
-//! callout's `/auth` included) a short body; always 200.
+//! its own, on a free loopback port. `/64k` answers 64 KiB without a `Content-Length`
+//! (chunked), every other path (the auth callout's `/auth` included) a short body with one;
+//! always 200.
+//!
+//! The large body is chunked so that a plugin rewriting it needs no framing fix-up on
+//! either proxy: Envoy 1.40 keeps the upstream's `Content-Length` when a Wasm filter
+//! changes the body's size (filters must remove it themselves; see
+//! `docs/host-differences.md`), which breaks the reply, while wasmbridge switches to
+//! chunked framing itself.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -59,15 +68,30 @@ async fn serve(listener: std::net::TcpListener) {
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
                 let body = if req.uri().path() == LARGE_PATH {
-                    large.clone()
+                    Either::Right(Unsized(Some(large.clone())))
                 } else {
-                    Bytes::from_static(SMALL_BODY)
+                    Either::Left(Full::new(Bytes::from_static(SMALL_BODY)))
                 };
-                async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
+                async move { Ok::<_, Infallible>(Response::new(body)) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+/// One data frame with no size announced, so that HTTP/1.1 sends it chunked.
+struct Unsized(Option<Bytes>);
+
+impl Body for Unsized {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.take().map(|data| Ok(Frame::data(data))))
     }
 }
