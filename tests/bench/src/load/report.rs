@@ -467,25 +467,26 @@ pub fn report(settings: &Settings, results: &Results, provenance: &Provenance) -
 }
 
 fn charts(settings: &Settings, results: &Results) -> (String, String) {
-    let series: Vec<String> = settings.proxies.iter().map(ToString::to_string).collect();
-    let index = |proxy: Proxy| {
-        settings
-            .proxies
-            .iter()
-            .position(|&p| p == proxy)
-            .unwrap_or(0)
-    };
+    // Plain Pingora has no plugin cases, so no bar of the throughput chart.
+    let with_plugins: Vec<Proxy> = settings
+        .proxies
+        .iter()
+        .copied()
+        .filter(|&p| p != Proxy::Pingora)
+        .collect();
+    let index =
+        |proxies: &[Proxy], proxy: Proxy| proxies.iter().position(|&p| p == proxy).unwrap_or(0);
     let mut throughput = Chart {
         title: "Throughput with the plugin ÷ without (same proxy, workers, round; median)".into(),
         unit: "%".into(),
-        series: series.clone(),
+        series: with_plugins.iter().map(ToString::to_string).collect(),
         bars: Vec::new(),
         marker: Some((100.0, "no plugin".into())),
     };
     let mut latency = Chart {
         title: "p99 latency (median over rounds)".into(),
         unit: "µs".into(),
-        series,
+        series: settings.proxies.iter().map(ToString::to_string).collect(),
         bars: Vec::new(),
         marker: None,
     };
@@ -504,14 +505,14 @@ fn charts(settings: &Settings, results: &Results) -> (String, String) {
                     throughput.bars.push(Bar {
                         label: label.clone(),
                         value: r * 100.0,
-                        series: index(proxy),
+                        series: index(&with_plugins, proxy),
                     });
                 }
                 if let Some(p99) = results.median(key, |s| s.wrk.p99_us) {
                     latency.bars.push(Bar {
                         label,
                         value: p99,
-                        series: index(proxy),
+                        series: index(&settings.proxies, proxy),
                     });
                 }
             }
