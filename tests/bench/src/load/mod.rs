@@ -28,7 +28,8 @@ pub enum Proxy {
     Wasmbridge,
     /// Envoy with V8, on the bootstrap `wasmbridge envoy-config` makes of the same file.
     Envoy,
-    /// Plain Pingora with no wasm at all (`wasmbridge-plain-pingora`): only case `none`.
+    /// Plain Pingora with no wasm at all (`wasmbridge-plain-pingora`): only the cases
+    /// without plugins (`none`, `none64k`).
     Pingora,
 }
 
@@ -63,9 +64,9 @@ impl Proxy {
         }
     }
 
-    /// Whether it runs `case` (plain Pingora has no plugins).
+    /// Whether it runs `case` (plain Pingora only the cases without plugins).
     pub fn runs(self, case: Case) -> bool {
-        self != Proxy::Pingora || case == Case::None
+        self != Proxy::Pingora || case.is_baseline()
     }
 }
 

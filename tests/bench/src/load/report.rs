@@ -213,8 +213,8 @@ pub fn report(settings: &Settings, results: &Results, provenance: &Provenance) -
         md,
         "Proxies: `wasmbridge` (the gateway, `server.threads` = workers), `envoy` (Envoy with \
          V8 on the bootstrap `wasmbridge envoy-config` makes of the same file, `--concurrency` \
-         = workers), `pingora` (plain Pingora without wasm, `wasmbridge-plain-pingora`, no \
-         plugin case only). CPU is the proxy process's user + system time across the measured \
+         = workers), `pingora` (plain Pingora without wasm, `wasmbridge-plain-pingora`, \
+         no-plugin cases only). CPU is the proxy process's user + system time across the measured \
          run divided by its requests; RSS is `VmRSS` after the run.\n"
     );
 
@@ -335,38 +335,42 @@ pub fn report(settings: &Settings, results: &Results, provenance: &Provenance) -
         md.push('\n');
     }
 
-    if settings.proxies.contains(&Proxy::Wasmbridge)
-        && settings.proxies.contains(&Proxy::Pingora)
-        && settings.cases.contains(&Case::None)
-    {
+    if settings.proxies.contains(&Proxy::Wasmbridge) && settings.proxies.contains(&Proxy::Pingora) {
         let _ = writeln!(
             md,
             "## wasmbridge with no plugin vs plain Pingora\n\nWhat the gateway costs before any \
-             plugin runs (routing, the wasm layer's hooks with an empty chain), per round, then \
+             plugin runs (routing, the wasm layer's hooks with an empty chain): per round, then \
              the median.\n"
         );
         let mut rows = Vec::new();
         for &workers in &settings.workers {
-            let p = Key {
-                proxy: Proxy::Pingora,
-                case: Case::None,
-                workers,
-            };
-            let w = p.on(Proxy::Wasmbridge);
-            rows.push(vec![
-                workers.to_string(),
-                opt(results.median(p, |s| s.wrk.requests_per_sec)),
-                opt(results.median(w, |s| s.wrk.requests_per_sec)),
-                percent(
-                    results.paired(w, p, |a, b| a.wrk.requests_per_sec / b.wrk.requests_per_sec),
-                ),
-                signed(results.paired(w, p, |a, b| a.wrk.p99_us - b.wrk.p99_us)),
-                signed(results.paired(w, p, |a, b| a.cpu_us_per_request - b.cpu_us_per_request)),
-                signed(results.paired(w, p, |a, b| mib(a.rss_kib as f64 - b.rss_kib as f64))),
-            ]);
+            for &case in settings.cases.iter().filter(|c| c.is_baseline()) {
+                let p = Key {
+                    proxy: Proxy::Pingora,
+                    case,
+                    workers,
+                };
+                let w = p.on(Proxy::Wasmbridge);
+                rows.push(vec![
+                    case.to_string(),
+                    workers.to_string(),
+                    opt(results.median(p, |s| s.wrk.requests_per_sec)),
+                    opt(results.median(w, |s| s.wrk.requests_per_sec)),
+                    percent(
+                        results
+                            .paired(w, p, |a, b| a.wrk.requests_per_sec / b.wrk.requests_per_sec),
+                    ),
+                    signed(results.paired(w, p, |a, b| a.wrk.p99_us - b.wrk.p99_us)),
+                    signed(
+                        results.paired(w, p, |a, b| a.cpu_us_per_request - b.cpu_us_per_request),
+                    ),
+                    signed(results.paired(w, p, |a, b| mib(a.rss_kib as f64 - b.rss_kib as f64))),
+                ]);
+            }
         }
         md.push_str(&table(
             &[
+                "case",
                 "workers",
                 "Pingora req/s",
                 "wasmbridge req/s",
@@ -609,7 +613,8 @@ mod tests {
             r.markdown
         );
         assert!(
-            r.markdown.contains("| 1 | 1100 | 1000 | 90.9 % | +10.0 |"),
+            r.markdown
+                .contains("| none | 1 | 1100 | 1000 | 90.9 % | +10.0 |"),
             "{}",
             r.markdown
         );

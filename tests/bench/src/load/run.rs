@@ -27,7 +27,7 @@ pub struct Settings {
 
 impl Settings {
     /// Every combination a round runs, in the unrotated order: by workers, then case, then
-    /// proxy (plain Pingora only with no plugin).
+    /// proxy (plain Pingora only without plugins).
     pub fn combinations(&self) -> Vec<Key> {
         let mut out = Vec::new();
         for &workers in &self.workers {
@@ -181,6 +181,18 @@ mod tests {
             keys.iter()
                 .all(|k| k.proxy != Proxy::Pingora || k.case == Case::None)
         );
+        let with_64k = Settings {
+            cases: vec![Case::None64k, Case::Body64k],
+            workers: vec![1],
+            ..settings(1)
+        };
+        let pingora: Vec<Case> = with_64k
+            .combinations()
+            .into_iter()
+            .filter(|k| k.proxy == Proxy::Pingora)
+            .map(|k| k.case)
+            .collect();
+        assert_eq!(pingora, vec![Case::None64k]);
     }
 
     #[test]
