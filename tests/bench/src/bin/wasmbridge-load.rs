@@ -19,6 +19,7 @@ use clap::Parser;
 use wasmbridge_bench::load::proxy::{Tools, filters_of};
 use wasmbridge_bench::load::report::{self, Provenance};
 use wasmbridge_bench::load::run::{self, Settings};
+use wasmbridge_bench::load::stats::Results;
 use wasmbridge_bench::load::upstream::Upstream;
 use wasmbridge_bench::load::{Case, Proxy, parse_list};
 
@@ -217,11 +218,28 @@ fn run(args: Args) -> Result<()> {
         upstream.addr,
         scratch.display()
     );
-    let results = run::run(&settings, &tools, &upstream, &scratch, |line| {
-        eprintln!("{line}")
-    })?;
-    // Kept when a run failed (the error names the proxy's log in it).
-    let _ = std::fs::remove_dir_all(&scratch);
+    let mut results = Results::default();
+    let outcome = run::run(
+        &settings,
+        &tools,
+        &upstream,
+        &scratch,
+        &mut results,
+        |line| eprintln!("{line}"),
+    );
+    let mut provenance = provenance;
+    match &outcome {
+        // Kept when a run failed (the error names the proxy's log in it).
+        Ok(()) => {
+            let _ = std::fs::remove_dir_all(&scratch);
+        }
+        Err(_) if results.samples.is_empty() => return outcome,
+        Err(e) => provenance.notes.push(format!(
+            "**The benchmark stopped early**, after {} run(s): {}",
+            results.samples.len(),
+            format!("{e:#}").lines().next().unwrap_or_default()
+        )),
+    }
 
     let report = report::report(&settings, &results, &provenance);
     std::fs::create_dir_all(&args.out).with_context(|| format!("create {}", args.out.display()))?;
@@ -234,7 +252,7 @@ fn run(args: Args) -> Result<()> {
         std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
-    Ok(())
+    outcome
 }
 
 fn parse_workers(text: &str) -> Result<Vec<usize>> {

@@ -59,16 +59,17 @@ impl Settings {
     }
 }
 
-/// Runs every round; `progress` gets a line per run.
+/// Runs every round, adding each run to `results` as it ends (so that what ran before an
+/// error can still be reported); `progress` gets a line per run.
 pub fn run(
     settings: &Settings,
     tools: &Tools,
     upstream: &Upstream,
     scratch: &Path,
+    results: &mut Results,
     mut progress: impl FnMut(&str),
-) -> Result<Results> {
+) -> Result<()> {
     let ticks_per_sec = proxy::clock_ticks_per_sec();
-    let mut results = Results::default();
     for round in 0..settings.rounds {
         let order = settings.round_order(round);
         for (i, key) in order.iter().enumerate() {
@@ -76,16 +77,25 @@ pub fn run(
                 "round{round}-{}-{}-{}w",
                 key.proxy, key.case, key.workers
             ));
-            let sample = measure(settings, tools, upstream, *key, round, &dir, ticks_per_sec)
-                .with_context(|| {
-                    format!(
-                        "round {}, {} with case {} and {} workers",
-                        round + 1,
-                        key.proxy,
-                        key.case,
-                        key.workers
-                    )
-                })?;
+            let mut sample = measure(
+                settings,
+                tools,
+                upstream,
+                *key,
+                &dir,
+                ticks_per_sec,
+                &mut progress,
+            )
+            .with_context(|| {
+                format!(
+                    "round {}, {} with case {} and {} workers",
+                    round + 1,
+                    key.proxy,
+                    key.case,
+                    key.workers
+                )
+            })?;
+            sample.round = round;
             progress(&format!(
                 "round {}/{} [{:>2}/{}] {:<10} {:<10} {}w: {:>8.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  cpu {:>6.1} µs/req  rss {:>6.1} MiB{}",
                 round + 1,
@@ -112,7 +122,7 @@ pub fn run(
             results.samples.push(sample);
         }
     }
-    Ok(results)
+    Ok(())
 }
 
 fn measure(
@@ -120,11 +130,23 @@ fn measure(
     tools: &Tools,
     upstream: &Upstream,
     key: Key,
-    round: usize,
     dir: &Path,
     ticks_per_sec: f64,
+    progress: &mut impl FnMut(&str),
 ) -> Result<Sample> {
-    let mut running = Running::start(tools, key.proxy, key.case, key.workers, upstream, dir)?;
+    // A second start on another port, when the first fails (another process may have
+    // taken the port between its choice and the proxy's bind); the first error is shown.
+    let mut running = match Running::start(tools, key.proxy, key.case, key.workers, upstream, dir) {
+        Ok(running) => running,
+        Err(e) => {
+            progress(&format!(
+                "{} ({}, {} workers) failed to start, trying once more: {e:#}",
+                key.proxy, key.case, key.workers
+            ));
+            let again = dir.with_extension("retry");
+            Running::start(tools, key.proxy, key.case, key.workers, upstream, &again)?
+        }
+    };
     let url = running.url();
     if settings.warmup_s > 0 {
         wrk::run(&tools.wrk, &url, settings.connections, settings.warmup_s).context("warm-up")?;
@@ -148,7 +170,8 @@ fn measure(
         proxy: key.proxy,
         case: key.case,
         workers: key.workers,
-        round,
+        // Set by the caller.
+        round: 0,
         wrk: result,
         cpu_us_per_request,
         rss_kib,
