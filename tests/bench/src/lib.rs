@@ -7,3 +7,4 @@
 pub mod chart;
 pub mod criterion;
 pub mod environment;
+pub mod load;

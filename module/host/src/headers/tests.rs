@@ -98,7 +98,10 @@ fn changes_past_a_cap_are_refused_and_leave_the_map_alone() {
     );
     assert_eq!((h.len(), h.byte_size()), (5, 24));
     let full = h.clone();
-    assert_eq!(h.try_add(b"x-d".to_vec(), Vec::new(), caps), Err(OverCap::Pairs(6)));
+    assert_eq!(
+        h.try_add(b"x-d".to_vec(), Vec::new(), caps),
+        Err(OverCap::Pairs(6))
+    );
     assert_eq!(h, full);
     // Two `x-a` (8 bytes) become one of 3 + 10.
     assert_eq!(
@@ -130,7 +133,10 @@ fn a_map_over_a_cap_may_still_shrink() {
         h.push(name, "1");
     }
     let five = h.clone();
-    assert_eq!(h.try_add(b"f".to_vec(), b"1".to_vec(), caps), Err(OverCap::Pairs(6)));
+    assert_eq!(
+        h.try_add(b"f".to_vec(), b"1".to_vec(), caps),
+        Err(OverCap::Pairs(6))
+    );
     assert_eq!(h, five);
     assert_eq!(
         h.try_replace(b"a", b"longer", caps),
