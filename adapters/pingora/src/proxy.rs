@@ -69,6 +69,9 @@ pub struct WasmCtx<C> {
     replacement_body: Option<Bytes>,
     /// Response body bytes handed to Pingora so far.
     response_body_forwarded: usize,
+    /// The response's Content-Length when plugins that handle the response body left it
+    /// in place: the body they forward must have exactly that length.
+    response_length: Option<usize>,
     reset: bool,
 }
 
@@ -85,6 +88,19 @@ async fn settle(stream: &mut HttpStream, mut outcome: HeadersOutcome) -> Headers
         outcome = stream.resume_headers();
     }
     outcome
+}
+
+/// A response's Content-Length, when it has exactly one valid one.
+fn content_length(response: &ResponseHeader) -> Option<usize> {
+    let mut values = response
+        .headers
+        .get_all(http::header::CONTENT_LENGTH)
+        .iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    first.to_str().ok()?.trim().parse().ok()
 }
 
 fn plugin_error(what: &'static str) -> Box<pingora::Error> {
@@ -192,6 +208,7 @@ where
             pending_reply: None,
             replacement_body: None,
             response_body_forwarded: 0,
+            response_length: None,
             reset: false,
         }
     }
@@ -427,9 +444,18 @@ where
                     stream.data_mut().response_headers.mark_clean();
                 }
                 if ctx.response_body_plugins && !eos {
-                    // The body may change size: send it chunked.
-                    upstream_response.remove_header(&http::header::CONTENT_LENGTH);
-                    upstream_response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+                    // Envoy's contract: the headers go out once their callbacks continued, so
+                    // a plugin that changes the body's length removes Content-Length in its
+                    // response headers callback, and the body is then sent chunked. A
+                    // Content-Length the plugins left in place stays (no chunked framing for
+                    // the many plugins that leave bodies alone) and is held to in
+                    // `response_body_filter`.
+                    ctx.response_length = content_length(upstream_response);
+                    if ctx.response_length.is_none() {
+                        upstream_response.remove_header(&http::header::CONTENT_LENGTH);
+                        upstream_response
+                            .insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+                    }
                 }
             }
             HeadersOutcome::LocalReply(reply) => {
@@ -502,6 +528,29 @@ where
                 .response_body_filter(session, body, end_of_stream, &mut ctx.inner)?;
         let sent = body.as_ref().map_or(0, Bytes::len);
         ctx.response_body_forwarded += sent;
+        if let Some(declared) = ctx.response_length {
+            let forwarded = ctx.response_body_forwarded;
+            if forwarded > declared || (end_of_stream && forwarded != declared) {
+                // Sending on would corrupt the framing (Envoy truncates or stalls here): the
+                // stream ends with an error instead, and the log says what to fix.
+                let plugins = ctx
+                    .stream
+                    .as_ref()
+                    .map(|s| s.response_body_plugin_names())
+                    .unwrap_or_default();
+                tracing::error!(
+                    route = ctx.route.as_deref().unwrap_or(""),
+                    plugins = %plugins.join(", "),
+                    content_length = declared,
+                    forwarded,
+                    "a plugin changed the length of a response body but left its Content-Length in place; as in Envoy, a plugin that changes a body's length must remove content-length in proxy_on_response_headers. The stream is aborted"
+                );
+                ctx.reset = true;
+                return Err(plugin_error(
+                    "a plugin changed the length of a response body but left its Content-Length",
+                ));
+            }
+        }
         if let Some(stream) = ctx.stream.as_mut() {
             stream.data_mut().info.response_body_bytes += sent as u64;
         }

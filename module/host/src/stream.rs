@@ -295,6 +295,16 @@ impl HttpStream {
         self.paused.is_some()
     }
 
+    /// The names of the stream's plugins that handle response bodies, in chain order (for
+    /// an adapter's error messages).
+    pub fn response_body_plugin_names(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|m| m.plugin.handles_response_body())
+            .map(|m| m.plugin.name().to_string())
+            .collect()
+    }
+
     /// Runs `proxy_on_request_headers` through the chain. `end_of_stream` is true when the
     /// request has no body.
     pub fn on_request_headers(&mut self, end_of_stream: bool) -> HeadersOutcome {

@@ -289,6 +289,74 @@ async fn response_bodies_are_rewritten_for_length_and_chunked_upstream_replies()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_leaves_the_body_alone_keeps_the_content_length() -> anyhow::Result<()> {
+    // The Rust SDK exports the body callbacks of every filter; a Content-Length the plugins
+    // leave in place stays, as in Envoy, and the response is not switched to chunked.
+    let upstream = Upstream::start().await;
+    let yaml = proxied(&plugin("noop", "noop", ""), "noop");
+    let gw = Gateway::start("keep-length", &yaml, Some(upstream.addr)).await?;
+    for proto in [Proto::H1, Proto::H2c] {
+        let reply = send(
+            gw.addr,
+            proto,
+            get(&gw.url("/"), &[("x-reply-body", "upstream says hi")]),
+        )
+        .await?;
+        assert_eq!(reply.status, 200, "{proto:?}");
+        assert_eq!(&reply.body[..], b"upstream says hi", "{proto:?}");
+        assert_eq!(reply.header("content-length"), "16", "{proto:?}");
+        assert_eq!(reply.header("transfer-encoding"), "", "{proto:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_whose_length_changes_under_a_kept_content_length_aborts_the_stream()
+-> anyhow::Result<()> {
+    // The probe replaces the response body with a shorter one without removing its
+    // Content-Length (Envoy then truncates or stalls): the gateway never sends the
+    // mismatched framing; the stream fails and the log says what the plugin must do.
+    let upstream = Upstream::start().await;
+    let configuration = r#"{"on_response_body": [{"call": "set_buffer_bytes", "buffer": "response_body", "start": 0, "size": 4294967295, "value": "short"}]}"#;
+    let yaml = proxied(
+        &plugin("hostcalls", "hostcalls", configuration),
+        "hostcalls",
+    );
+    let gw = Gateway::start("stale-length", &yaml, Some(upstream.addr)).await?;
+    let reply = send(
+        gw.addr,
+        Proto::H1,
+        get(&gw.url("/"), &[("x-reply-body", "upstream says hi")]),
+    )
+    .await;
+    if let Ok(reply) = &reply {
+        assert!(
+            reply.status != 200,
+            "a 200 with a body that does not match its framing: {:?} {:?}",
+            reply.header("content-length"),
+            reply.body
+        );
+    }
+    gw.wait_for_stream_end().await;
+    let log = gw.log_text();
+    assert!(
+        log.contains("left its Content-Length in place") && log.contains("hostcalls"),
+        "{log}"
+    );
+    // The gateway keeps serving, and a rewrite that keeps the length is sent as it is.
+    let same_length = send(
+        gw.addr,
+        Proto::H1,
+        get(&gw.url("/"), &[("x-reply-body", "12345")]),
+    )
+    .await?;
+    assert_eq!(same_length.status, 200);
+    assert_eq!(&same_length.body[..], b"short");
+    assert_eq!(same_length.header("content-length"), "5");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trapping_plugin_gets_a_503_and_the_next_request_is_served() -> anyhow::Result<()> {
     let upstream = Upstream::start().await;
     let yaml = proxied(&plugin("misbehave", "misbehave", "{}"), "misbehave");

@@ -14,7 +14,9 @@
 //! `end_of_stream`, then replaces the whole buffered body with `prefix + body + suffix` and
 //! continues. The response body works the same way, except that a string `response_replace`
 //! replaces the whole response body instead. With nothing set, bodies pass through chunk by
-//! chunk. Content-Length is left alone: framing is the host's job.
+//! chunk. A response rewrite removes `content-length` in `on_http_response_headers`, as a
+//! filter that changes a body's length must in Envoy; the request's framing is left to the
+//! host.
 //!
 //! Every response gets `x-body-request-calls: <n>` (request body callbacks seen) and
 //! `x-body-request-bytes: <n>` (request body bytes seen by the end of the stream, before
@@ -132,6 +134,11 @@ impl HttpContext for Body {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if self.config.rewrites_response() {
+            // The headers go out before the body is rewritten: as in Envoy, a filter that
+            // changes a body's length removes its Content-Length (the body goes chunked).
+            self.set_http_response_header("content-length", None);
+        }
         self.add_http_response_header("x-body-request-calls", &self.request_calls.to_string());
         self.add_http_response_header("x-body-request-bytes", &self.request_bytes.to_string());
         Action::Continue
