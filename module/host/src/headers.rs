@@ -67,14 +67,57 @@ fn key(name: &[u8]) -> Cow<'_, [u8]> {
 fn lower(name: &[u8]) -> Bytes {
     match key(name) {
         Cow::Owned(lowered) => Bytes::from(lowered),
-        Cow::Borrowed(name) => Bytes::copy_from_slice(name),
+        Cow::Borrowed(name) => well_known(name).unwrap_or_else(|| Bytes::copy_from_slice(name)),
     }
+}
+
+/// The pseudo-headers and the names most requests and responses carry, as static bytes:
+/// a map built from a request or response then allocates for its values only.
+fn well_known(name: &[u8]) -> Option<Bytes> {
+    const NAMES: [&str; 24] = [
+        ":method",
+        ":path",
+        ":authority",
+        ":scheme",
+        ":status",
+        "host",
+        "user-agent",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "connection",
+        "date",
+        "server",
+        "cache-control",
+        "authorization",
+        "cookie",
+        "set-cookie",
+        "x-forwarded-for",
+        "x-request-id",
+        "vary",
+    ];
+    NAMES
+        .iter()
+        .find(|known| known.len() == name.len() && known.as_bytes() == name)
+        .map(|known| Bytes::from_static(known.as_bytes()))
 }
 
 impl HeaderList {
     /// An empty map.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty map with room for `entries`.
+    pub fn with_capacity(entries: usize) -> Self {
+        HeaderList {
+            entries: Vec::with_capacity(entries),
+            ..Self::default()
+        }
     }
 
     /// Appends an entry while an adapter builds the map; does not count as a change.
@@ -340,7 +383,7 @@ impl HeaderList {
     /// A map of `http` headers (trailers, or the regular headers of a request or response)
     /// in order, names lower-case; not marked modified.
     pub fn from_header_map(map: &http::HeaderMap) -> HeaderList {
-        let mut list = HeaderList::new();
+        let mut list = HeaderList::with_capacity(map.len());
         for (k, v) in map {
             list.push(k.as_str(), Bytes::copy_from_slice(v.as_bytes()));
         }

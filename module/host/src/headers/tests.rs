@@ -189,3 +189,30 @@ fn lookups_find_names_in_any_case_and_the_stored_name_is_lower_case() {
     assert_eq!(h.get(b"x-a"), None);
     assert_eq!(h.joined(b"X-NEW").as_deref(), Some(&b"n"[..]));
 }
+
+#[test]
+fn well_known_names_are_kept_as_static_bytes_and_others_copied() {
+    let mut h = HeaderList::with_capacity(3);
+    h.push("content-type", "text/plain");
+    h.push("Content-Length", "3");
+    h.push("x-custom", "1");
+    let names: Vec<&[u8]> = h.iter().map(|(k, _)| &k[..]).collect();
+    assert_eq!(
+        names,
+        [
+            &b"content-type"[..],
+            &b"content-length"[..],
+            &b"x-custom"[..]
+        ]
+    );
+    assert_eq!(
+        well_known(b"content-type").as_deref(),
+        Some(&b"content-type"[..])
+    );
+    assert_eq!(well_known(b":status").as_deref(), Some(&b":status"[..]));
+    assert_eq!(well_known(b"x-custom"), None);
+    assert_eq!(
+        h.byte_size(),
+        "content-typetext/plaincontent-length3x-custom1".len()
+    );
+}
