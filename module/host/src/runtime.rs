@@ -532,6 +532,7 @@ impl Runtime {
             let started = Instant::now();
             let module = Module::new(engine, bytes)
                 .map_err(|e| err(LoadErrorKind::Compile(format!("{e:#}"))))?;
+            release_freed_memory();
             tracing::info!(
                 plugin,
                 module = %path.display(),
@@ -561,6 +562,20 @@ impl Runtime {
             digest: sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(bytes))
                 .into(),
         })
+    }
+}
+
+/// Gives the heap pages the allocator holds free back to the kernel. Compiling a module
+/// allocates many times the size of the code it keeps, and glibc's malloc keeps freed
+/// pages in the middle of its heaps: compiling the Rust SDK `add_header` filter left the
+/// process 19.0 MiB larger without this and 14.6 MiB with it (benches/memory.rs).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: malloc_trim takes no pointers and has no preconditions; it only returns
+    // free pages of the allocator's own heaps to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

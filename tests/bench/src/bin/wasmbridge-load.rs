@@ -63,6 +63,11 @@ struct Args {
     /// Seconds of load before each measured run.
     #[arg(long, default_value_t = 2)]
     warmup: u64,
+    /// Seconds of the latency run after each measured run: one connection, one request
+    /// at a time, so its percentiles are the time a request takes rather than the time it
+    /// queues (0: none).
+    #[arg(long, default_value_t = 4)]
+    latency_duration: u64,
     /// Rounds (every combination once per round).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
@@ -96,12 +101,14 @@ fn run(args: Args) -> Result<()> {
         connections: args.connections,
         duration_s: args.duration,
         warmup_s: args.warmup,
+        latency_s: args.latency_duration,
         rounds: args.rounds,
     };
     if args.smoke {
         settings.rounds = 1;
         settings.duration_s = 1;
         settings.warmup_s = 1;
+        settings.latency_s = 1;
         settings.workers = vec![1];
         settings.cases = vec![Case::None, Case::AddHeader];
         settings.connections = 4;

@@ -22,6 +22,8 @@ pub struct Settings {
     pub duration_s: u64,
     /// Seconds of load before each measured run, not measured.
     pub warmup_s: u64,
+    /// Seconds of the one-connection latency run after each measured run (0: none).
+    pub latency_s: u64,
     pub rounds: usize,
 }
 
@@ -159,7 +161,16 @@ fn measure(
     running
         .check_alive()
         .context("the proxy died during the run")?;
-    let (rss_kib, hwm_kib) = proxy::memory_kib(pid)?;
+    let (rss_kib, hwm_kib, anon_kib) = proxy::memory_kib(pid)?;
+    let latency = if settings.latency_s > 0 {
+        let run = wrk::run(&tools.wrk, &url, 1, settings.latency_s).context("latency run")?;
+        running
+            .check_alive()
+            .context("the proxy died during the latency run")?;
+        Some(run)
+    } else {
+        None
+    };
     let cpu_us = after.saturating_sub(before) as f64 / ticks_per_sec * 1e6;
     let cpu_us_per_request = if result.requests > 0 {
         cpu_us / result.requests as f64
@@ -176,6 +187,8 @@ fn measure(
         cpu_us_per_request,
         rss_kib,
         hwm_kib,
+        anon_kib,
+        latency,
     })
 }
 
@@ -191,6 +204,7 @@ mod tests {
             connections: 4,
             duration_s: 1,
             warmup_s: 0,
+            latency_s: 0,
             rounds,
         }
     }

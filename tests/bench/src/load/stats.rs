@@ -19,6 +19,11 @@ pub struct Sample {
     pub rss_kib: u64,
     /// `VmHWM` (peak RSS since start, compilation included) after the run, KiB.
     pub hwm_kib: u64,
+    /// `RssAnon` after the run (the anonymous part of `VmRSS`: heap, stacks, VM memory;
+    /// not the binary's code pages), KiB.
+    pub anon_kib: u64,
+    /// The one-connection run after the measured one (no queueing), when there was one.
+    pub latency: Option<WrkResult>,
 }
 
 impl Sample {
@@ -105,10 +110,27 @@ impl Results {
         self.paired(key, key.baseline(), |a, b| a.wrk.p99_us - b.wrk.p99_us)
     }
 
+    /// The median over rounds of `key`'s p99 − its no-plugin run's, both from the
+    /// one-connection latency runs, µs.
+    pub fn added_unloaded_p99_us(&self, key: Key) -> Option<f64> {
+        self.paired(key, key.baseline(), |a, b| match (&a.latency, &b.latency) {
+            (Some(a), Some(b)) => a.p99_us - b.p99_us,
+            _ => f64::NAN,
+        })
+        .filter(|v| v.is_finite())
+    }
+
     /// The median over rounds of `key`'s CPU per request − its no-plugin run's, µs.
     pub fn added_cpu_us(&self, key: Key) -> Option<f64> {
         self.paired(key, key.baseline(), |a, b| {
             a.cpu_us_per_request - b.cpu_us_per_request
+        })
+    }
+
+    /// The median over rounds of `key`'s anonymous RSS − its no-plugin run's, MiB.
+    pub fn added_anon_mib(&self, key: Key) -> Option<f64> {
+        self.paired(key, key.baseline(), |a, b| {
+            (a.anon_kib as f64 - b.anon_kib as f64) / 1024.0
         })
     }
 
@@ -156,6 +178,8 @@ mod tests {
             cpu_us_per_request: p99 / 10.0,
             rss_kib: (p99 * 1024.0) as u64,
             hwm_kib: 0,
+            anon_kib: 0,
+            latency: None,
         }
     }
 
