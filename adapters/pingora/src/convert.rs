@@ -127,23 +127,55 @@ pub(crate) fn apply_request(list: &HeaderList, req: &mut RequestHeader) {
             Err(_) => tracing::warn!("a plugin set an invalid :path; it is ignored"),
         }
     }
+    let authority = list.get(b":authority").filter(|a| !a.is_empty());
+    let host_unchanged = match (authority, req.headers.get(HOST)) {
+        (Some(a), Some(h)) => a[..] == *h.as_bytes(),
+        (None, None) => true,
+        _ => false,
+    };
+    let regular = || list.regular().filter(|(k, _)| k.as_ref() != b"host");
+    // The common change appends headers: then only the new ones are written.
+    let kept = kept_prefix(req.headers.iter().filter(|(n, _)| **n != HOST), regular());
+    if let (Some(kept), true) = (kept, host_unchanged) {
+        for (k, v) in regular().skip(kept) {
+            if let Some((n, v)) = header(k, v) {
+                let _ = req.append_header(n, v);
+            }
+        }
+        return;
+    }
     let names: Vec<HeaderName> = req.headers.keys().cloned().collect();
     for name in names {
         req.remove_header(&name);
     }
-    if let Some(authority) = list.get(b":authority").filter(|a| !a.is_empty())
+    if let Some(authority) = authority
         && let Some((n, v)) = header(b"host", authority)
     {
         let _ = req.insert_header(n, v);
     }
-    for (k, v) in list.regular() {
-        if k.as_ref() == b"host" {
-            continue;
-        }
+    for (k, v) in regular() {
         if let Some((n, v)) = header(k, v) {
             let _ = req.append_header(n, v);
         }
     }
+}
+
+/// How many entries `list` starts with that are `original`'s, all of them and in order:
+/// `Some(n)` when the list kept every original header (and may have appended more after
+/// them), `None` when a plugin removed, replaced or reordered one.
+fn kept_prefix<'a, 'b>(
+    original: impl Iterator<Item = (&'a HeaderName, &'a http::HeaderValue)>,
+    mut list: impl Iterator<Item = (&'b Bytes, &'b Bytes)>,
+) -> Option<usize> {
+    let mut kept = 0;
+    for (name, value) in original {
+        let (k, v) = list.next()?;
+        if k.as_ref() != name.as_str().as_bytes() || v.as_ref() != value.as_bytes() {
+            return None;
+        }
+        kept += 1;
+    }
+    Some(kept)
 }
 
 /// Writes plugin-changed response headers back: status and every header.
@@ -152,6 +184,15 @@ pub(crate) fn apply_response(list: &HeaderList, resp: &mut ResponseHeader) {
         && resp.set_status(code).is_err()
     {
         tracing::warn!(code, "a plugin set an invalid :status; it is ignored");
+    }
+    // The common change appends headers: then only the new ones are written.
+    if let Some(kept) = kept_prefix(resp.headers.iter(), list.regular()) {
+        for (k, v) in list.regular().skip(kept) {
+            if let Some((n, v)) = header(k, v) {
+                let _ = resp.append_header(n, v);
+            }
+        }
+        return;
     }
     let names: Vec<HeaderName> = resp.headers.keys().cloned().collect();
     for name in names {
@@ -189,6 +230,47 @@ pub(crate) fn build_response(status: u16, list: &HeaderList) -> pingora::Result<
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn appended_headers_are_added_and_other_changes_rewrite_the_map() {
+        let mut resp = ResponseHeader::build(200, None).expect("response");
+        resp.append_header("content-type", "text/plain")
+            .expect("header");
+        resp.append_header("x-a", "1").expect("header");
+        resp.append_header("x-a", "2").expect("header");
+        let header_pairs = |resp: &ResponseHeader| -> Vec<(String, String)> {
+            resp.headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+                .collect()
+        };
+        let original = header_pairs(&resp);
+
+        let mut added = response_to_list(&resp);
+        added.add(b"x-new", b"n");
+        let mut appended = resp.clone();
+        apply_response(&added, &mut appended);
+        let mut expected = original.clone();
+        expected.push(("x-new".into(), "n".into()));
+        assert_eq!(header_pairs(&appended), expected);
+
+        let mut replaced = response_to_list(&resp);
+        replaced.replace(b"x-a", b"3");
+        replaced.add(b"x-new", b"n");
+        let mut rewritten = resp.clone();
+        apply_response(&replaced, &mut rewritten);
+        assert_eq!(
+            header_pairs(&rewritten),
+            [("content-type", "text/plain"), ("x-a", "3"), ("x-new", "n")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+
+        let mut removed = response_to_list(&resp);
+        removed.remove(b"content-type");
+        let mut shrunk = resp.clone();
+        apply_response(&removed, &mut shrunk);
+        assert_eq!(header_pairs(&shrunk), original[1..].to_vec());
+    }
 
     #[test]
     fn methods_and_statuses_become_their_text() {
