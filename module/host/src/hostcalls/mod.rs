@@ -278,34 +278,10 @@ pub(crate) fn return_bytes(
     ret_ptr: i32,
     ret_size: i32,
 ) -> HResult {
-    if data.is_empty() {
-        write_u32(caller, ret_ptr, 0)?;
-        return write_u32(caller, ret_size, 0);
-    }
-    // An `Arc`: cloning a `TypedFunc` itself clones its registered type, which costs
-    // more than the rest of a small hostcall.
-    let allocator = caller
-        .data()
-        .allocator
-        .clone()
-        .ok_or(Status::InvalidMemoryAccess)?;
-    let len = i32::try_from(data.len()).map_err(|_| Status::InvalidMemoryAccess)?;
-    let ptr = allocator.call(&mut *caller, len).map_err(Fault::Trap)?;
-    if ptr == 0 {
-        return Err(Status::InvalidMemoryAccess.into());
-    }
-    // One look at the memory for the three writes.
-    let mem = memory(caller)?.data_mut(caller);
-    let mut put = |at: u32, bytes: &[u8]| -> HResult {
-        let start = at as usize;
-        mem.get_mut(start..start + bytes.len())
-            .ok_or(Status::InvalidMemoryAccess)?
-            .copy_from_slice(bytes);
+    return_filled(caller, data.len(), ret_ptr, ret_size, |_, out| {
+        out.copy_from_slice(data);
         Ok(())
-    };
-    put(ptr as u32, data)?;
-    put(ret_ptr as u32, &(ptr as u32).to_le_bytes())?;
-    put(ret_size as u32, &(data.len() as u32).to_le_bytes())
+    })
 }
 
 /// Returns `len` bytes to the guest that `fill` writes straight into the region the guest
@@ -322,6 +298,8 @@ pub(crate) fn return_filled(
         write_u32(caller, ret_ptr, 0)?;
         return write_u32(caller, ret_size, 0);
     }
+    // An `Arc`: cloning a `TypedFunc` itself clones its registered type, which costs
+    // more than the rest of a small hostcall.
     let allocator = caller
         .data()
         .allocator

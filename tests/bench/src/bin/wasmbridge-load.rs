@@ -6,8 +6,8 @@
 //! ```sh
 //! cargo build --release --workspace --bins && make filters
 //! target/release/wasmbridge-load                     # full run: 3 rounds of 10 s runs
-//! target/release/wasmbridge-load --rounds 1 --duration 3 --workers 1 --out /tmp/load
-//! target/release/wasmbridge-load --smoke --out /tmp/load
+//! target/release/wasmbridge-load --rounds 1 --duration 3 --workers 1 --out target/load
+//! target/release/wasmbridge-load --smoke --out target/load
 //! ```
 
 use std::collections::BTreeMap;
