@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST};
 use http::{HeaderMap, Method, Uri, request, response};
-use wasmbridge_host::{HeaderList, LocalResponse, http_header};
+use wasmbridge_host::{HeaderList, LocalResponse, http_header, method_value, status_value};
 
 /// `:path` as Envoy has it: path and query only.
 fn path_of(uri: &Uri) -> Bytes {
@@ -31,15 +31,16 @@ pub(crate) fn authority_of(parts: &request::Parts) -> Option<Bytes> {
 
 /// The request as a plugin sees it: pseudo-headers first, `Host` folded into `:authority`.
 pub(crate) fn request_to_list(parts: &request::Parts) -> HeaderList {
-    let mut list = HeaderList::new();
-    list.push(
-        ":method",
-        Bytes::copy_from_slice(parts.method.as_str().as_bytes()),
-    );
+    let mut list = HeaderList::with_capacity(4 + parts.headers.len());
+    list.push(":method", method_value(&parts.method));
     list.push(":path", path_of(&parts.uri));
     list.push(":authority", authority_of(parts).unwrap_or_default());
-    let scheme = parts.uri.scheme_str().unwrap_or("http").to_string();
-    list.push(":scheme", Bytes::from(scheme));
+    let scheme = match parts.uri.scheme_str().unwrap_or("http") {
+        "http" => Bytes::from_static(b"http"),
+        "https" => Bytes::from_static(b"https"),
+        other => Bytes::copy_from_slice(other.as_bytes()),
+    };
+    list.push(":scheme", scheme);
     for (name, value) in &parts.headers {
         if name != HOST {
             list.push(name.as_str(), Bytes::copy_from_slice(value.as_bytes()));
@@ -103,8 +104,8 @@ pub(crate) fn apply_request(list: &HeaderList, parts: &mut request::Parts) {
 
 /// The response as a plugin sees it: `:status` first.
 pub(crate) fn response_to_list(parts: &response::Parts) -> HeaderList {
-    let mut list = HeaderList::new();
-    list.push(":status", Bytes::from(parts.status.as_u16().to_string()));
+    let mut list = HeaderList::with_capacity(1 + parts.headers.len());
+    list.push(":status", status_value(parts.status));
     for (name, value) in &parts.headers {
         list.push(name.as_str(), Bytes::copy_from_slice(value.as_bytes()));
     }

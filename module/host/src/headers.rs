@@ -188,9 +188,13 @@ impl HeaderList {
 
     /// Appends an occurrence (`proxy_add_header_map_value`).
     pub fn add(&mut self, name: &[u8], value: &[u8]) {
+        self.append(lower(name), Bytes::copy_from_slice(value));
+    }
+
+    /// Appends a lower-cased name and its value as a change.
+    fn append(&mut self, name: Bytes, value: Bytes) {
         self.bytes += name.len() + value.len();
-        self.entries
-            .push((lower(name), Bytes::copy_from_slice(value)));
+        self.entries.push((name, value));
         self.modified = true;
     }
 
@@ -206,9 +210,7 @@ impl HeaderList {
         let after = (self.len() + 1, self.bytes + name.len() + value.len());
         caps.allow(self.size(), after)?;
         name.make_ascii_lowercase();
-        self.bytes += name.len() + value.len();
-        self.entries.push((Bytes::from(name), Bytes::from(value)));
-        self.modified = true;
+        self.append(Bytes::from(name), Bytes::from(value));
         Ok(())
     }
 
@@ -401,6 +403,49 @@ impl HeaderList {
             }
         }
     }
+}
+
+/// A method as the `:method` value an adapter puts in a map: static bytes for the
+/// standard methods.
+pub fn method_value(method: &http::Method) -> Bytes {
+    let text: &'static str = match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::PATCH => "PATCH",
+        http::Method::CONNECT => "CONNECT",
+        http::Method::TRACE => "TRACE",
+        _ => return Bytes::copy_from_slice(method.as_str().as_bytes()),
+    };
+    Bytes::from_static(text.as_bytes())
+}
+
+/// A status code as the `:status` value an adapter puts in a map: static bytes for the
+/// common codes.
+pub fn status_value(status: http::StatusCode) -> Bytes {
+    let text: &'static str = match status.as_u16() {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        206 => "206",
+        301 => "301",
+        302 => "302",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        code => return Bytes::from(code.to_string()),
+    };
+    Bytes::from_static(text.as_bytes())
 }
 
 /// A plugin's header pair as an `http` header, or `None` (logged) when it is not valid HTTP.

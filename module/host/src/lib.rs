@@ -56,7 +56,7 @@ pub use context::{LocalReply, StreamData, StreamInfo, UpstreamInfo};
 pub use error::{LoadError, LoadErrorKind};
 pub use foreign::{ForeignFunction, ForeignFunctions};
 pub use guest_metrics::{GUEST_HISTOGRAM_BUCKETS, GuestMetrics, MAX_GUEST_METRICS};
-pub use headers::{HeaderList, http_header};
+pub use headers::{HeaderList, http_header, method_value, status_value};
 pub use hostcalls::Registration;
 pub use limits::{EPOCH_TICK, Limits};
 pub use metrics::HostMetrics;

@@ -128,6 +128,20 @@ enum Slot {
     Ended,
 }
 
+impl Slot {
+    /// The replica, VM generation and context id of a live context.
+    fn active(&self) -> Option<(&Pin, u64, u32)> {
+        match self {
+            Slot::Active {
+                pin,
+                generation,
+                context_id,
+            } => Some((pin, *generation, *context_id)),
+            _ => None,
+        }
+    }
+}
+
 struct Member {
     plugin: Arc<Plugin>,
     slot: Slot,
@@ -463,15 +477,15 @@ impl HttpStream {
     }
 
     fn alive(&self, i: usize) -> bool {
-        match &self.members[i].slot {
-            Slot::Active {
-                pin, generation, ..
-            } => self.members[i]
-                .plugin
-                .with_vm(pin.replica(), Some(*generation), |_, _| ((), None))
-                .is_ok(),
-            _ => false,
-        }
+        self.members[i]
+            .slot
+            .active()
+            .is_some_and(|(pin, generation, _)| {
+                self.members[i]
+                    .plugin
+                    .with_vm(pin.replica(), Some(generation), |_, _| ((), None))
+                    .is_ok()
+            })
     }
 
     /// Makes the complete response for a local reply: default headers, the filter's
@@ -599,18 +613,13 @@ impl HttpStream {
     /// context is gone and later calls find nothing to run.
     fn end_callbacks(&mut self, i: usize, log: bool) {
         let member = &self.members[i];
-        let Slot::Active {
-            pin,
-            generation,
-            context_id,
-        } = &member.slot
-        else {
+        let Some((pin, generation, context_id)) = member.slot.active() else {
             return;
         };
-        let (plugin, context_id) = (&member.plugin, *context_id);
+        let plugin = &member.plugin;
         let data = &mut self.data;
         let ctx = context_id as i32;
-        let _ = plugin.with_vm(pin.replica(), Some(*generation), |vm, _| {
+        let _ = plugin.with_vm(pin.replica(), Some(generation), |vm, _| {
             let metrics = plugin.metrics();
             let cb = vm.cb.clone();
             if log {
@@ -783,15 +792,9 @@ impl HttpStream {
         // Borrowed field by field: the member is read while the stream's data is lent to
         // the call.
         let member = &self.members[i];
-        let Slot::Active {
-            pin,
-            generation,
-            context_id,
-        } = &member.slot
-        else {
+        let Some((pin, generation, context_id)) = member.slot.active() else {
             return Invoked::NotExported;
         };
-        let (generation, context_id) = (*generation, *context_id);
         let plugin = &member.plugin;
         // A log-only plugin works on the stream as it is, and its changes are undone.
         let before = plugin.log_only().then(|| Snapshot::take(&self.data));

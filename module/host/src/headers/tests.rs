@@ -191,6 +191,18 @@ fn lookups_find_names_in_any_case_and_the_stored_name_is_lower_case() {
 }
 
 #[test]
+fn methods_and_statuses_become_their_text() {
+    for method in ["GET", "POST", "PURGE"] {
+        let method = http::Method::from_bytes(method.as_bytes()).unwrap();
+        assert_eq!(&method_value(&method)[..], method.as_str().as_bytes());
+    }
+    for code in [200, 404, 503, 299, 418] {
+        let status = http::StatusCode::from_u16(code).unwrap();
+        assert_eq!(&status_value(status)[..], code.to_string().as_bytes());
+    }
+}
+
+#[test]
 fn well_known_names_are_kept_as_static_bytes_and_others_copied() {
     let mut h = HeaderList::with_capacity(3);
     h.push("content-type", "text/plain");

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use wasmbridge_abi::{BufferType, Status};
 use wasmtime::Caller;
 
-use super::{HResult, Registrar, memory, return_bytes, return_filled, status, write_u32};
+use super::{HResult, Registrar, in_guest, memory, return_bytes, return_filled, status, write_u32};
 use crate::context::{HostState, Phase};
 use crate::limits::Cap;
 
@@ -169,10 +169,7 @@ fn set_buffer_bytes(
         }
         // The guest's bytes are copied once, straight into the body.
         let (mem, state) = memory(&caller)?.data_and_store_mut(&mut caller);
-        let from = data_ptr as u32 as usize;
-        let data = mem
-            .get(from..from + data_size as u32 as usize)
-            .ok_or(Status::InvalidMemoryAccess)?;
+        let data = in_guest(mem, data_ptr, data_size)?;
         let cap = usize::try_from(state.plugin.limits.body_bytes).unwrap_or(usize::MAX);
         let len = state.stream().ok_or(Status::NotFound)?.body.len();
         if let Some(after) = edited_len(len, start as u32, size as u32, data.len())

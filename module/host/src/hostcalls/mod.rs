@@ -203,27 +203,22 @@ pub(crate) fn guest_bytes<'a>(
     ptr: i32,
     len: i32,
 ) -> HResult<&'a [u8]> {
-    let mem = memory(caller)?;
+    in_guest(memory(caller)?.data(caller), ptr, len)
+}
+
+/// The `len` bytes at `ptr` of guest memory `mem` (pointer and length are the guest's
+/// unsigned 32-bit values); INVALID_MEMORY_ACCESS when they are not all inside it.
+pub(crate) fn in_guest(mem: &[u8], ptr: i32, len: i32) -> HResult<&[u8]> {
     let start = ptr as u32 as usize;
-    let end = start
+    start
         .checked_add(len as u32 as usize)
-        .ok_or(Status::InvalidMemoryAccess)?;
-    mem.data(caller)
-        .get(start..end)
+        .and_then(|end| mem.get(start..end))
         .ok_or(Fault::Status(Status::InvalidMemoryAccess))
 }
 
 /// Copies `len` bytes at `ptr` out of guest memory.
 pub(crate) fn read_bytes(caller: &Caller<'_, HostState>, ptr: i32, len: i32) -> HResult<Vec<u8>> {
-    let mem = memory(caller)?;
-    let start = ptr as u32 as usize;
-    let end = start
-        .checked_add(len as u32 as usize)
-        .ok_or(Status::InvalidMemoryAccess)?;
-    mem.data(caller)
-        .get(start..end)
-        .map(<[u8]>::to_vec)
-        .ok_or(Fault::Status(Status::InvalidMemoryAccess))
+    guest_bytes(caller, ptr, len).map(<[u8]>::to_vec)
 }
 
 /// Copies at most `max` of the `len` bytes at `ptr` out of guest memory; the whole range
@@ -234,15 +229,8 @@ pub(crate) fn read_prefix(
     len: i32,
     max: usize,
 ) -> HResult<Vec<u8>> {
-    let mem = memory(caller)?;
-    let start = ptr as u32 as usize;
-    let len = len as u32 as usize;
-    let end = start.checked_add(len).ok_or(Status::InvalidMemoryAccess)?;
-    let data = mem.data(caller);
-    if end > data.len() {
-        return Err(Status::InvalidMemoryAccess.into());
-    }
-    Ok(data[start..start + len.min(max)].to_vec())
+    let whole = guest_bytes(caller, ptr, len)?;
+    Ok(whole[..whole.len().min(max)].to_vec())
 }
 
 /// Writes `bytes` at `ptr` in guest memory.

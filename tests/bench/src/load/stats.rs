@@ -105,40 +105,36 @@ impl Results {
         })
     }
 
-    /// The median over rounds of `key`'s p99 − its no-plugin run's, µs.
+    /// The median over rounds of `figure` of `key`'s run − of its no-plugin run in the
+    /// same round (a figure that is NaN for a run, e.g. a latency run that did not happen,
+    /// leaves that round out).
+    pub fn added(&self, key: Key, figure: impl Fn(&Sample) -> f64) -> Option<f64> {
+        self.paired(key, key.baseline(), |a, b| figure(a) - figure(b))
+    }
+
+    /// [`Results::added`] p99, µs.
     pub fn added_p99_us(&self, key: Key) -> Option<f64> {
-        self.paired(key, key.baseline(), |a, b| a.wrk.p99_us - b.wrk.p99_us)
+        self.added(key, |s| s.wrk.p99_us)
     }
 
-    /// The median over rounds of `key`'s p99 − its no-plugin run's, both from the
-    /// one-connection latency runs, µs.
+    /// [`Results::added`] p99 of the one-connection latency runs, µs.
     pub fn added_unloaded_p99_us(&self, key: Key) -> Option<f64> {
-        self.paired(key, key.baseline(), |a, b| match (&a.latency, &b.latency) {
-            (Some(a), Some(b)) => a.p99_us - b.p99_us,
-            _ => f64::NAN,
-        })
-        .filter(|v| v.is_finite())
+        self.added(key, |s| s.latency.as_ref().map_or(f64::NAN, |l| l.p99_us))
     }
 
-    /// The median over rounds of `key`'s CPU per request − its no-plugin run's, µs.
+    /// [`Results::added`] CPU per request, µs.
     pub fn added_cpu_us(&self, key: Key) -> Option<f64> {
-        self.paired(key, key.baseline(), |a, b| {
-            a.cpu_us_per_request - b.cpu_us_per_request
-        })
+        self.added(key, |s| s.cpu_us_per_request)
     }
 
-    /// The median over rounds of `key`'s anonymous RSS − its no-plugin run's, MiB.
+    /// [`Results::added`] anonymous RSS, MiB.
     pub fn added_anon_mib(&self, key: Key) -> Option<f64> {
-        self.paired(key, key.baseline(), |a, b| {
-            (a.anon_kib as f64 - b.anon_kib as f64) / 1024.0
-        })
+        self.added(key, |s| s.anon_kib as f64 / 1024.0)
     }
 
-    /// The median over rounds of `key`'s RSS − its no-plugin run's, MiB.
+    /// [`Results::added`] RSS, MiB.
     pub fn added_rss_mib(&self, key: Key) -> Option<f64> {
-        self.paired(key, key.baseline(), |a, b| {
-            (a.rss_kib as f64 - b.rss_kib as f64) / 1024.0
-        })
+        self.added(key, |s| s.rss_kib as f64 / 1024.0)
     }
 }
 
