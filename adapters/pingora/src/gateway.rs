@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -19,6 +20,7 @@ use wasmbridge_host::{Callouts, ChainSelector, Plugin, PoolMetrics, RouteSelecti
 use crate::admin::admin_service;
 use crate::drivers::WithRootDrivers;
 use crate::proxy::{RequestObserver, WasmFilters};
+use crate::reload::{Reloader, reload_on_change, reload_on_sighup};
 use crate::upstreams::{GatewayUpstreams, UpstreamCluster};
 
 /// Why the gateway could not be built.
@@ -46,6 +48,9 @@ pub enum GatewayError {
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The configuration file could not be read or is invalid.
+    #[error(transparent)]
+    Config(#[from] wasmbridge_config::ConfigError),
 }
 
 struct Cluster {
@@ -140,21 +145,42 @@ impl ProxyHttp for Router {
     }
 }
 
-/// Everything built from a config, ready to serve.
-pub struct Gateway {
-    config: Config,
-    routes: Arc<Routes>,
-    plugins: Vec<Arc<Plugin>>,
-    upstreams: GatewayUpstreams,
-    registry: Registry,
+/// The proxy of one generation: its plugins around its router.
+pub(crate) type GenerationProxy = WasmFilters<Router>;
+
+/// What every generation shares: the wasm runtime (engines, compile cache, shared data
+/// and queues), the metrics registry and the metric handles.
+pub(crate) struct Shared {
+    runtime: wasmbridge_host::Runtime,
+    pub(crate) registry: Registry,
+    host_metrics: wasmbridge_host::HostMetrics,
+    pub(crate) pool_metrics: PoolMetrics,
+    observer: Arc<dyn RequestObserver>,
 }
 
-impl Gateway {
+/// The routes, clusters and plugins built from one reading of the config file.
+pub(crate) struct Generation {
+    /// 1 for the configuration the gateway started with, then one more per reload.
+    pub(crate) id: u64,
+    pub(crate) config: Config,
+    /// The file's text, when it was read from a file (`/config`).
+    pub(crate) text: Option<String>,
+    pub(crate) loaded_at: std::time::SystemTime,
+    pub(crate) proxy: GenerationProxy,
+    pub(crate) plugins: Vec<Arc<Plugin>>,
+    upstreams: GatewayUpstreams,
+}
+
+impl Generation {
     /// Resolves the clusters, compiles (or loads from `server.compile_cache`) and starts
     /// every plugin (one VM replica per worker thread; its callouts go to the clusters) and
     /// builds the routing table.
-    pub fn build(config: Config) -> Result<Gateway, GatewayError> {
-        let (runtime, registry, host_metrics) = build::runtime(&config)?;
+    pub(crate) fn build(
+        shared: &Shared,
+        config: Config,
+        text: Option<String>,
+        id: u64,
+    ) -> Result<Generation, GatewayError> {
         let mut clusters: HashMap<String, Arc<Cluster>> = HashMap::new();
         for cc in &config.clusters {
             let lb =
@@ -184,53 +210,70 @@ impl Gateway {
             read_timeout: c.read_timeout,
         }));
         // Plugins with the same module, vm_id and VM configuration share their VMs.
-        let loaded = build::load_plugins(
+        let plugins = build::load_plugins(
             &config,
-            &runtime,
-            Some(host_metrics),
+            &shared.runtime,
+            Some(shared.host_metrics.clone()),
             config.server.threads,
             |pc| Callouts::new(upstreams.allowing_addresses(pc.callouts.allow_host_port)),
         )?;
-        let routes = Routes::new(&config, &loaded, |name| clusters.get(name).cloned());
-        registry.register(Box::new(PoolMetrics::new(&loaded)))?;
-        Ok(Gateway {
+        let routes = Arc::new(Routes::new(&config, &plugins, |name| {
+            clusters.get(name).cloned()
+        }));
+        let proxy = WasmFilters::new(
+            Router {
+                routes: routes.clone(),
+            },
+            Arc::new(RouteSelector(routes)),
+        )
+        .with_observer(shared.observer.clone());
+        Ok(Generation {
+            id,
             config,
-            routes: Arc::new(routes),
-            plugins: loaded,
+            text,
+            loaded_at: std::time::SystemTime::now(),
+            proxy,
+            plugins,
             upstreams,
-            registry,
         })
     }
+}
 
-    /// The loaded plugins in configuration order.
-    pub fn plugins(&self) -> &[Arc<Plugin>] {
-        &self.plugins
+impl Drop for Generation {
+    fn drop(&mut self) {
+        if self.id > 1 || !self.plugins.is_empty() {
+            tracing::debug!(
+                generation = self.id,
+                "configuration generation dropped: its last request ended"
+            );
+        }
+    }
+}
+
+/// Everything built from a config, ready to serve, and able to reload it.
+pub struct Gateway {
+    reloader: Arc<Reloader>,
+}
+
+impl Gateway {
+    /// Resolves the clusters, compiles (or loads from `server.compile_cache`) and starts
+    /// every plugin (one VM replica per worker thread; its callouts go to the clusters) and
+    /// builds the routing table.
+    pub fn build(config: Config) -> Result<Gateway, GatewayError> {
+        Self::build_from(config, None)
     }
 
-    /// The callout transports over the gateway's clusters (sharing their load balancers),
-    /// refusing `host:port` upstreams; a plugin with `callouts.allow_host_port` gets
-    /// `upstreams().allowing_addresses(true)`.
-    pub fn upstreams(&self) -> &GatewayUpstreams {
-        &self.upstreams
+    /// Reads, validates and builds the config file at `path`; the gateway can reload it.
+    pub fn from_file(path: &Path) -> Result<Gateway, GatewayError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| GatewayError::Config(wasmbridge_config::ConfigError::io(path, &e)))?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        let config = Config::from_yaml_str(&text, path, base)?;
+        Self::build_from(config, Some(text))
     }
 
-    /// The admin listener address, if configured.
-    pub fn admin_address(&self) -> Option<SocketAddr> {
-        self.config.admin.as_ref().map(|a| a.address)
-    }
-
-    /// Builds the Pingora server and serves until the process is stopped.
-    pub fn run(self) -> Result<(), GatewayError> {
-        let conf = ServerConf {
-            threads: self.config.server.threads,
-            work_stealing: false,
-            grace_period_seconds: Some(self.config.server.grace_period_seconds),
-            graceful_shutdown_timeout_seconds: Some(1),
-            ..ServerConf::default()
-        };
-        let mut server = Server::new_with_opt_and_conf(None, conf);
-        server.bootstrap();
-        let conf = server.configuration.clone();
+    fn build_from(config: Config, text: Option<String>) -> Result<Gateway, GatewayError> {
+        let (runtime, registry, host_metrics) = build::runtime(&config)?;
         let requests = IntCounterVec::new(
             Opts::new(
                 "wasmbridge_http_requests_total",
@@ -238,47 +281,126 @@ impl Gateway {
             ),
             &["route", "status"],
         )?;
-        self.registry.register(Box::new(requests.clone()))?;
-        let observer: Arc<dyn RequestObserver> = Arc::new(RequestMetrics(requests));
+        registry.register(Box::new(requests.clone()))?;
+        let pool_metrics = PoolMetrics::new(&[]);
+        registry.register(Box::new(pool_metrics.clone()))?;
+        let shared = Arc::new(Shared {
+            runtime,
+            registry,
+            host_metrics,
+            pool_metrics,
+            observer: Arc::new(RequestMetrics(requests)),
+        });
+        let first = Generation::build(&shared, config, text, 1)?;
+        shared.pool_metrics.track(&first.plugins);
+        let reloader = Reloader::new(shared, first)?;
+        Ok(Gateway {
+            reloader: Arc::new(reloader),
+        })
+    }
+
+    /// The loaded plugins of the current configuration, in configuration order.
+    pub fn plugins(&self) -> Vec<Arc<Plugin>> {
+        self.reloader.current().plugins.clone()
+    }
+
+    /// The callout transports over the current configuration's clusters (sharing their
+    /// load balancers), refusing `host:port` upstreams; a plugin with
+    /// `callouts.allow_host_port` gets `upstreams().allowing_addresses(true)`.
+    pub fn upstreams(&self) -> GatewayUpstreams {
+        self.reloader.current().upstreams.clone()
+    }
+
+    /// The admin listener address, if configured.
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        self.reloader
+            .current()
+            .config
+            .admin
+            .as_ref()
+            .map(|a| a.address)
+    }
+
+    /// What reloads this gateway's configuration (SIGHUP, file changes and the admin API
+    /// use it once the gateway runs).
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.reloader.clone()
+    }
+
+    /// Builds the Pingora server and serves until the process is stopped. With `upgrade`,
+    /// takes the listening sockets over from a running gateway (Pingora's graceful
+    /// upgrade: start this process, then send SIGQUIT to the old one).
+    pub fn run(self) -> Result<(), GatewayError> {
+        self.run_with(false)
+    }
+
+    /// [`Gateway::run`], taking the listening sockets over from the running gateway
+    /// whose `server.upgrade_sock` is the same when `upgrade` is true.
+    pub fn run_with(self, upgrade: bool) -> Result<(), GatewayError> {
+        let current = self.reloader.current();
+        let config = &current.config;
+        let conf = ServerConf {
+            threads: config.server.threads,
+            work_stealing: false,
+            grace_period_seconds: Some(config.server.grace_period_seconds),
+            graceful_shutdown_timeout_seconds: Some(config.server.shutdown_timeout_seconds),
+            upgrade_sock: config.server.upgrade_sock.display().to_string(),
+            ..ServerConf::default()
+        };
+        let opt = pingora::server::configuration::Opt {
+            upgrade,
+            ..Default::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+        server.bootstrap();
+        let conf = server.configuration.clone();
         let mut services: Vec<Box<dyn pingora::services::ServiceWithDependents>> = Vec::new();
-        for (i, listener) in self.config.listeners.iter().enumerate() {
-            let proxy = WasmFilters::new(
-                Router {
-                    routes: self.routes.clone(),
-                },
-                Arc::new(RouteSelector(self.routes.clone())),
-            )
-            .with_observer(observer.clone());
+        for (i, listener) in config.listeners.iter().enumerate() {
             let mut options = pingora::apps::HttpServerOptions::default();
             options.h2c = listener.http2;
-            let mut service = pingora::proxy::ProxyServiceBuilder::new(&conf, proxy)
-                .name(format!("wasmbridge-listener-{i}"))
-                .server_options(options)
-                .build();
+            let mut service =
+                pingora::proxy::ProxyServiceBuilder::new(&conf, self.reloader.proxy())
+                    .name(format!("wasmbridge-listener-{i}"))
+                    .server_options(options)
+                    .build();
             service.add_tcp(&listener.address.to_string());
             if i == 0 {
-                // The first listener's worker threads run the plugins' root services.
-                services.push(Box::new(WithRootDrivers::new(
-                    service,
-                    self.plugins.clone(),
-                    self.config.server.threads,
-                )));
+                // The first listener's worker threads run the plugins' root services, of
+                // the first generation and of every reloaded one.
+                services.push(Box::new(
+                    WithRootDrivers::following(
+                        service,
+                        self.reloader.driver_sets(),
+                        config.server.threads,
+                    )
+                    .with_started_flag(self.reloader.ready.clone()),
+                ));
             } else {
                 services.push(Box::new(service));
             }
         }
-        if let Some(admin) = &self.config.admin {
+        if let Some(admin) = &config.admin {
             services.push(Box::new(admin_service(
-                admin.address,
-                self.registry.clone(),
+                admin.clone(),
+                self.reloader.clone(),
             )));
         }
         server.add_services(services);
+        if let Err(e) = reload_on_sighup(self.reloader.clone()) {
+            tracing::warn!("cannot reload on SIGHUP: {e}");
+        }
+        if config.server.watch
+            && config.source.is_file()
+            && let Err(e) = reload_on_change(self.reloader.clone())
+        {
+            tracing::warn!("cannot watch the configuration and module files: {e}");
+        }
         tracing::info!(
-            listeners = ?self.config.listeners.iter().map(|l| l.address).collect::<Vec<_>>(),
-            admin = ?self.admin_address(),
+            listeners = ?config.listeners.iter().map(|l| l.address).collect::<Vec<_>>(),
+            admin = ?config.admin.as_ref().map(|a| a.address),
             "wasmbridge is serving"
         );
+        drop(current);
         server.run_forever()
     }
 }

@@ -92,8 +92,21 @@ pub struct Config {
 pub struct ServerConfig {
     /// Worker threads; at least 1. Defaults to the available parallelism.
     pub threads: usize,
-    /// How long a graceful shutdown waits for requests in flight, in seconds (default 1).
+    /// After a graceful shutdown (SIGQUIT, or SIGTERM) begins, how long the listeners keep
+    /// accepting, in seconds (default 1): the time a new process of a graceful upgrade or a
+    /// load balancer needs to take over. Pingora's `grace_period_seconds`.
     pub grace_period_seconds: u64,
+    /// Then how long requests in flight may take to finish before the process exits, in
+    /// seconds (default 5). Pingora's `graceful_shutdown_timeout_seconds`.
+    pub shutdown_timeout_seconds: u64,
+    /// Whether the gateway reloads when the config file or a local module file changes
+    /// (default true). SIGHUP and the admin `POST /reload` reload either way.
+    pub watch: bool,
+    /// The Unix socket a graceful upgrade hands the listening sockets over on
+    /// (`upgrade_sock`, resolved against the file's directory; default
+    /// `/tmp/wasmbridge_upgrade.sock`): `wasmbridge run --upgrade` receives them there
+    /// when the running gateway gets SIGQUIT.
+    pub upgrade_sock: PathBuf,
     /// Where compiled modules are kept between runs (`compile_cache`, resolved against the
     /// file's directory); `None` (the default) compiles every module at each start.
     pub compile_cache: Option<PathBuf>,
@@ -129,6 +142,9 @@ pub struct ListenerConfig {
 pub struct AdminConfig {
     /// The address to bind.
     pub address: SocketAddr,
+    /// When set, every admin request but `/healthz` and `/ready` must carry
+    /// `Authorization: Bearer <token>`.
+    pub token: Option<String>,
 }
 
 /// An upstream cluster (`clusters[i]`): a named set of endpoints that routes forward to and

@@ -27,11 +27,14 @@ pub(crate) struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with optionally `threads`, `grace_period_seconds`, `compile_cache`, `per_stream_instances`"
+    expecting = "a mapping with optionally `threads`, `grace_period_seconds`, `shutdown_timeout_seconds`, `watch`, `upgrade_sock`, `compile_cache`, `per_stream_instances`"
 )]
 pub(crate) struct RawServer {
     pub threads: Option<usize>,
     pub grace_period_seconds: Option<u64>,
+    pub shutdown_timeout_seconds: Option<u64>,
+    pub watch: Option<bool>,
+    pub upgrade_sock: Option<String>,
     pub compile_cache: Option<String>,
     pub per_stream_instances: Option<u32>,
 }
@@ -47,9 +50,13 @@ pub(crate) struct RawListener {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with `address`")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `address` and optionally `token`"
+)]
 pub(crate) struct RawAdmin {
     pub address: String,
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

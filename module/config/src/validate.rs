@@ -23,6 +23,8 @@ use crate::{
 };
 
 const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 1;
+const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
+const DEFAULT_UPGRADE_SOCK: &str = "/tmp/wasmbridge_upgrade.sock";
 const DEFAULT_PER_STREAM_INSTANCES: u32 = 1000;
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 1000;
 const DEFAULT_READ_TIMEOUT_MS: u64 = 30_000;
@@ -67,15 +69,21 @@ impl Validator<'_> {
     }
 
     fn server(&self, raw: Option<RawServer>) -> Result<ServerConfig, ConfigError> {
-        let (threads, grace, compile_cache, per_stream_instances) = match raw {
-            Some(raw) => (
-                raw.threads,
-                raw.grace_period_seconds,
-                raw.compile_cache,
-                raw.per_stream_instances,
-            ),
-            None => (None, None, None, None),
-        };
+        let raw = raw.unwrap_or(RawServer {
+            threads: None,
+            grace_period_seconds: None,
+            shutdown_timeout_seconds: None,
+            watch: None,
+            upgrade_sock: None,
+            compile_cache: None,
+            per_stream_instances: None,
+        });
+        let (threads, grace, compile_cache, per_stream_instances) = (
+            raw.threads,
+            raw.grace_period_seconds,
+            raw.compile_cache,
+            raw.per_stream_instances,
+        );
         if per_stream_instances == Some(0) {
             return Err(self.error("server.per_stream_instances", "must be at least 1"));
         }
@@ -97,6 +105,17 @@ impl Validator<'_> {
         Ok(ServerConfig {
             threads,
             grace_period_seconds: grace.unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS),
+            shutdown_timeout_seconds: raw
+                .shutdown_timeout_seconds
+                .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_SECONDS),
+            watch: raw.watch.unwrap_or(true),
+            upgrade_sock: match raw.upgrade_sock {
+                Some(path) if path.trim().is_empty() => {
+                    return Err(self.error("server.upgrade_sock", "must not be empty"));
+                }
+                Some(path) => self.resolve(&path),
+                None => PathBuf::from(DEFAULT_UPGRADE_SOCK),
+            },
             compile_cache,
             per_stream_instances: per_stream_instances.unwrap_or(DEFAULT_PER_STREAM_INSTANCES),
         })
@@ -136,7 +155,19 @@ impl Validator<'_> {
                 format!("`{address}` is already used by listeners[{other}]"),
             ));
         }
-        Ok(AdminConfig { address })
+        let token = match raw.token {
+            Some(t)
+                if t.trim().is_empty()
+                    || t.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+            {
+                return Err(self.error(
+                    "admin.token",
+                    "must be a non-empty token without spaces or control characters (leave the key out for no token)",
+                ));
+            }
+            t => t,
+        };
+        Ok(AdminConfig { address, token })
     }
 
     fn socket_addr(&self, key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
