@@ -123,10 +123,12 @@ impl Tally {
     }
 }
 
-/// Clients that send requests until `stop`: half open a connection per request, half keep
-/// one connection alive across the reloads.
+/// Clients that send requests until `stop`: two open a connection per request and, with
+/// `keep_alive`, two more keep one connection each across the reloads (a failure ends such
+/// a client, after it was counted).
 fn load(
     gw: &Gateway,
+    keep_alive: bool,
     stop: Arc<AtomicBool>,
     tally: Arc<Tally>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -139,7 +141,7 @@ fn load(
             }
         }));
     }
-    for _ in 0..2 {
+    for _ in 0..if keep_alive { 2 } else { 0 } {
         let (addr, url, stop, tally) = (gw.addr, gw.url("/kept"), stop.clone(), tally.clone());
         tasks.push(tokio::spawn(async move {
             let connect = async {
@@ -167,7 +169,11 @@ fn load(
                     })
                 }
                 .await;
+                let failed = reply.is_err();
                 tally.record(reply);
+                if failed {
+                    return;
+                }
             }
         }));
     }
@@ -188,7 +194,7 @@ async fn ten_reloads_under_continuous_load_lose_no_request() -> Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
-    let clients = load(&gw, stop.clone(), tally.clone());
+    let clients = load(&gw, true, stop.clone(), tally.clone());
     for generation in 2..=11u64 {
         // Every reload swaps the module (Rust ↔ AssemblyScript) and its configuration.
         let version = format!("v{generation}");
@@ -511,6 +517,91 @@ async fn the_admin_api_reports_plugins_and_config_behind_its_token() -> Result<(
     assert!(
         text.contains("<redacted>") && text.contains("root_id: add_header"),
         "{text}"
+    );
+    Ok(())
+}
+
+/// A process killed on drop.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_upgrade_hands_the_listeners_over_without_a_failed_request() -> Result<()> {
+    let upstream = Upstream::start().await;
+    let extra = ", watch: false, upgrade_sock: upgrade.sock, grace_period_seconds: 1, shutdown_timeout_seconds: 5";
+    let mut old = Gateway::start(
+        "graceful-upgrade",
+        &stamped("v1", false, None, extra),
+        Some(upstream.addr),
+    )
+    .await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    // Clients that open a connection per request: an idle keep-alive connection the old
+    // process closes is the client's to retry, as with any HTTP/1.1 server that exits.
+    let clients = load(&old, false, stop.clone(), tally.clone());
+
+    let dir = old.file.parent().context("dir")?.to_path_buf();
+    let log = dir.join("new-gateway.log");
+    let new = Killed(
+        std::process::Command::new(wasmbridge_e2e::binary())
+            .args(["run", "--upgrade", "-c"])
+            .arg(&old.file)
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?,
+    );
+    // The old process sends its listening sockets once the new one takes them (Pingora
+    // retries either side for a few seconds), then drains and exits.
+    old.signal("QUIT")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while old.exited().is_none() {
+        ensure!(
+            Instant::now() < deadline,
+            "the old gateway did not exit:\n{}",
+            old.log_text()
+        );
+        // Polling a process for its exit: a readiness check, not a timed wait.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let served_before = tally.ok.load(Ordering::Relaxed);
+    // Only the new process is left on the listener and the admin address now.
+    for _ in 0..20 {
+        let reply = send(old.addr, Proto::H1, get(&old.url("/after"), &[])).await?;
+        assert_eq!(
+            (reply.status.as_u16(), version_of(&reply).as_str()),
+            (200, "v1")
+        );
+    }
+    assert_eq!(old.admin("GET", "/ready", None).await?.status, 200);
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await?;
+    }
+    drop(new);
+    let failed = tally.failed.lock().expect("lock").clone();
+    assert!(
+        failed.is_empty(),
+        "{} failed: {failed:?}\nnew: {}",
+        failed.len(),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(
+        served_before >= 10,
+        "only {served_before} requests during the upgrade"
+    );
+    assert!(
+        old.log_text().contains("SIGQUIT received"),
+        "{}",
+        old.log_text()
     );
     Ok(())
 }
