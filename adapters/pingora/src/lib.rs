@@ -20,12 +20,14 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+pub mod balance;
 mod convert;
 mod drivers;
 mod gateway;
 pub mod limits;
 mod proxy;
 mod reload;
+mod tls;
 pub mod upstreams;
 
 pub use drivers::{WithRootDrivers, start_root_drivers};

@@ -117,6 +117,18 @@ impl Reloader {
         &self.shared.registry
     }
 
+    /// The certificate of TLS listener `listener`, if it is one.
+    pub(crate) fn certificate(
+        &self,
+        listener: usize,
+    ) -> Option<Arc<crate::tls::ReloadableCertificate>> {
+        self.shared
+            .certificates
+            .iter()
+            .find(|(i, _)| *i == listener)
+            .map(|(_, c)| c.clone())
+    }
+
     /// The generation serving new requests.
     pub(crate) fn current(&self) -> Arc<Generation> {
         self.current.load_full()
@@ -220,8 +232,25 @@ impl Reloader {
             return Err(fixed);
         }
         // Reloads take turns, so the next number is free; a failed one uses none.
-        Generation::build(&self.shared, config, Some(text), old.id + 1)
-            .map_err(|e| vec![e.to_string()])
+        let next = Generation::build(&self.shared, config, Some(text), old.id + 1)
+            .map_err(|e| vec![e.to_string()])?;
+        // The listeners' certificates are read again (a renewed one takes effect now); all
+        // of them, or none.
+        let mut renewed = Vec::new();
+        let mut errors = Vec::new();
+        for (i, certificate) in &self.shared.certificates {
+            match certificate.read() {
+                Ok(key) => renewed.push((certificate, key)),
+                Err(e) => errors.push(format!("{}: listeners[{i}].tls: {e}", source.display())),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        for (certificate, key) in renewed {
+            certificate.set(key);
+        }
+        Ok(next)
     }
 }
 
@@ -315,8 +344,13 @@ pub(crate) fn reload_on_change(reloader: Arc<Reloader>) -> notify::Result<()> {
 
 /// The config file and the local module files of a generation, absolute.
 fn watched_files(generation: &Generation) -> Vec<PathBuf> {
-    let mut files = vec![generation.config.source.clone()];
-    files.extend(generation.config.plugins.iter().map(|p| p.module.clone()));
+    let config = &generation.config;
+    let mut files = vec![config.source.clone()];
+    files.extend(config.plugins.iter().map(|p| p.module.clone()));
+    for tls in config.listeners.iter().filter_map(|l| l.tls.as_ref()) {
+        files.push(tls.cert.clone());
+        files.push(tls.key.clone());
+    }
     let mut files: Vec<PathBuf> = files
         .into_iter()
         .filter_map(|f| std::path::absolute(&f).ok())
@@ -415,6 +449,33 @@ impl ProxyHttp for GatewayProxy {
         ctx.generation
             .proxy
             .fail_to_connect(session, peer, &mut ctx.ctx, e)
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Pinned,
+    ) -> Result<()> {
+        ctx.generation
+            .proxy
+            .upstream_response_filter(session, upstream_response, &mut ctx.ctx)
+            .await
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Pinned,
+    ) -> Result<Option<Duration>> {
+        ctx.generation.proxy.upstream_response_body_filter(
+            session,
+            body,
+            end_of_stream,
+            &mut ctx.ctx,
+        )
     }
 
     async fn upstream_request_filter(

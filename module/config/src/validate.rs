@@ -14,16 +14,19 @@ use crate::raw::{
     RawHeaderLimits, RawHeaderMatch, RawLimits, RawListener, RawMatch, RawNode, RawPlugin,
     RawProfile, RawRedact, RawRoute, RawServer, RawSize,
 };
-use crate::raw::{RawIsolation, RawPool, RawReload, RawSelection};
+use crate::raw::{RawHashOn, RawHealthCheck, RawIsolation, RawPool, RawReload, RawSelection};
 use crate::{
     AdminConfig, CalloutConfig, CapabilitiesConfig, ClusterConfig, Config, DirectResponse,
     EnvironmentConfig, FailurePolicy, HeaderMatch, HeaderRule, Isolation, LimitsConfig,
     LimitsProfile, ListenerConfig, NodeConfig, PluginConfig, PoolConfig, RedactConfig,
     ReloadConfig, RouteAction, RouteConfig, RouteMatch, Selection, ServerConfig, StructValue,
 };
+use crate::{HashOn, HealthCheck, LbPolicy, ListenerTls, UpstreamTls};
 
 const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 1;
 const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
+/// The most retries a cluster may ask for.
+const MAX_RETRIES: u32 = 5;
 const DEFAULT_UPGRADE_SOCK: &str = "/tmp/wasmbridge_upgrade.sock";
 const DEFAULT_PER_STREAM_INSTANCES: u32 = 1000;
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 1000;
@@ -135,9 +138,27 @@ impl Validator<'_> {
                     format!("`{address}` is already used by listeners[{other}]"),
                 ));
             }
+            let tls = match listener.tls {
+                None => None,
+                Some(tls) => {
+                    let at = format!("listeners[{index}].tls");
+                    let file = |key: &str, value: &str| {
+                        if value.trim().is_empty() {
+                            Err(self.error(format!("{at}.{key}"), "must name a PEM file"))
+                        } else {
+                            Ok(self.resolve(value))
+                        }
+                    };
+                    Some(ListenerTls {
+                        cert: file("cert", &tls.cert)?,
+                        key: file("key", &tls.key)?,
+                    })
+                }
+            };
             listeners.push(ListenerConfig {
                 address,
                 http2: listener.http2.unwrap_or(true),
+                tls,
             });
         }
         Ok(listeners)
@@ -211,15 +232,117 @@ impl Validator<'_> {
                 cluster.read_timeout_ms,
                 DEFAULT_READ_TIMEOUT_MS,
             )?;
+            let total_timeout = match cluster.total_timeout_ms {
+                None => None,
+                Some(ms) => Some(self.millis(&at, "total_timeout_ms", Some(ms), ms)?),
+            };
+            let retries = cluster.retries.unwrap_or(0);
+            if retries > MAX_RETRIES {
+                return Err(self.error(
+                    format!("{at}.retries"),
+                    format!("must be at most {MAX_RETRIES}"),
+                ));
+            }
+            let lb_policy = self.lb_policy(&at, cluster.lb_policy.as_deref(), cluster.hash_on)?;
+            let health_check = match cluster.health_check {
+                None => None,
+                Some(hc) => Some(self.health_check(&at, hc)?),
+            };
+            let tls = cluster.tls.map(|tls| UpstreamTls {
+                sni: tls.sni.filter(|s| !s.is_empty()),
+                verify: tls.verify.unwrap_or(true),
+                ca: tls.ca.map(|ca| self.resolve(&ca)),
+            });
             clusters.push(ClusterConfig {
                 name: cluster.name,
                 endpoints: cluster.endpoints,
                 http2: cluster.http2.unwrap_or(false),
                 connect_timeout,
                 read_timeout,
+                total_timeout,
+                retries,
+                lb_policy,
+                health_check,
+                tls,
             });
         }
         Ok(clusters)
+    }
+
+    fn lb_policy(
+        &self,
+        at: &str,
+        policy: Option<&str>,
+        hash_on: Option<RawHashOn>,
+    ) -> Result<LbPolicy, ConfigError> {
+        let policy = match policy.unwrap_or("round_robin") {
+            "round_robin" => LbPolicy::RoundRobin,
+            "random" => LbPolicy::Random,
+            "consistent_hash" => {
+                let on = match hash_on {
+                    None => HashOn::SourceIp,
+                    Some(RawHashOn {
+                        header: Some(h),
+                        source_ip: None,
+                        path: None,
+                    }) if !h.trim().is_empty() => HashOn::Header(h.trim().to_ascii_lowercase()),
+                    Some(RawHashOn {
+                        header: None,
+                        source_ip: Some(true),
+                        path: None,
+                    }) => HashOn::SourceIp,
+                    Some(RawHashOn {
+                        header: None,
+                        source_ip: None,
+                        path: Some(true),
+                    }) => HashOn::Path,
+                    Some(_) => {
+                        return Err(self.error(
+                            format!("{at}.hash_on"),
+                            "give exactly one of `header: NAME`, `source_ip: true`, `path: true`",
+                        ));
+                    }
+                };
+                return Ok(LbPolicy::ConsistentHash(on));
+            }
+            other => {
+                return Err(self.error(
+                    format!("{at}.lb_policy"),
+                    format!(
+                        "unknown policy `{other}`: expected round_robin, random or consistent_hash"
+                    ),
+                ));
+            }
+        };
+        if hash_on.is_some() {
+            return Err(self.error(
+                format!("{at}.hash_on"),
+                "only with `lb_policy: consistent_hash`",
+            ));
+        }
+        Ok(policy)
+    }
+
+    fn health_check(&self, at: &str, raw: RawHealthCheck) -> Result<HealthCheck, ConfigError> {
+        let at = format!("{at}.health_check");
+        let path = raw.path.unwrap_or_else(|| "/healthz".to_string());
+        if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(self.error(
+                format!("{at}.path"),
+                format!("invalid path `{path}`: must start with `/` and hold no spaces"),
+            ));
+        }
+        let threshold = |key: &str, value: Option<u32>| match value.unwrap_or(1) {
+            0 => Err(self.error(format!("{at}.{key}"), "must be at least 1")),
+            n => Ok(n),
+        };
+        Ok(HealthCheck {
+            path,
+            interval: self.millis(&at, "interval_ms", raw.interval_ms, 5000)?,
+            timeout: self.millis(&at, "timeout_ms", raw.timeout_ms, 1000)?,
+            healthy_threshold: threshold("healthy_threshold", raw.healthy_threshold)?,
+            unhealthy_threshold: threshold("unhealthy_threshold", raw.unhealthy_threshold)?,
+        })
     }
 
     fn millis(
