@@ -38,6 +38,18 @@ pub enum GatewayError {
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The configuration asks for what the tower gateway does not do (TLS).
+    #[error(
+        "{file}: {key_path}: {what} is not supported by the tower gateway; use the Pingora gateway (`wasmbridge run`)"
+    )]
+    Unsupported {
+        /// The config file.
+        file: String,
+        /// Where in it.
+        key_path: String,
+        /// What.
+        what: &'static str,
+    },
     /// A listener could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Listen {
@@ -209,6 +221,45 @@ where
     }
 }
 
+/// Refuses what the tower gateway cannot honour safely (TLS: it would serve or forward
+/// cleartext), and warns about cluster settings it ignores (it forwards to the endpoints in
+/// turn, without health checks, retries or a total timeout).
+fn check_supported(config: &Config) -> Result<(), GatewayError> {
+    let file = config.source.display().to_string();
+    let refuse = |key_path: String, what| GatewayError::Unsupported {
+        file: file.clone(),
+        key_path,
+        what,
+    };
+    for (i, listener) in config.listeners.iter().enumerate() {
+        if listener.tls.is_some() {
+            return Err(refuse(format!("listeners[{i}].tls"), "a TLS listener"));
+        }
+    }
+    for (i, cluster) in config.clusters.iter().enumerate() {
+        if cluster.tls.is_some() {
+            return Err(refuse(format!("clusters[{i}].tls"), "TLS to the endpoints"));
+        }
+        let ignored = [
+            (
+                "lb_policy",
+                cluster.lb_policy != wasmbridge_config::LbPolicy::RoundRobin,
+            ),
+            ("health_check", cluster.health_check.is_some()),
+            ("retries", cluster.retries > 0),
+            ("total_timeout_ms", cluster.total_timeout.is_some()),
+        ];
+        for (key, set) in ignored {
+            if set {
+                tracing::warn!(
+                    "{file}: clusters[{i}].{key} is ignored by the tower gateway (it uses each endpoint in turn)"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Everything built from a config, ready to serve.
 pub struct Gateway {
     config: Config,
@@ -224,6 +275,7 @@ impl Gateway {
     /// replicas each unless `pool.replicas` says otherwise; callouts to the clusters — and
     /// builds the routing table.
     pub fn build(config: Config) -> Result<Gateway, GatewayError> {
+        check_supported(&config)?;
         // The same runtime and host metrics as the Pingora gateway (compile cache included).
         let (runtime, registry, host_metrics) = build::runtime(&config)?;
         let clusters = Clusters::from_config(&config.clusters);

@@ -470,3 +470,22 @@ routes:
     assert!(all_streams_end(&layer).await);
     Ok(())
 }
+
+#[test]
+fn the_tower_gateway_refuses_tls_it_cannot_serve() {
+    let yaml = "listeners:\n  - address: 127.0.0.1:8443\n    tls: {cert: gw.pem, key: gw.key}\nroutes:\n  - match: {prefix: /}\n    direct_response: {status: 200}\n";
+    let config = Config::from_yaml_str(yaml, Path::new("gw.yaml"), Path::new(".")).expect("valid");
+    let err = Gateway::build(config).err().expect("refused");
+    assert_eq!(
+        err.to_string(),
+        "gw.yaml: listeners[0].tls: a TLS listener is not supported by the tower gateway; use the Pingora gateway (`wasmbridge run`)"
+    );
+    let yaml = "listeners: [{address: 127.0.0.1:8080}]\nclusters: [{name: b, endpoints: [\"127.0.0.1:9\"], tls: {}}]\nroutes:\n  - match: {prefix: /}\n    cluster: b\n";
+    let config = Config::from_yaml_str(yaml, Path::new("gw.yaml"), Path::new(".")).expect("valid");
+    let err = Gateway::build(config).err().expect("refused");
+    assert!(
+        err.to_string()
+            .starts_with("gw.yaml: clusters[0].tls: TLS to the endpoints"),
+        "{err}"
+    );
+}
