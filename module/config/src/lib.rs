@@ -7,7 +7,8 @@
 //! the plugins a file describes, the same way for every adapter. The names follow Envoy's Wasm filter vocabulary
 //! (`root_id`, `vm_id`, plugin configuration, VM configuration), see `DESIGN.md` §7.
 //! [`envoy_bootstrap`] translates a [`Config`] into the equivalent Envoy bootstrap
-//! (`wasmbridge envoy-config`, `docs/envoy.md`).
+//! (`wasmbridge envoy-config`, `docs/envoy.md`), and [`import_envoy`] goes the other way
+//! (`wasmbridge import-envoy`), from an Envoy bootstrap or Istio `WasmPlugin`s.
 //!
 //! ```
 //! use std::path::Path;
@@ -50,12 +51,14 @@ use std::time::Duration;
 pub mod build;
 pub mod envoy;
 mod error;
+pub mod import;
 mod payload;
 mod raw;
 mod validate;
 
 pub use envoy::{EnvoyBootstrap, Untranslated, envoy_bootstrap};
 pub use error::ConfigError;
+pub use import::{EnvoyImport, ImportError, import_envoy};
 
 pub use wasmbridge_abi::StructValue;
 
