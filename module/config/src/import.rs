@@ -249,7 +249,9 @@ impl Importer {
         {
             self.skip(
                 &format!("{at}.type"),
-                &format!("`{kind}`: wasmbridge clusters have static endpoints; the cluster is left out"),
+                &format!(
+                    "`{kind}`: wasmbridge clusters have static endpoints; the cluster is left out"
+                ),
             );
             return;
         }
@@ -299,8 +301,11 @@ impl Importer {
         let options = &c["typed_extension_protocol_options"];
         let h2 = c.get("http2_protocol_options").is_some()
             || options.as_mapping().is_some_and(|m| {
-                m.values()
-                    .any(|o| o["explicit_http_config"].get("http2_protocol_options").is_some())
+                m.values().any(|o| {
+                    o["explicit_http_config"]
+                        .get("http2_protocol_options")
+                        .is_some()
+                })
             });
         if h2 {
             out.insert("http2".into(), true.into());
@@ -351,10 +356,7 @@ impl Importer {
             }
         }
         if managers == 0 {
-            self.skip(
-                at,
-                "no HTTP connection manager: the listener is left out",
-            );
+            self.skip(at, "no HTTP connection manager: the listener is left out");
             return;
         }
         let mut out = Mapping::new();
@@ -422,10 +424,9 @@ impl Importer {
                 Some(WASM_TYPE) => (&tc["config"], format!("{path}.typed_config.config")),
                 Some(t)
                     if TYPED_STRUCTS.contains(&t)
-                        && tc
-                            .get("type_url")
-                            .and_then(Value::as_str)
-                            .is_some_and(|u| u.ends_with("envoy.extensions.filters.http.wasm.v3.Wasm")) =>
+                        && tc.get("type_url").and_then(Value::as_str).is_some_and(|u| {
+                            u.ends_with("envoy.extensions.filters.http.wasm.v3.Wasm")
+                        }) =>
                 {
                     (
                         &tc["value"]["config"],
@@ -482,7 +483,12 @@ impl Importer {
                 if !hosts.is_empty()
                     && let Some(Value::Mapping(m)) = imported.route.get_mut("match")
                 {
+                    // After the path, before the headers.
+                    let headers = m.remove("headers");
                     m.insert("hosts".into(), Value::Sequence(hosts.clone()));
+                    if let Some(headers) = headers {
+                        m.insert("headers".into(), headers);
+                    }
                 }
                 let plugins: Vec<Value> = chain
                     .iter()
@@ -509,8 +515,11 @@ impl Importer {
                         .insert("plugins".into(), Value::Sequence(plugins));
                 }
                 let name = self.route_name(&imported.route, vhost_name);
-                imported.route.insert("name".into(), name.into());
-                self.routes.push(imported.route);
+                let mut route = Mapping::new();
+                route.insert("name".into(), name.into());
+                imported.route.remove("name");
+                route.extend(imported.route);
+                self.routes.push(route);
             }
         }
     }
@@ -559,7 +568,10 @@ impl Importer {
         if let Some(name) = r.get("name").and_then(Value::as_str) {
             out.insert("name".into(), name.into());
         }
-        out.insert("match".into(), self.route_match(&join(at, "match"), &r["match"])?);
+        out.insert(
+            "match".into(),
+            self.route_match(&join(at, "match"), &r["match"])?,
+        );
         if let Some(action) = r.get("route") {
             let ap = join(at, "route");
             let Some(cluster) = action.get("cluster").and_then(Value::as_str) else {
@@ -587,11 +599,13 @@ impl Importer {
                     _ => false,
                 };
                 if !plain {
-                    self.skip(
-                        &format!("{ap}.{key}"),
-                        "no wasmbridge equivalent (routes forward as they are; the cluster's \
-                         `read_timeout_ms` bounds each read)",
-                    );
+                    let why = if key.contains("timeout") {
+                        "no wasmbridge equivalent: the cluster's `read_timeout_ms` bounds each \
+                         read, nothing bounds a whole exchange"
+                    } else {
+                        "no wasmbridge equivalent: routes forward requests as they are"
+                    };
+                    self.skip(&format!("{ap}.{key}"), why);
                 }
             }
             out.insert("cluster".into(), cluster.into());
@@ -652,8 +666,7 @@ impl Importer {
             for (name, config) in per_filter {
                 let name = name.as_str().unwrap_or("?").to_string();
                 let path = format!("{at}.typed_per_filter_config.{name}");
-                if type_of(config) != Some(FILTER_CONFIG_TYPE) || config.get("config").is_some()
-                {
+                if type_of(config) != Some(FILTER_CONFIG_TYPE) || config.get("config").is_some() {
                     self.skip(
                         &path,
                         "only `FilterConfig` turning a filter on or off on a route is \
@@ -783,7 +796,10 @@ impl Importer {
         let code = &vm["code"];
         if let Some(file) = code["local"].get("filename").and_then(Value::as_str) {
             p.insert("module".into(), file.into());
-        } else if let Some(uri) = code["remote"]["http_uri"].get("uri").and_then(Value::as_str) {
+        } else if let Some(uri) = code["remote"]["http_uri"]
+            .get("uri")
+            .and_then(Value::as_str)
+        {
             p.insert("module".into(), uri.into());
             match code["remote"].get("sha256").and_then(Value::as_str) {
                 Some(sum) => {
@@ -851,10 +867,7 @@ impl Importer {
                 }
                 p.insert("reload".into(), map([("backoff", Value::Mapping(b))]));
             } else {
-                self.skip(
-                    &join(at, "reload_config"),
-                    "used only under `FAIL_RELOAD`",
-                );
+                self.skip(&join(at, "reload_config"), "used only under `FAIL_RELOAD`");
             }
         }
         let env = &vm["environment_variables"];
@@ -893,7 +906,11 @@ impl Importer {
                 Some(value.as_str().unwrap_or("").into())
             }
             Some("type.googleapis.com/google.protobuf.BytesValue") => {
-                match value.as_str().and_then(base64_decode).map(String::from_utf8) {
+                match value
+                    .as_str()
+                    .and_then(base64_decode)
+                    .map(String::from_utf8)
+                {
                     Some(Ok(text)) => Some(text.into()),
                     _ => {
                         self.skip(
@@ -956,15 +973,21 @@ impl Importer {
                     );
                     return;
                 }
-                "imagePullPolicy" => "wasmbridge fetches a module once at start-up and keeps it \
-                                      by its sha256",
-                "imagePullSecret" => "registry credentials are not read from Kubernetes \
-                                      secrets",
+                "imagePullPolicy" => {
+                    "wasmbridge fetches a module once at start-up and keeps it \
+                                      by its sha256"
+                }
+                "imagePullSecret" => {
+                    "registry credentials are not read from Kubernetes \
+                                      secrets"
+                }
                 "selector" | "targetRef" | "targetRefs" => {
                     "no workloads to select: the plugin runs on every route of this gateway"
                 }
-                "match" => "traffic selectors (mode, ports) do not apply: the plugin runs on \
-                            every route; list it on some routes only by editing `routes`",
+                "match" => {
+                    "traffic selectors (mode, ports) do not apply: the plugin runs on \
+                            every route; list it on some routes only by editing `routes`"
+                }
                 "verificationKey" => "no signature verification; the sha256 pins the module",
                 _ => "no wasmbridge equivalent",
             };
@@ -1166,7 +1189,9 @@ fn header_matcher(h: &Value) -> Result<Value, String> {
             "contains_match" => rule = Some(("contains", value.clone())),
             "safe_regex_match" => rule = Some(("regex", value["regex"].clone())),
             "string_match" => {
-                let sm = value.as_mapping().ok_or("`string_match` is not a mapping")?;
+                let sm = value
+                    .as_mapping()
+                    .ok_or("`string_match` is not a mapping")?;
                 for (k, v) in sm {
                     match k.as_str().unwrap_or("?") {
                         "exact" => rule = Some(("exact", v.clone())),
@@ -1191,6 +1216,13 @@ fn header_matcher(h: &Value) -> Result<Value, String> {
     if value.is_null() {
         return Err(format!("`{kind}` without a value"));
     }
+    // `present_match` with `invert_match` is wasmbridge's `present: false`.
+    if let ("present", Some(present)) = (kind, value.as_bool())
+        && invert
+    {
+        out.insert("present".into(), (!present).into());
+        return Ok(Value::Mapping(out));
+    }
     out.insert(kind.into(), value);
     if invert {
         out.insert("invert".into(), true.into());
@@ -1214,9 +1246,10 @@ fn is_no_route(r: &Value) -> bool {
 fn socket_address(v: &Value) -> Option<String> {
     let sa = v.get("socket_address")?;
     let host = sa.get("address")?.as_str()?;
-    let port = sa
-        .get("port_value")
-        .and_then(|p| p.as_u64().or_else(|| p.as_str().and_then(|s| s.parse().ok())))?;
+    let port = sa.get("port_value").and_then(|p| {
+        p.as_u64()
+            .or_else(|| p.as_str().and_then(|s| s.parse().ok()))
+    })?;
     if host.contains(':') {
         Some(format!("[{host}]:{port}"))
     } else {
@@ -1310,6 +1343,10 @@ mod tests {
         assert_eq!(
             m("{name: x, present_match: true}"),
             Ok(serde_yaml::from_str("{name: x, present: true}").expect("yaml"))
+        );
+        assert_eq!(
+            m("{name: x, present_match: true, invert_match: true}"),
+            Ok(serde_yaml::from_str("{name: x, present: false}").expect("yaml"))
         );
         assert!(
             m("{name: x, string_match: {exact: a, ignore_case: true}}")
