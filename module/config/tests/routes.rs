@@ -373,7 +373,7 @@ fn envoy_gets_regexes_and_a_filter_per_override() {
     let config = |name: &str| {
         filters
             .iter()
-            .find(|f| f["name"] == Value::from(name))
+            .find(|f| f["name"].as_str() == Some(name))
             .map(|f| f["typed_config"]["config"]["configuration"]["value"].clone())
     };
     assert_eq!(
