@@ -173,3 +173,139 @@ async fn hosts_and_regexes_pick_routes() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Hosts, a regex path, a header regex, an override and phases in one file, served by the
+/// gateway and by Envoy on `wasmbridge envoy-config`'s bootstrap.
+fn both() -> String {
+    let module = filter("add_header");
+    format!(
+        r#"
+server: {{threads: 1}}
+listeners: [{{address: "{{listen}}"}}]
+admin: {{address: "{{admin}}"}}
+clusters: [{{name: backend, endpoints: ["{{upstream}}"]}}]
+plugins:
+  - name: tag
+    module: {module}
+    configuration: {{headers: {{x-config: base}}, request_headers: {{x-order: tag}}}}
+  - name: first
+    module: {module}
+    phase: AUTHN
+    configuration: {{request_headers: {{x-order: first}}}}
+routes:
+  - match: {{prefix: /}}
+    direct_response: {{status: 200, headers: {{x-route: any}}}}
+  - match: {{prefix: /, hosts: ["*.example.com"]}}
+    cluster: backend
+    plugins: [tag, first]
+  - match: {{prefix: /, hosts: [www.example.com]}}
+    direct_response: {{status: 200, headers: {{x-route: exact}}}}
+    plugins: [{{name: tag, configuration: {{headers: {{x-config: www}}}}}}]
+  - match: {{regex: "/api/v[0-9]+/.*", hosts: ["api.*"]}}
+    direct_response: {{status: 200, headers: {{x-route: api-versioned}}}}
+  - match: {{prefix: /, hosts: ["api.*"], headers: [{{name: x-key, regex: "k-[0-9]+"}}]}}
+    direct_response: {{status: 200, headers: {{x-route: api-key}}}}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_takes_the_same_routes_on_the_translated_bootstrap() -> anyhow::Result<()> {
+    let Some(bin) = wasmbridge_e2e::envoy_or_skip("envoy_takes_the_same_routes") else {
+        return Ok(());
+    };
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start("route-both", &both(), Some(upstream.addr)).await?;
+    let dir = wasmbridge_e2e::scratch("route-both-envoy");
+    let listen = format!("127.0.0.1:{}", wasmbridge_e2e::free_port()).parse()?;
+    let admin = format!("127.0.0.1:{}", wasmbridge_e2e::free_port()).parse()?;
+    let file = dir.join("gw.yaml");
+    std::fs::write(
+        &file,
+        wasmbridge_e2e::render(&both(), listen, admin, Some(upstream.addr)),
+    )?;
+    let out = wasmbridge_e2e::wasmbridge(&["envoy-config", &file.display().to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bootstrap = dir.join("envoy.yaml");
+    std::fs::write(&bootstrap, &out.stdout)?;
+    let envoy = wasmbridge_e2e::Envoy::spawn(&bin, &bootstrap, listen, admin, &dir).await?;
+
+    // Host, path, headers; then what both answer: status, x-route, x-config and the
+    // x-order values the upstream saw.
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        (u16, &'a str, &'a str, &'a [&'a str]),
+    );
+    let cases: [Case; 7] = [
+        ("www.example.com", "/", &[], (200, "exact", "www", &[])),
+        ("WWW.example.com:8080", "/", &[], (200, "exact", "www", &[])),
+        (
+            "shop.example.com",
+            "/x",
+            &[],
+            (200, "", "base", &["first", "tag"]),
+        ),
+        (
+            "api.example.org",
+            "/api/v2/items",
+            &[],
+            (200, "api-versioned", "", &[]),
+        ),
+        (
+            "api.example.org",
+            "/other",
+            &[("x-key", "k-12")],
+            (200, "api-key", "", &[]),
+        ),
+        (
+            "api.example.org",
+            "/other",
+            &[("x-key", "nope")],
+            (404, "", "", &[]),
+        ),
+        ("localhost", "/api/v2/items", &[], (200, "any", "", &[])),
+    ];
+    let seen = |r: &wasmbridge_e2e::Reply| {
+        (
+            r.status.as_u16(),
+            r.header("x-route").to_string(),
+            r.header("x-config").to_string(),
+            if r.header("x-upstream") == "echo" {
+                r.upstream_headers("x-order")
+            } else {
+                Vec::new()
+            },
+        )
+    };
+    for (host, path, headers, want) in cases {
+        let mut all = headers.to_vec();
+        all.push(("host", host));
+        let ours = send(gw.addr, Proto::H1, get(path, &all)).await?;
+        let theirs = send(envoy.addr, Proto::H1, get(path, &all)).await?;
+        let want = (
+            want.0,
+            want.1.to_string(),
+            want.2.to_string(),
+            want.3.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        );
+        assert_eq!(seen(&ours), want, "wasmbridge: {host}{path} {headers:?}");
+        assert_eq!(
+            seen(&theirs),
+            want,
+            "Envoy: {host}{path} {headers:?}:\n{}",
+            envoy.log_text()
+        );
+    }
+    Ok(())
+}
