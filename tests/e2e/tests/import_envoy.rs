@@ -337,3 +337,24 @@ fn envoy_config_then_import_envoy_keeps_plugins_and_routes() {
         assert_eq!(clusters(&after), clusters(&before), "{name}");
     }
 }
+
+#[test]
+fn the_example_bootstraps_are_valid_envoy_configurations() {
+    let Some(envoy) = wasmbridge_e2e::envoy_or_skip("the_example_bootstraps_are_valid") else {
+        return;
+    };
+    for name in ["bootstrap.yaml", "remote.yaml"] {
+        let (_dir, file) = example(name, 9000);
+        let out = std::process::Command::new(&envoy)
+            .args(["--mode", "validate", "--log-level", "error", "-c"])
+            .arg(&file)
+            .output()
+            .expect("run envoy --mode validate");
+        assert!(
+            out.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
