@@ -84,7 +84,9 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// Upstream clusters, in file order; names are unique.
     pub clusters: Vec<ClusterConfig>,
-    /// Proxy-Wasm plugins, in file order; names are unique.
+    /// Proxy-Wasm plugins: the file's in file order, then one per route configuration
+    /// override (`routes[i].plugins[j]` with a `configuration`, named `<plugin>@<route>`) in
+    /// route order; names are unique.
     pub plugins: Vec<PluginConfig>,
     /// Routes, in file order (the first match wins); never empty.
     pub routes: Vec<RouteConfig>,
@@ -649,22 +651,23 @@ impl Phase {
 /// `api.*` (prefix wildcard) need at least one character for the `*`; `*` alone matches
 /// any host. `pattern` is lower case (as validation leaves it).
 pub fn host_matches(pattern: &str, host: &str) -> bool {
-    let host = host.to_ascii_lowercase();
     let host = if host_has_port(pattern) {
-        host.as_str()
+        host
     } else {
-        strip_port(&host)
+        strip_port(host)
     };
-    if pattern == "*" {
+    let (host, pattern) = (host.as_bytes(), pattern.as_bytes());
+    if pattern == b"*" {
         return true;
     }
-    if let Some(suffix) = pattern.strip_prefix('*') {
-        return host.len() > suffix.len() && host.ends_with(suffix);
+    if let Some(suffix) = pattern.strip_prefix(b"*") {
+        return host.len() > suffix.len()
+            && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix);
     }
-    if let Some(prefix) = pattern.strip_suffix('*') {
-        return host.len() > prefix.len() && host.starts_with(prefix);
+    if let Some(prefix) = pattern.strip_suffix(b"*") {
+        return host.len() > prefix.len() && host[..prefix.len()].eq_ignore_ascii_case(prefix);
     }
-    host == pattern
+    host.eq_ignore_ascii_case(pattern)
 }
 
 /// How specific a host pattern is, as Envoy ranks virtual-host domains: an exact name
