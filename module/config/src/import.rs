@@ -241,8 +241,10 @@ impl Importer {
                 "typed_extension_protocol_options",
                 "http2_protocol_options",
                 "lb_policy",
+                "health_checks",
             ],
-            "no wasmbridge equivalent (clusters have endpoints, timeouts and `http2`)",
+            "no wasmbridge equivalent (clusters have endpoints, timeouts, `http2`, `tls`, a \
+             load-balancing policy and a health check; TLS to endpoints is not imported)",
         );
         if let Some(kind) = c.get("type").and_then(Value::as_str)
             && !["STATIC", "STRICT_DNS", "LOGICAL_DNS"].contains(&kind)
@@ -255,14 +257,21 @@ impl Importer {
             );
             return;
         }
-        if let Some(policy) = c.get("lb_policy").and_then(Value::as_str)
-            && policy != "ROUND_ROBIN"
-        {
-            self.skip(
-                &format!("{at}.lb_policy"),
-                &format!("`{policy}`: wasmbridge balances round-robin"),
-            );
-        }
+        let lb_policy = match c.get("lb_policy").and_then(Value::as_str) {
+            None | Some("ROUND_ROBIN") => None,
+            Some("RANDOM") => Some("random"),
+            Some("RING_HASH" | "MAGLEV") => Some("consistent_hash"),
+            Some(policy) => {
+                self.skip(
+                    &format!("{at}.lb_policy"),
+                    &format!(
+                        "`{policy}`: wasmbridge balances round-robin, at random or by a \
+                         consistent hash; left round-robin"
+                    ),
+                );
+                None
+            }
+        };
         let mut endpoints = Vec::new();
         let la = &c["load_assignment"];
         for (i, group) in seq(&la["endpoints"]).iter().enumerate() {
@@ -309,6 +318,22 @@ impl Importer {
             });
         if h2 {
             out.insert("http2".into(), true.into());
+        }
+        if let Some(policy) = lb_policy {
+            out.insert("lb_policy".into(), policy.into());
+        }
+        for (i, hc) in seq(&c["health_checks"]).iter().enumerate() {
+            let path = format!("{at}.health_checks[{i}]");
+            match health_check(hc) {
+                Some(check) if i == 0 => {
+                    out.insert("health_check".into(), check);
+                }
+                _ => self.skip(
+                    &path,
+                    "wasmbridge has one HTTP health check per cluster (`http_health_check` \
+                     with a `path`, interval, timeout and thresholds)",
+                ),
+            }
         }
         self.clusters.push((name.to_string(), out));
     }
@@ -591,11 +616,26 @@ impl Importer {
             }
             for (key, value) in action.as_mapping().into_iter().flatten() {
                 let key = key.as_str().unwrap_or("?");
+                // wasmbridge keeps these per cluster.
+                let on_cluster = match key {
+                    "timeout" => duration(value)
+                        .filter(|d| !d.is_zero())
+                        .map(|d| ("total_timeout_ms", millis(d).into())),
+                    "idle_timeout" => duration(value)
+                        .filter(|d| *d != Duration::from_secs(30))
+                        .map(|d| ("read_timeout_ms", millis(d).into())),
+                    "retry_policy" => retries(value).map(|n| ("retries", n.into())),
+                    "hash_policy" => hash_on(value).map(|on| ("hash_on", on)),
+                    _ => None,
+                };
+                if let Some((setting, v)) = on_cluster {
+                    self.cluster_setting(&format!("{ap}.{key}"), cluster, setting, v);
+                    continue;
+                }
                 let plain = match key {
                     "cluster" => true,
-                    // `envoy-config` writes these for wasmbridge's per-read timeout.
                     "timeout" => duration(value) == Some(Duration::ZERO),
-                    "idle_timeout" => true,
+                    "idle_timeout" => duration(value).is_some(),
                     _ => false,
                 };
                 if !plain {
@@ -686,6 +726,31 @@ impl Importer {
             disabled,
             enabled,
         })
+    }
+
+    /// Sets what a route says about its cluster (`total_timeout_ms`, `read_timeout_ms`,
+    /// `retries`, `hash_on`) on the cluster, unless another route said otherwise.
+    fn cluster_setting(&mut self, at: &str, cluster: &str, key: &str, value: Value) {
+        let Some((_, c)) = self.clusters.iter_mut().find(|(n, _)| n == cluster) else {
+            return;
+        };
+        if key == "hash_on" && c.get("lb_policy").and_then(Value::as_str) != Some("consistent_hash")
+        {
+            self.skip(at, "used only with a RING_HASH or MAGLEV cluster");
+            return;
+        }
+        match c.get(key) {
+            Some(v) if *v != value => {
+                let why = format!(
+                    "another route to `{cluster}` sets its `{key}` otherwise; wasmbridge keeps \
+                     one per cluster, the first"
+                );
+                self.skip(at, &why);
+            }
+            _ => {
+                c.insert(key.into(), value);
+            }
+        }
     }
 
     fn route_match(&mut self, at: &str, m: &Value) -> Option<Value> {
@@ -1266,6 +1331,60 @@ fn duration(v: &Value) -> Option<Duration> {
     let seconds = v.get("seconds").and_then(Value::as_u64).unwrap_or(0);
     let nanos = v.get("nanos").and_then(Value::as_u64).unwrap_or(0);
     Some(Duration::from_secs(seconds) + Duration::from_nanos(nanos))
+}
+
+/// A duration in whole milliseconds, at least 1.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis().max(1)).unwrap_or(u64::MAX)
+}
+
+/// A retry policy's retries, when it retries what wasmbridge retries (failed connections).
+fn retries(policy: &Value) -> Option<u64> {
+    let on = policy.get("retry_on").and_then(Value::as_str)?;
+    if !on.split(',').any(|c| c.trim() == "connect-failure") {
+        return None;
+    }
+    policy
+        .get("num_retries")
+        .and_then(Value::as_u64)
+        .or(Some(1))
+}
+
+/// The first hash policy as `hash_on`: a header (`:path` as `path: true`) or the client IP.
+fn hash_on(policies: &Value) -> Option<Value> {
+    let first = seq(policies).first()?;
+    if let Some(name) = first["header"].get("header_name").and_then(Value::as_str) {
+        return Some(if name == ":path" {
+            map([("path", true.into())])
+        } else {
+            map([("header", name.into())])
+        });
+    }
+    (first["connection_properties"]
+        .get("source_ip")
+        .and_then(Value::as_bool)
+        == Some(true))
+    .then(|| map([("source_ip", true.into())]))
+}
+
+/// An HTTP health check as `health_check`.
+fn health_check(hc: &Value) -> Option<Value> {
+    let path = hc["http_health_check"]
+        .get("path")
+        .and_then(Value::as_str)?;
+    let mut out = Mapping::new();
+    out.insert("path".into(), path.into());
+    for (envoy, ours) in [("interval", "interval_ms"), ("timeout", "timeout_ms")] {
+        if let Some(d) = hc.get(envoy).and_then(duration) {
+            out.insert(ours.into(), millis(d).into());
+        }
+    }
+    for key in ["healthy_threshold", "unhealthy_threshold"] {
+        if let Some(n) = hc.get(key).and_then(Value::as_u64) {
+            out.insert(key.into(), n.into());
+        }
+    }
+    Some(Value::Mapping(out))
 }
 
 fn type_of(v: &Value) -> Option<&str> {
