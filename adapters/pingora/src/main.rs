@@ -41,6 +41,18 @@ enum Command {
         /// The YAML configuration file.
         file: PathBuf,
     },
+    /// Turn an Envoy bootstrap with `envoy.filters.http.wasm` filters, and Istio
+    /// `WasmPlugin` resources (several YAML documents may follow each other), into a
+    /// wasmbridge configuration: YAML on stdout (or `-o`), and on stderr every item that
+    /// could not be translated, by its path in the input. Exits 0 when the result is a
+    /// valid configuration, 2 otherwise. See docs/envoy.md.
+    ImportEnvoy {
+        /// The Envoy bootstrap or WasmPlugin file (YAML).
+        file: PathBuf,
+        /// Write the configuration to this file instead of stdout.
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
     /// Run scenario files (the conformance case format) through several proxies and show
     /// what differs: `wasmbridge compare SCENARIO.yaml [--proxies pingora,tower,envoy]
     /// [--json]`. Runs the `wasmbridge-compare` tool installed beside this binary.
@@ -196,6 +208,56 @@ fn envoy_config(file: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn import_envoy(file: &Path, output: Option<&Path>) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let import = match wasmbridge_config::import_envoy(&text) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    for item in &import.untranslated {
+        eprintln!("{}: not translated: {item}", file.display());
+    }
+    let yaml = format!(
+        "# Imported from {} by `wasmbridge import-envoy`.\n{}",
+        file.file_name().map_or_else(
+            || file.display().to_string(),
+            |n| n.to_string_lossy().into_owned()
+        ),
+        import.to_yaml()
+    );
+    // Module paths resolve against the output file's directory, as the gateway reads it.
+    let (source, base_dir) = match output {
+        Some(out) => (out, out.parent().unwrap_or(Path::new(""))),
+        None => (Path::new("<stdout>"), Path::new("")),
+    };
+    let valid = Config::from_yaml_str(&yaml, source, base_dir);
+    match output {
+        Some(out) => {
+            if let Err(e) = std::fs::write(out, &yaml) {
+                eprintln!("error: {}: {e}", out.display());
+                return ExitCode::from(2);
+            }
+        }
+        None => print!("{yaml}"),
+    }
+    match valid {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: the imported configuration is not valid as it is: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -211,6 +273,7 @@ fn main() -> ExitCode {
             init_logging();
             envoy_config(&file)
         }
+        Command::ImportEnvoy { file, output } => import_envoy(&file, output.as_deref()),
         // The tool logs for itself.
         Command::Compare { args } => compare(&args),
     }

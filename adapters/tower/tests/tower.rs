@@ -123,6 +123,47 @@ routes:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_take_hosts_overrides_and_phases_from_the_yaml() -> Result<()> {
+    let upstream = Upstream::start().await;
+    let (addr, layer) = gateway(
+        r#"
+listeners: [{address: "{listen}"}]
+clusters: [{name: backend, endpoints: ["{upstream}"]}]
+plugins:
+  - {name: add_header, module: "{filters}/add_header.wasm", configuration: {headers: {x-config: base}}}
+  - name: first
+    module: "{filters}/add_header.wasm"
+    phase: AUTHN
+    configuration: {request_headers: {x-order: first}}
+routes:
+  - match: {prefix: /, hosts: ["*.example.com"]}
+    cluster: backend
+    plugins: [{name: add_header, configuration: {headers: {x-config: example}, request_headers: {x-order: second}}}, first]
+  - {match: {regex: "/v[0-9]+"}, cluster: backend, plugins: [add_header]}
+"#,
+        Some(upstream.addr),
+    )
+    .await?;
+    let port = addr.port();
+    let host = format!("www.example.com:{port}");
+    let example = send(
+        addr,
+        Proto::H1,
+        get(&format!("http://{host}/x"), &[("host", &host)]),
+    )
+    .await?;
+    assert_eq!(example.status, 200);
+    assert_eq!(example.header("x-config"), "example");
+    assert_eq!(example.upstream_headers("x-order"), ["first", "second"]);
+    let plain = send(addr, Proto::H1, get(&format!("http://{addr}/v2"), &[])).await?;
+    assert_eq!(plain.header("x-config"), "base");
+    let none = send(addr, Proto::H1, get(&format!("http://{addr}/v2/x"), &[])).await?;
+    assert_eq!(none.status, 404);
+    assert!(all_streams_end(&layer).await);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ext_auth_calls_out_to_a_real_authorization_server() -> Result<()> {
     let upstream = Upstream::start().await;
     let checks = Arc::new(AtomicUsize::new(0));

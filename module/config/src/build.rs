@@ -81,9 +81,24 @@ pub fn load_plugins(
             .max()
             .unwrap_or(PerStreamPool::default().memory),
     };
-    let mut loads = Vec::with_capacity(config.plugins.len());
+    let mut loads: Vec<PluginLoad> = Vec::with_capacity(config.plugins.len());
     for pc in &config.plugins {
         let spec = plugin_spec(pc, replicas, node.clone(), callouts(pc));
+        // A route's configuration override runs its plugin's compiled module (and, with
+        // the same vm_id and VM configuration, in its VMs: `Plugin::load_all`).
+        let base = pc.base.as_deref().and_then(|base| {
+            let i = config.plugins.iter().position(|p| p.name == base)?;
+            loads.get(i)
+        });
+        if let Some(base) = base {
+            let (runtime, module) = (base.runtime.clone(), base.module.clone());
+            loads.push(PluginLoad {
+                runtime,
+                module,
+                spec,
+            });
+            continue;
+        }
         // The engine for the plugin's isolation, fuel and stack: the base one unless it
         // asks for one of them (made once, shared by the plugins that ask the same).
         let runtime = runtime
@@ -281,13 +296,25 @@ impl<C> Routes<C> {
         Routes { routes }
     }
 
-    /// The index of the first route that takes the request, as its head is now.
+    /// The index of the route that takes the request, as its head is now: among the
+    /// routes whose `hosts` match the request's host most specifically (as Envoy picks a
+    /// virtual host; routes without `hosts` count as `*`), the first whose path and
+    /// headers match.
     pub fn position(&self, req: &http::request::Parts) -> Option<usize> {
         let path = req.uri.path();
         let header = |name: &str| request_header(req, name);
+        let authority = header(":authority");
+        let host = authority
+            .as_deref()
+            .and_then(|h| std::str::from_utf8(h).ok());
+        let best = self
+            .routes
+            .iter()
+            .filter_map(|r| r.config.host_rank(host))
+            .max()?;
         self.routes
             .iter()
-            .position(|r| r.config.matches(path, &header))
+            .position(|r| r.config.host_rank(host) == Some(best) && r.config.matches(path, &header))
     }
 
     /// The route at `index` (from [`Routes::position`]).

@@ -128,7 +128,14 @@ pub fn envoy_bootstrap(config: &Config) -> EnvoyBootstrap {
     let mut filters: Vec<Value> = order
         .iter()
         .filter_map(|&i| config.plugins.get(i))
-        .map(|p| wasm_filter(p, &mut skip))
+        .map(|p| {
+            if p.base.is_some() {
+                // An override repeats its plugin's settings, which are reported there.
+                wasm_filter(p, &mut |_, _| {})
+            } else {
+                wasm_filter(p, &mut skip)
+            }
+        })
         .collect();
     filters.push(map([
         ("name", "envoy.filters.http.router".into()),
@@ -142,10 +149,10 @@ pub fn envoy_bootstrap(config: &Config) -> EnvoyBootstrap {
         ),
     ]));
 
-    let mut routes: Vec<Value> = config
+    let translated: Vec<Option<Value>> = config
         .routes
         .iter()
-        .filter_map(|r| route(r, config, &mut skip))
+        .map(|r| route(r, config, &mut skip))
         .collect();
     // What no route takes gets wasmbridge's 404 without running any plugin (Envoy's own
     // would run every filter of the chain).
@@ -162,31 +169,78 @@ pub fn envoy_bootstrap(config: &Config) -> EnvoyBootstrap {
     if let Some(off) = disabled_plugins(config, &[]) {
         no_route.insert("typed_per_filter_config".into(), off);
     }
-    routes.push(Value::Mapping(no_route));
+    let no_route = Value::Mapping(no_route);
+    // One virtual host per host pattern, holding the routes that list it, as wasmbridge
+    // considers only the routes of the most specific pattern that matches; `all` (`*`)
+    // holds the routes without hosts.
+    let mut patterns: Vec<&str> = Vec::new();
+    for r in &config.routes {
+        for h in &r.hosts {
+            if h != "*" && !patterns.contains(&h.as_str()) {
+                patterns.push(h);
+            }
+        }
+    }
+    let vhost = |name: &str, takes: &dyn Fn(&RouteConfig) -> bool| {
+        let mut routes: Vec<Value> = config
+            .routes
+            .iter()
+            .zip(&translated)
+            .filter(|(r, _)| takes(r))
+            .filter_map(|(_, t)| t.clone())
+            .collect();
+        routes.push(no_route.clone());
+        map([
+            ("name", name.into()),
+            ("domains", Value::Sequence(vec![name.into()])),
+            ("routes", Value::Sequence(routes)),
+        ])
+    };
+    let mut virtual_hosts: Vec<Value> = patterns
+        .iter()
+        .map(|p| vhost(p, &|r: &RouteConfig| r.hosts.iter().any(|h| h == p)))
+        .collect();
+    let mut all = vhost("*", &|r: &RouteConfig| {
+        r.hosts.is_empty() || r.hosts.iter().any(|h| h == "*")
+    });
+    if let Value::Mapping(m) = &mut all {
+        m.insert("name".into(), "all".into());
+    }
+    virtual_hosts.push(all);
     let route_config = map([
         ("name", "routes".into()),
-        (
-            "virtual_hosts",
-            Value::Sequence(vec![map([
-                ("name", "all".into()),
-                ("domains", Value::Sequence(vec!["*".into()])),
-                ("routes", Value::Sequence(routes)),
-            ])]),
-        ),
+        ("virtual_hosts", Value::Sequence(virtual_hosts)),
     ]);
+    // wasmbridge ignores the request's port unless a pattern names one; Envoy does so
+    // only when told to strip every port.
+    let with_port = config
+        .routes
+        .iter()
+        .find(|r| r.hosts.iter().any(|h| crate::host_has_port(h)));
+    let strip_ports = !patterns.is_empty() && with_port.is_none();
+    if let Some(r) = with_port {
+        skip(
+            format!("{}.match.hosts", r.key_path),
+            "a pattern names a port: Envoy then compares hosts with their port, so patterns \
+             without one do not match requests that carry a port (wasmbridge ignores it)",
+        );
+    }
 
     let listeners: Vec<Value> = config
         .listeners
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            let hcm = map([
+            let mut hcm = map([
                 ("@type", HCM_TYPE.into()),
                 ("stat_prefix", format!("listener{i}").into()),
                 ("codec_type", if l.http2 { "AUTO" } else { "HTTP1" }.into()),
                 ("route_config", route_config.clone()),
                 ("http_filters", Value::Sequence(filters.clone())),
             ]);
+            if let (true, Value::Mapping(m)) = (strip_ports, &mut hcm) {
+                m.insert("strip_any_host_port".into(), true.into());
+            }
             let mut chain = Mapping::new();
             chain.insert(
                 "filters".into(),
@@ -595,6 +649,7 @@ fn route(r: &RouteConfig, config: &Config, skip: &mut impl FnMut(String, &str)) 
     match &r.matcher {
         RouteMatch::Prefix(p) => matcher.insert("prefix".into(), p.clone().into()),
         RouteMatch::Path(p) => matcher.insert("path".into(), p.clone().into()),
+        RouteMatch::Regex(p) => matcher.insert("safe_regex".into(), safe_regex(p)),
     };
     if !r.headers.is_empty() {
         matcher.insert(
@@ -740,6 +795,9 @@ fn header_matcher(h: &HeaderMatch) -> Value {
         HeaderRule::Contains(s) => {
             m.insert("string_match".into(), string("contains", s));
         }
+        HeaderRule::Regex(p) => {
+            m.insert("string_match".into(), map([("safe_regex", safe_regex(p))]));
+        }
         HeaderRule::Present(want) => {
             m.insert("present_match".into(), true.into());
             invert ^= !want;
@@ -749,6 +807,11 @@ fn header_matcher(h: &HeaderMatch) -> Value {
         m.insert("invert_match".into(), true.into());
     }
     Value::Mapping(m)
+}
+
+/// Envoy's `RegexMatcher` (RE2, a full match like wasmbridge's).
+fn safe_regex(p: &crate::Pattern) -> Value {
+    map([("regex", p.as_str().into())])
 }
 
 fn cluster(c: &ClusterConfig) -> Value {

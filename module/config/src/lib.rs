@@ -7,7 +7,8 @@
 //! the plugins a file describes, the same way for every adapter. The names follow Envoy's Wasm filter vocabulary
 //! (`root_id`, `vm_id`, plugin configuration, VM configuration), see `DESIGN.md` §7.
 //! [`envoy_bootstrap`] translates a [`Config`] into the equivalent Envoy bootstrap
-//! (`wasmbridge envoy-config`, `docs/envoy.md`).
+//! (`wasmbridge envoy-config`, `docs/envoy.md`), and [`import_envoy`] goes the other way
+//! (`wasmbridge import-envoy`), from an Envoy bootstrap or Istio `WasmPlugin`s.
 //!
 //! ```
 //! use std::path::Path;
@@ -50,12 +51,14 @@ use std::time::Duration;
 pub mod build;
 pub mod envoy;
 mod error;
+pub mod import;
 mod payload;
 mod raw;
 mod validate;
 
 pub use envoy::{EnvoyBootstrap, Untranslated, envoy_bootstrap};
 pub use error::ConfigError;
+pub use import::{EnvoyImport, ImportError, import_envoy};
 
 pub use wasmbridge_abi::StructValue;
 
@@ -81,7 +84,9 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// Upstream clusters, in file order; names are unique.
     pub clusters: Vec<ClusterConfig>,
-    /// Proxy-Wasm plugins, in file order; names are unique.
+    /// Proxy-Wasm plugins: the file's in file order, then one per route configuration
+    /// override (`routes[i].plugins[j]` with a `configuration`, named `<plugin>@<route>`) in
+    /// route order; names are unique.
     pub plugins: Vec<PluginConfig>,
     /// Routes, in file order (the first match wins); never empty.
     pub routes: Vec<RouteConfig>,
@@ -281,8 +286,33 @@ pub struct PluginConfig {
     pub redact: RedactConfig,
     /// The plugin's WASI environment variables (`environment_variables`).
     pub environment_variables: EnvironmentConfig,
-    /// Where the plugin sits in the file (`plugins[2]`), for messages.
+    /// Where the plugin runs in a route's chain (`phase`, Istio's `WasmPlugin.phase`).
+    pub phase: Phase,
+    /// The order within its phase (`priority`, default 0): higher runs first.
+    pub priority: i32,
+    /// For a route's configuration override (`routes[i].plugins[j]` with a
+    /// `configuration`), the name of the plugin it overrides; `None` for the file's plugins.
+    pub base: Option<String>,
+    /// Where the plugin sits in the file (`plugins[2]`, or `routes[1].plugins[0]` for an
+    /// override), for messages.
     pub key_path: String,
+}
+
+/// Where a plugin runs in a route's chain (`plugins[i].phase`), after Istio's
+/// `WasmPlugin.phase`: a chain runs `AUTHN`, then `AUTHZ`, then `STATS` plugins, then those
+/// without a phase (Istio inserts those "at the end of the filter chain, right before the
+/// Router"); within a phase by descending `priority`, ties in the route's listed order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    /// `AUTHN`: first (before Istio's authentication filters).
+    Authn,
+    /// `AUTHZ`: after `AUTHN` (before Istio's authorization filters).
+    Authz,
+    /// `STATS`: after `AUTHZ` (before Istio's stats filters).
+    Stats,
+    /// `UNSPECIFIED_PHASE`, or no `phase`: last.
+    #[default]
+    Unspecified,
 }
 
 /// A plugin's callout settings (`plugins[i].callouts`).
@@ -451,7 +481,12 @@ pub struct RouteConfig {
     pub headers: Vec<HeaderMatch>,
     /// Where matched requests go.
     pub action: RouteAction,
-    /// Plugin names, in filter chain order; each names a plugin in [`Config::plugins`].
+    /// Host patterns (`match.hosts`), lower case; empty means any host. See
+    /// [`host_matches`].
+    pub hosts: Vec<String>,
+    /// Plugin names, in filter chain order (the listed order sorted by phase and
+    /// priority); each names a plugin in [`Config::plugins`] (a configuration override's
+    /// own plugin for an entry with a `configuration`).
     pub plugins: Vec<String>,
     /// Where the route sits in the file (`routes[1]`), for messages.
     pub key_path: String,
@@ -465,7 +500,23 @@ pub enum RouteMatch {
     Prefix(String),
     /// The path equals this string (`path`). Starts with `/`.
     Path(String),
+    /// The whole path matches this regular expression (`regex`, Envoy's `safe_regex`:
+    /// RE2 syntax, a full match).
+    Regex(Pattern),
 }
+
+/// A regular expression of the file (`match.regex`, `match.headers[i].regex`), compiled
+/// when the file is read, that must match the whole text as Envoy's `safe_regex` does.
+/// Compares and hashes by its source text.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    source: String,
+    regex: regex::Regex,
+}
+
+/// The largest compiled size of one regular expression (the `regex` crate's
+/// `size_limit`): 1 MiB, a few thousand states, which no sensible route needs to exceed.
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// One condition on a request header (`match.headers[i]`), after Envoy's `HeaderMatcher`.
 /// The name is lower-cased; `:authority`, `:method`, `:scheme` and `:path` match the
@@ -494,6 +545,9 @@ pub enum HeaderRule {
     Contains(String),
     /// The header is present (`present: true`) or absent (`present: false`).
     Present(bool),
+    /// The whole value matches this regular expression (`regex`, Envoy's
+    /// `safe_regex_match`).
+    Regex(Pattern),
 }
 
 impl RouteConfig {
@@ -506,10 +560,33 @@ impl RouteConfig {
         header: &dyn Fn(&str) -> Option<std::borrow::Cow<'r, [u8]>>,
     ) -> bool {
         self.matcher.matches(path)
+            && (self.hosts.is_empty() || {
+                let host = header(":authority");
+                let host = host.as_deref().and_then(|h| std::str::from_utf8(h).ok());
+                host.is_some_and(|host| self.hosts.iter().any(|p| host_matches(p, host)))
+            })
             && self
                 .headers
                 .iter()
                 .all(|h| h.matches(header(&h.name).as_deref()))
+    }
+}
+
+impl RouteConfig {
+    /// How specifically the route's `hosts` match a request host ([`host_specificity`] of
+    /// its most specific pattern that matches): `None` when none matches, and the rank of
+    /// `*` for a route without `hosts`. A request is taken only by routes of the highest
+    /// rank, as Envoy picks the virtual host before its routes.
+    pub fn host_rank(&self, host: Option<&str>) -> Option<(u8, usize)> {
+        if self.hosts.is_empty() {
+            return Some(host_specificity("*"));
+        }
+        let host = host?;
+        self.hosts
+            .iter()
+            .filter(|p| host_matches(p, host))
+            .map(|p| host_specificity(p))
+            .max()
     }
 }
 
@@ -525,6 +602,7 @@ impl HeaderMatch {
             (HeaderRule::Contains(s), Some(v)) => {
                 s.is_empty() || v.windows(s.len()).any(|w| w == s.as_bytes())
             }
+            (HeaderRule::Regex(p), Some(v)) => std::str::from_utf8(v).is_ok_and(|v| p.matches(v)),
         };
         hit != self.invert
     }
@@ -607,7 +685,122 @@ impl RouteMatch {
         match self {
             RouteMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
             RouteMatch::Path(exact) => path == exact,
+            RouteMatch::Regex(pattern) => pattern.matches(path),
         }
+    }
+}
+
+impl Pattern {
+    /// Compiles `source` to match whole texts, within [`REGEX_SIZE_LIMIT`].
+    pub fn new(source: &str) -> Result<Pattern, regex::Error> {
+        let regex = regex::RegexBuilder::new(&format!("^(?:{source})$"))
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()?;
+        Ok(Pattern {
+            source: source.to_string(),
+            regex,
+        })
+    }
+
+    /// The expression as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the whole of `text` matches.
+    pub fn matches(&self, text: &str) -> bool {
+        self.regex.is_match(text)
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for Pattern {}
+
+impl std::hash::Hash for Pattern {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.source.hash(state);
+    }
+}
+
+impl Phase {
+    /// The name used in the file: `AUTHN`, `AUTHZ`, `STATS` or `UNSPECIFIED_PHASE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Authn => "AUTHN",
+            Phase::Authz => "AUTHZ",
+            Phase::Stats => "STATS",
+            Phase::Unspecified => "UNSPECIFIED_PHASE",
+        }
+    }
+}
+
+/// Whether a request's host (`:authority` or `Host`, maybe with a port) matches a
+/// `match.hosts` pattern, with Envoy's virtual-host domain rules: case-insensitive; the
+/// port is ignored unless the pattern has one; `*.example.com` (suffix wildcard) and
+/// `api.*` (prefix wildcard) need at least one character for the `*`; `*` alone matches
+/// any host. `pattern` is lower case (as validation leaves it).
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    let host = if host_has_port(pattern) {
+        host
+    } else {
+        strip_port(host)
+    };
+    let (host, pattern) = (host.as_bytes(), pattern.as_bytes());
+    if pattern == b"*" {
+        return true;
+    }
+    if let Some(suffix) = pattern.strip_prefix(b"*") {
+        return host.len() > suffix.len()
+            && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix);
+    }
+    if let Some(prefix) = pattern.strip_suffix(b"*") {
+        return host.len() > prefix.len() && host[..prefix.len()].eq_ignore_ascii_case(prefix);
+    }
+    host.eq_ignore_ascii_case(pattern)
+}
+
+/// How specific a host pattern is, as Envoy ranks virtual-host domains: an exact name
+/// beats a suffix wildcard, which beats a prefix wildcard, which beats `*`; among
+/// wildcards of one kind, the longer wins. Higher is more specific.
+pub fn host_specificity(pattern: &str) -> (u8, usize) {
+    if pattern == "*" {
+        (0, 0)
+    } else if pattern.starts_with('*') {
+        (2, pattern.len())
+    } else if pattern.ends_with('*') {
+        (1, pattern.len())
+    } else {
+        (3, pattern.len())
+    }
+}
+
+/// Whether a host pattern names a port (`example.com:8080`, `[::1]:80`).
+pub(crate) fn host_has_port(pattern: &str) -> bool {
+    match pattern.rsplit_once(':') {
+        Some((host, port)) => {
+            (!host.contains(':') || host.ends_with(']'))
+                && !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+/// A host without its `:port` (`[v6]:port` keeps the brackets).
+fn strip_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port))
+            if port.bytes().all(|b| b.is_ascii_digit())
+                && (!name.contains(':') || name.ends_with(']')) =>
+        {
+            name
+        }
+        _ => host,
     }
 }
 
@@ -636,6 +829,54 @@ mod tests {
         assert!(!m.matches("/healthz/"));
         assert!(!m.matches("/healthzz"));
         assert!(!m.matches("/"));
+    }
+
+    #[test]
+    fn regex_is_a_full_match_of_the_path() {
+        let m = RouteMatch::Regex(Pattern::new("/api/v[0-9]+/.*").expect("regex"));
+        assert!(m.matches("/api/v1/users"));
+        assert!(m.matches("/api/v12/?x=1"));
+        assert!(!m.matches("/api/v1"));
+        assert!(!m.matches("/x/api/v1/"));
+        let m = RouteMatch::Regex(Pattern::new("/a|/b").expect("regex"));
+        assert!(m.matches("/a") && m.matches("/b"));
+        assert!(!m.matches("/ab"), "alternation is anchored as a whole");
+    }
+
+    #[test]
+    fn hosts_follow_envoys_domain_rules() {
+        assert!(host_matches("example.com", "example.com"));
+        assert!(host_matches("example.com", "EXAMPLE.com:8080"));
+        assert!(!host_matches("example.com", "www.example.com"));
+        assert!(host_matches("*.example.com", "a.example.com"));
+        assert!(host_matches("*.example.com", "a.b.example.com:1"));
+        assert!(!host_matches("*.example.com", "example.com"));
+        assert!(!host_matches("*.example.com", ".example.com"));
+        assert!(host_matches("api.*", "api.example.org"));
+        assert!(!host_matches("api.*", "api."));
+        assert!(host_matches("*", "anything:9"));
+        assert!(host_matches("example.com:8080", "example.com:8080"));
+        assert!(!host_matches("example.com:8080", "example.com"));
+        assert!(!host_matches("example.com:8080", "example.com:9090"));
+        assert!(host_matches("[::1]", "[::1]:80"));
+        let mut ranked = [
+            "*",
+            "api.*",
+            "*.example.com",
+            "a.example.com",
+            "*.a.example.com",
+        ];
+        ranked.sort_by_key(|p| std::cmp::Reverse(host_specificity(p)));
+        assert_eq!(
+            ranked,
+            [
+                "a.example.com",
+                "*.a.example.com",
+                "*.example.com",
+                "api.*",
+                "*"
+            ]
+        );
     }
 
     #[test]

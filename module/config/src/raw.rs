@@ -124,7 +124,7 @@ pub(crate) struct RawCluster {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with `name`, `module` and optionally `root_id`, `vm_id`, `configuration`, `vm_configuration`, `failure_policy`, `callouts`, `limits`, `isolation`, `pool`, `reload`, `capabilities`, `redact`, `environment_variables`"
+    expecting = "a mapping with `name`, `module` and optionally `root_id`, `vm_id`, `configuration`, `vm_configuration`, `failure_policy`, `callouts`, `limits`, `isolation`, `pool`, `reload`, `capabilities`, `redact`, `environment_variables`, `phase`, `priority`"
 )]
 pub(crate) struct RawPlugin {
     pub name: String,
@@ -143,6 +143,21 @@ pub(crate) struct RawPlugin {
     pub capabilities: Option<RawCapabilities>,
     pub redact: Option<RawRedact>,
     pub environment_variables: Option<RawEnvironment>,
+    pub phase: Option<RawPhase>,
+    pub priority: Option<i32>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(expecting = "`AUTHN`, `AUTHZ`, `STATS` or `UNSPECIFIED_PHASE`")]
+pub(crate) enum RawPhase {
+    #[serde(rename = "AUTHN")]
+    Authn,
+    #[serde(rename = "AUTHZ")]
+    Authz,
+    #[serde(rename = "STATS")]
+    Stats,
+    #[serde(rename = "UNSPECIFIED_PHASE")]
+    Unspecified,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -311,24 +326,47 @@ pub(crate) struct RawRoute {
     pub matcher: RawMatch,
     pub cluster: Option<String>,
     pub direct_response: Option<RawDirectResponse>,
-    pub plugins: Option<Vec<String>>,
+    pub plugins: Option<Vec<RawRoutePlugin>>,
+}
+
+/// A route's plugin: a name, or a name with the route's own plugin configuration.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a plugin name, or a mapping with `name` and `configuration`"
+)]
+pub(crate) enum RawRoutePlugin {
+    Name(String),
+    Override(RawPluginOverride),
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with `prefix` or `path`, and optionally `headers`"
+    expecting = "a mapping with `name` and `configuration`"
+)]
+pub(crate) struct RawPluginOverride {
+    pub name: String,
+    pub configuration: serde_yaml::Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `prefix`, `path` or `regex`, and optionally `hosts`, `headers`"
 )]
 pub(crate) struct RawMatch {
     pub prefix: Option<String>,
     pub path: Option<String>,
+    pub regex: Option<String>,
+    pub hosts: Option<Vec<String>>,
     pub headers: Option<Vec<RawHeaderMatch>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with `name`, one of `exact`, `prefix`, `suffix`, `contains`, `present`, and optionally `invert`"
+    expecting = "a mapping with `name`, one of `exact`, `prefix`, `suffix`, `contains`, `regex`, `present`, and optionally `invert`"
 )]
 pub(crate) struct RawHeaderMatch {
     pub name: String,
@@ -336,6 +374,7 @@ pub(crate) struct RawHeaderMatch {
     pub prefix: Option<String>,
     pub suffix: Option<String>,
     pub contains: Option<String>,
+    pub regex: Option<String>,
     pub present: Option<bool>,
     pub invert: Option<bool>,
 }

@@ -12,14 +12,17 @@ use crate::payload;
 use crate::raw::{
     RawAdmin, RawCapabilities, RawCluster, RawConfig, RawDirectResponse, RawEnvironment,
     RawHeaderLimits, RawHeaderMatch, RawLimits, RawListener, RawMatch, RawNode, RawPlugin,
-    RawProfile, RawRedact, RawRoute, RawServer, RawSize,
+    RawProfile, RawRedact, RawRoute, RawRoutePlugin, RawServer, RawSize,
 };
-use crate::raw::{RawHashOn, RawHealthCheck, RawIsolation, RawPool, RawReload, RawSelection};
+use crate::raw::{
+    RawHashOn, RawHealthCheck, RawIsolation, RawPhase, RawPool, RawReload, RawSelection,
+};
 use crate::{
     AdminConfig, CalloutConfig, CapabilitiesConfig, ClusterConfig, Config, DirectResponse,
     EnvironmentConfig, FailurePolicy, HeaderMatch, HeaderRule, Isolation, LimitsConfig,
-    LimitsProfile, ListenerConfig, NodeConfig, PluginConfig, PoolConfig, RedactConfig,
-    ReloadConfig, RouteAction, RouteConfig, RouteMatch, Selection, ServerConfig, StructValue,
+    LimitsProfile, ListenerConfig, NodeConfig, Pattern, Phase, PluginConfig, PoolConfig,
+    RedactConfig, ReloadConfig, RouteAction, RouteConfig, RouteMatch, Selection, ServerConfig,
+    StructValue,
 };
 use crate::{HashOn, HealthCheck, LbPolicy, ListenerTls, UpstreamTls};
 
@@ -52,8 +55,9 @@ pub(crate) fn validate(
         .map(|admin| v.admin(admin, &listeners))
         .transpose()?;
     let clusters = v.clusters(raw.clusters.unwrap_or_default())?;
-    let plugins = v.plugins(raw.plugins.unwrap_or_default(), &clusters)?;
-    let routes = v.routes(raw.routes.unwrap_or_default(), &clusters, &plugins)?;
+    let mut plugins = v.plugins(raw.plugins.unwrap_or_default(), &clusters)?;
+    let (routes, overrides) = v.routes(raw.routes.unwrap_or_default(), &clusters, &plugins)?;
+    plugins.extend(overrides);
     Ok(Config {
         source: source.to_path_buf(),
         server,
@@ -409,6 +413,14 @@ impl Validator<'_> {
                 capabilities,
                 redact,
                 environment_variables,
+                phase: match plugin.phase {
+                    None | Some(RawPhase::Unspecified) => Phase::Unspecified,
+                    Some(RawPhase::Authn) => Phase::Authn,
+                    Some(RawPhase::Authz) => Phase::Authz,
+                    Some(RawPhase::Stats) => Phase::Stats,
+                },
+                priority: plugin.priority.unwrap_or(0),
+                base: None,
                 key_path: at,
             });
         }
@@ -792,22 +804,26 @@ impl Validator<'_> {
         }
     }
 
+    /// The routes, and the plugins their configuration overrides make (after the file's
+    /// plugins, in route order).
     fn routes(
         &self,
         raw: Vec<RawRoute>,
         clusters: &[ClusterConfig],
         plugins: &[PluginConfig],
-    ) -> Result<Vec<RouteConfig>, ConfigError> {
+    ) -> Result<(Vec<RouteConfig>, Vec<PluginConfig>), ConfigError> {
         if raw.is_empty() {
             return Err(self.error("routes", "at least one route is required"));
         }
         let mut seen = HashMap::new();
         let mut routes = Vec::with_capacity(raw.len());
+        let mut overrides: Vec<PluginConfig> = Vec::new();
         for (index, mut route) in raw.into_iter().enumerate() {
             let at = format!("routes[{index}]");
             let name = route.name.unwrap_or_else(|| format!("route{index}"));
             self.unique_name(&mut seen, &at, "route", &name)?;
             let headers = self.header_matches(&at, route.matcher.headers.take())?;
+            let hosts = self.hosts(&at, route.matcher.hosts.take())?;
             let matcher = self.matcher(&at, route.matcher)?;
             let action = match (route.cluster, route.direct_response) {
                 (Some(_), Some(_)) => {
@@ -832,49 +848,157 @@ impl Validator<'_> {
                     RouteAction::DirectResponse(self.direct_response(&at, direct)?)
                 }
             };
-            let names = route.plugins.unwrap_or_default();
-            for (i, name) in names.iter().enumerate() {
+            // (phase, -priority, listed position) orders the chain; the name is the
+            // plugin's, or its override's.
+            let mut chain: Vec<(Phase, i64, usize, String)> = Vec::new();
+            let entries = route.plugins.unwrap_or_default();
+            let mut listed: Vec<String> = Vec::with_capacity(entries.len());
+            for (i, entry) in entries.into_iter().enumerate() {
                 let key = format!("{at}.plugins[{i}]");
-                if !plugins.iter().any(|p| &p.name == name) {
-                    return Err(self.error(key, format!("no plugin named `{name}`")));
-                }
-                if let Some(first) = names[..i].iter().position(|n| n == name) {
+                let (plugin_name, configuration) = match entry {
+                    RawRoutePlugin::Name(name) => (name, None),
+                    RawRoutePlugin::Override(o) => (o.name, Some(o.configuration)),
+                };
+                let Some(base) = plugins.iter().find(|p| p.name == plugin_name) else {
+                    let key = if configuration.is_some() {
+                        format!("{key}.name")
+                    } else {
+                        key
+                    };
+                    return Err(self.error(key, format!("no plugin named `{plugin_name}`")));
+                };
+                if let Some(first) = listed.iter().position(|n| n == &plugin_name) {
                     return Err(self.error(
                         key,
-                        format!("plugin `{name}` is already listed at {at}.plugins[{first}]"),
+                        format!(
+                            "plugin `{plugin_name}` is already listed at {at}.plugins[{first}]"
+                        ),
                     ));
                 }
+                listed.push(plugin_name.clone());
+                let instance = match configuration {
+                    None => plugin_name,
+                    Some(value) => {
+                        let instance = format!("{plugin_name}@{name}");
+                        if let Some(clash) = plugins.iter().find(|p| p.name == instance) {
+                            return Err(self.error(
+                                key,
+                                format!(
+                                    "the override would be named `{instance}`, which {} already \
+                                     names; rename that plugin or this route",
+                                    clash.key_path
+                                ),
+                            ));
+                        }
+                        let configuration = self.payload(&key, "configuration", Some(&value))?;
+                        overrides.push(PluginConfig {
+                            name: instance.clone(),
+                            configuration,
+                            base: Some(plugin_name),
+                            key_path: key,
+                            ..base.clone()
+                        });
+                        instance
+                    }
+                };
+                chain.push((base.phase, -i64::from(base.priority), i, instance));
             }
+            chain.sort();
             routes.push(RouteConfig {
                 name,
                 matcher,
                 headers,
+                hosts,
                 action,
-                plugins: names,
+                plugins: chain.into_iter().map(|(.., name)| name).collect(),
                 key_path: at,
             });
         }
-        Ok(routes)
+        Ok((routes, overrides))
     }
 
     fn matcher(&self, at: &str, raw: RawMatch) -> Result<RouteMatch, ConfigError> {
         let key = format!("{at}.match");
-        let (kind, value, matcher): (&str, String, fn(String) -> RouteMatch) =
-            match (raw.prefix, raw.path) {
-                (Some(prefix), None) => ("prefix", prefix, RouteMatch::Prefix),
-                (None, Some(path)) => ("path", path, RouteMatch::Path),
-                (Some(_), Some(_)) => {
-                    return Err(self.error(key, "has both `prefix` and `path`; give exactly one"));
-                }
-                (None, None) => return Err(self.error(key, "needs `prefix` or `path`")),
-            };
+        let given = [
+            raw.prefix.map(|p| ("prefix", p)),
+            raw.path.map(|p| ("path", p)),
+            raw.regex.map(|p| ("regex", p)),
+        ];
+        let mut given = given.into_iter().flatten();
+        let (kind, value) = match (given.next(), given.next()) {
+            (Some(one), None) => one,
+            (Some(_), Some(_)) => {
+                return Err(self.error(
+                    key,
+                    "has more than one of `prefix`, `path`, `regex`; give exactly one",
+                ));
+            }
+            (None, _) => return Err(self.error(key, "needs `prefix`, `path` or `regex`")),
+        };
+        if kind == "regex" {
+            return Ok(RouteMatch::Regex(
+                self.pattern(&format!("{key}.regex"), &value)?,
+            ));
+        }
         if !value.starts_with('/') {
             return Err(self.error(
                 format!("{key}.{kind}"),
                 format!("must start with `/`, got `{value}`"),
             ));
         }
-        Ok(matcher(value))
+        Ok(match kind {
+            "prefix" => RouteMatch::Prefix(value),
+            _ => RouteMatch::Path(value),
+        })
+    }
+
+    /// A regular expression, compiled to match whole texts.
+    fn pattern(&self, key: &str, source: &str) -> Result<Pattern, ConfigError> {
+        Pattern::new(source).map_err(|e| {
+            let message = match e {
+                regex::Error::CompiledTooBig(limit) => format!(
+                    "the regular expression compiles to more than {limit} bytes; simplify it"
+                ),
+                other => format!("invalid regular expression: {other}"),
+            };
+            self.error(key, message)
+        })
+    }
+
+    /// `match.hosts`: host names, `*.suffix`, `prefix.*` or `*`, optionally with a port;
+    /// lower-cased.
+    fn hosts(&self, at: &str, raw: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+        let raw = raw.unwrap_or_default();
+        let mut hosts: Vec<String> = Vec::with_capacity(raw.len());
+        for (i, host) in raw.into_iter().enumerate() {
+            let key = format!("{at}.match.hosts[{i}]");
+            let lower = host.to_ascii_lowercase();
+            let stars = lower.matches('*').count();
+            let wildcard_ok = stars == 0
+                || lower == "*"
+                || (stars == 1 && (lower.starts_with('*') || lower.ends_with('*')));
+            let chars_ok = !lower.is_empty()
+                && lower
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._*:[]".contains(&b));
+            if !wildcard_ok || !chars_ok {
+                return Err(self.error(
+                    key,
+                    format!(
+                        "`{host}` is not a host pattern (a name such as `example.com`, \
+                         `*.example.com`, `api.*` or `*`, optionally with `:port`)"
+                    ),
+                ));
+            }
+            if let Some(first) = hosts.iter().position(|h| h == &lower) {
+                return Err(self.error(
+                    key,
+                    format!("`{host}` is already listed at {at}.match.hosts[{first}]"),
+                ));
+            }
+            hosts.push(lower);
+        }
+        Ok(hosts)
     }
 
     fn header_matches(
@@ -905,6 +1029,12 @@ impl Validator<'_> {
                 m.prefix.map(HeaderRule::Prefix),
                 m.suffix.map(HeaderRule::Suffix),
                 m.contains.map(HeaderRule::Contains),
+                m.regex
+                    .map(|r| {
+                        self.pattern(&format!("{key}.regex"), &r)
+                            .map(HeaderRule::Regex)
+                    })
+                    .transpose()?,
                 m.present.map(HeaderRule::Present),
             ];
             let mut given = rules.into_iter().flatten();
@@ -913,13 +1043,13 @@ impl Validator<'_> {
                 (None, _) => {
                     return Err(self.error(
                         key,
-                        "needs one of `exact`, `prefix`, `suffix`, `contains`, `present`",
+                        "needs one of `exact`, `prefix`, `suffix`, `contains`, `regex`, `present`",
                     ));
                 }
                 (Some(_), Some(_)) => {
                     return Err(self.error(
                         key,
-                        "has more than one of `exact`, `prefix`, `suffix`, `contains`, `present`; give exactly one",
+                        "has more than one of `exact`, `prefix`, `suffix`, `contains`, `regex`, `present`; give exactly one",
                     ));
                 }
             };

@@ -84,9 +84,9 @@ fn unknown_nested_key() {
     );
 
     assert_rejects(
-        "routes: [{match: {prefix: /, regex: x}}]",
-        "routes[0].match.regex",
-        "conf/gw.yaml: routes[0].match.regex: unknown field `regex`, expected one of `prefix`, `path`, `headers`",
+        "routes: [{match: {prefix: /, glob: x}}]",
+        "routes[0].match.glob",
+        "conf/gw.yaml: routes[0].match.glob: unknown field `glob`, expected one of `prefix`, `path`, `regex`, `hosts`, `headers`",
     );
 }
 
@@ -411,12 +411,12 @@ fn match_problems() {
     assert_rejects(
         &route("{prefix: /, path: /x}"),
         "routes[0].match",
-        "conf/gw.yaml: routes[0].match: has both `prefix` and `path`; give exactly one",
+        "conf/gw.yaml: routes[0].match: has more than one of `prefix`, `path`, `regex`; give exactly one",
     );
     assert_rejects(
         &route("{}"),
         "routes[0].match",
-        "conf/gw.yaml: routes[0].match: needs `prefix` or `path`",
+        "conf/gw.yaml: routes[0].match: needs `prefix`, `path` or `regex`",
     );
 }
 
@@ -492,12 +492,12 @@ fn header_matcher_errors_name_the_matcher() {
     assert_rejects(
         &route("{name: x}"),
         "routes[0].match.headers[0]",
-        "conf/gw.yaml: routes[0].match.headers[0]: needs one of `exact`, `prefix`, `suffix`, `contains`, `present`",
+        "conf/gw.yaml: routes[0].match.headers[0]: needs one of `exact`, `prefix`, `suffix`, `contains`, `regex`, `present`",
     );
     assert_rejects(
         &route("{name: x, exact: a, prefix: b}"),
         "routes[0].match.headers[0]",
-        "conf/gw.yaml: routes[0].match.headers[0]: has more than one of `exact`, `prefix`, `suffix`, `contains`, `present`; give exactly one",
+        "conf/gw.yaml: routes[0].match.headers[0]: has more than one of `exact`, `prefix`, `suffix`, `contains`, `regex`, `present`; give exactly one",
     );
     assert_rejects(
         &route("{name: 'bad name', exact: a}"),
