@@ -179,6 +179,9 @@ fn envoy_config(file: &Path) -> ExitCode {
     };
     // Envoy resolves a relative filename against its own working directory.
     for plugin in &mut config.plugins {
+        if plugin.source.is_remote() {
+            continue;
+        }
         if let Ok(path) = std::path::absolute(&plugin.module) {
             plugin.module = path;
         }

@@ -27,13 +27,15 @@ pub(crate) struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with optionally `threads`, `grace_period_seconds`, `compile_cache`, `per_stream_instances`"
+    expecting = "a mapping with optionally `threads`, `grace_period_seconds`, `compile_cache`, `per_stream_instances`, `module_cache`, `module_ca_file`"
 )]
 pub(crate) struct RawServer {
     pub threads: Option<usize>,
     pub grace_period_seconds: Option<u64>,
     pub compile_cache: Option<String>,
     pub per_stream_instances: Option<u32>,
+    pub module_cache: Option<String>,
+    pub module_ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,7 +70,7 @@ pub(crate) struct RawCluster {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with `name`, `module` and optionally `root_id`, `vm_id`, `configuration`, `vm_configuration`, `failure_policy`, `callouts`, `limits`, `isolation`, `pool`, `reload`, `capabilities`, `redact`, `environment_variables`"
+    expecting = "a mapping with `name`, `module` and optionally `sha256`, `root_id`, `vm_id`, `configuration`, `vm_configuration`, `failure_policy`, `callouts`, `limits`, `isolation`, `pool`, `reload`, `capabilities`, `redact`, `environment_variables`"
 )]
 pub(crate) struct RawPlugin {
     pub name: String,
@@ -87,6 +89,7 @@ pub(crate) struct RawPlugin {
     pub capabilities: Option<RawCapabilities>,
     pub redact: Option<RawRedact>,
     pub environment_variables: Option<RawEnvironment>,
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -79,7 +79,8 @@ fn unknown_nested_key() {
         &valid_plus("server: {cache_dir: cache}"),
         "server.cache_dir",
         "conf/gw.yaml: server.cache_dir: unknown field `cache_dir`, expected one of `threads`, \
-         `grace_period_seconds`, `compile_cache`, `per_stream_instances`",
+         `grace_period_seconds`, `compile_cache`, `per_stream_instances`, `module_cache`, \
+         `module_ca_file`",
     );
 
     assert_rejects(

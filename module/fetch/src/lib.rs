@@ -405,21 +405,8 @@ impl Fetcher {
     }
 
     fn check_url(&self, url: &str) -> Result<(), FetchError> {
-        let refused = |why: String| FetchError::new(url, FetchErrorKind::Refused(why));
-        let parsed = reqwest::Url::parse(url).map_err(|e| refused(format!("invalid URL: {e}")))?;
-        match parsed.scheme() {
-            "https" => Ok(()),
-            "http"
-                if self.options.insecure
-                    || parsed.host_str().is_some_and(reference::is_loopback) =>
-            {
-                Ok(())
-            }
-            "http" => Err(refused(
-                "cleartext http:// is accepted only for loopback hosts; use https://".into(),
-            )),
-            other => Err(refused(format!("unsupported scheme `{other}`"))),
-        }
+        check_url(url, self.options.insecure)
+            .map_err(|why| FetchError::new(url, FetchErrorKind::Refused(why)))
     }
 
     /// Runs network work on a thread of its own with a current-thread runtime (callers may
@@ -458,6 +445,24 @@ impl Fetcher {
                 ))
             })
         })
+    }
+}
+
+/// Whether `url` is one modules may be fetched from: an `https://` URL, or an `http://`
+/// one whose host is loopback (any host with `insecure`); the error says why not.
+pub fn check_url(url: &str, insecure: bool) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL `{url}`: {e}"))?;
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("invalid URL `{url}`: no host"));
+    }
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if insecure || parsed.host_str().is_some_and(reference::is_loopback) => Ok(()),
+        "http" => Err(format!(
+            "cleartext http:// is accepted only for loopback hosts (localhost, 127.0.0.0/8, \
+             ::1); use https:// for `{url}`"
+        )),
+        other => Err(format!("unsupported scheme `{other}` in `{url}`")),
     }
 }
 
