@@ -30,24 +30,30 @@ pub enum BuildError {
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     /// A plugin's module could not be fetched (or read), or did not have its `sha256`.
-    #[error("{}: {key_path} (plugin `{plugin}`): {error}", file.display())]
-    Fetch {
-        /// The configuration file.
-        file: std::path::PathBuf,
-        /// The plugin's name.
-        plugin: String,
-        /// `plugins[i].module`, or `plugins[i].sha256` for a digest mismatch.
-        key_path: String,
-        /// What went wrong, naming the source.
-        #[source]
-        error: wasmbridge_fetch::FetchError,
-    },
+    #[error(transparent)]
+    Fetch(Box<ModuleFetchError>),
+}
+
+/// A plugin's module could not be fetched (or read), or did not have its `sha256`.
+/// Displays as `<file>: <key path> (plugin `<name>`): <source>: <what went wrong>`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {key_path} (plugin `{plugin}`): {error}", file.display())]
+pub struct ModuleFetchError {
+    /// The configuration file.
+    pub file: std::path::PathBuf,
+    /// The plugin's name.
+    pub plugin: String,
+    /// `plugins[i].module`, or `plugins[i].sha256` for a digest mismatch.
+    pub key_path: String,
+    /// What went wrong, naming the source.
+    #[source]
+    pub error: wasmbridge_fetch::FetchError,
 }
 
 impl BuildError {
     /// Whether a plugin's module did not have the `sha256` its configuration gives.
     pub fn is_hash_mismatch(&self) -> bool {
-        matches!(self, BuildError::Fetch { error, .. } if error.is_hash_mismatch())
+        matches!(self, BuildError::Fetch(e) if e.error.is_hash_mismatch())
     }
 }
 
@@ -166,19 +172,21 @@ fn module_bytes(
     source: &ModuleSource,
     fetcher: &mut Option<Fetcher>,
 ) -> Result<Vec<u8>, BuildError> {
-    let fail = |error: wasmbridge_fetch::FetchError| BuildError::Fetch {
-        file: config.source.clone(),
-        plugin: pc.name.clone(),
-        key_path: format!(
-            "{}.{}",
-            pc.key_path,
-            if error.is_hash_mismatch() {
-                "sha256"
-            } else {
-                "module"
-            }
-        ),
-        error,
+    let fail = |error: wasmbridge_fetch::FetchError| {
+        BuildError::Fetch(Box::new(ModuleFetchError {
+            file: config.source.clone(),
+            plugin: pc.name.clone(),
+            key_path: format!(
+                "{}.{}",
+                pc.key_path,
+                if error.is_hash_mismatch() {
+                    "sha256"
+                } else {
+                    "module"
+                }
+            ),
+            error,
+        }))
     };
     let fetched = match source {
         ModuleSource::File { path, sha256 } => {

@@ -36,6 +36,12 @@ fn is_retryable_error(err: &reqwest::Error) -> bool {
     !err.is_builder() && (err.is_connect() || err.is_timeout() || err.is_request() || err.is_body())
 }
 
+/// Whether a failure is the server's certificate being refused: asking again would not
+/// help.
+fn is_certificate_error(text: &str) -> bool {
+    text.contains("certificate")
+}
+
 /// An error and its sources on one line.
 fn chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
@@ -129,10 +135,16 @@ impl Http {
 
     async fn once(&self, request: RequestBuilder) -> Result<Reply, Failure> {
         let failed = |e: reqwest::Error| {
-            if is_retryable_error(&e) {
-                Failure::Retryable(chain(&e))
+            let text = chain(&e);
+            if is_certificate_error(&text) {
+                Failure::Final(FetchErrorKind::Tls(format!(
+                    "{text} (a private CA is trusted through `server.module_ca_file`, \
+                     `--ca-file` or WASMBRIDGE_CA_FILE)"
+                )))
+            } else if is_retryable_error(&e) {
+                Failure::Retryable(text)
             } else {
-                Failure::Final(FetchErrorKind::Refused(chain(&e)))
+                Failure::Final(FetchErrorKind::Refused(text))
             }
         };
         let mut response = request.send().await.map_err(failed)?;

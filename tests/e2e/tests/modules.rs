@@ -219,6 +219,21 @@ async fn an_https_module_with_the_wrong_sha256_is_refused_and_not_cached() -> Re
     assert!(!cache.join(format!("sha256/{actual}.wasm")).exists());
     assert!(!cache.join(format!("sha256/{wrong}.wasm")).exists());
 
+    // Without the CA the certificate is refused at once (no retries), saying how to trust it.
+    let text = std::fs::read_to_string(&file)?
+        .replace(&format!(", module_ca_file: \"{}\"", ca.display()), "");
+    std::fs::write(&file, text)?;
+    let out = wasmbridge(&["check", &file.display().to_string()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("plugins[0].module (plugin `remote`)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("certificate"), "{stderr}");
+    assert!(stderr.contains("module_ca_file"), "{stderr}");
+    assert!(!stderr.contains("retrying"), "{stderr}");
+
     // `wasmbridge pull` refuses it the same way, and takes it with the right digest.
     let pull = |sha256: &str| {
         wasmbridge(&[
