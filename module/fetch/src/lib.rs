@@ -155,6 +155,10 @@ pub enum FetchErrorKind {
         /// The digest of what was received.
         actual: Digest,
     },
+    /// The registry answered something other than what was asked: a manifest or blob
+    /// whose digest is not the one requested.
+    #[error("{0}")]
+    Integrity(String),
     /// The server or registry has no such thing (404).
     #[error("not found: {0}")]
     NotFound(String),

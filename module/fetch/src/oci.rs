@@ -463,7 +463,11 @@ impl<'a> Repository<'a> {
         if let Some(expected) = digest
             && actual != expected
         {
-            return Err(FetchErrorKind::HashMismatch { expected, actual });
+            return Err(FetchErrorKind::Integrity(format!(
+                "the registry answered {url} with a manifest of digest {}, not {}",
+                actual.oci(),
+                expected.oci()
+            )));
         }
         let mut manifest: Manifest = serde_json::from_slice(&reply.body).map_err(|e| {
             FetchErrorKind::Unsupported(format!("the manifest is not one wasmbridge reads: {e}"))
@@ -501,10 +505,10 @@ impl<'a> Repository<'a> {
         }
         let actual = Digest::of(&reply.body);
         if actual != *digest {
-            return Err(FetchErrorKind::HashMismatch {
-                expected: *digest,
-                actual,
-            });
+            return Err(FetchErrorKind::Integrity(format!(
+                "the registry answered {url} with a blob of digest {}",
+                actual.oci()
+            )));
         }
         Ok(reply.body)
     }

@@ -621,6 +621,30 @@ routes:
         stderr.contains(&format!("expected {wrong}, got {digest}")),
         "{stderr}"
     );
+
+    // With the registry gone: a reference by digest comes from the cache without asking,
+    // a tag falls back to the module it gave last, with a warning.
     drop(registry);
+    let pull = |reference: &str| {
+        wasmbridge(&[
+            "pull",
+            reference,
+            "--cache-dir",
+            &cache.display().to_string(),
+        ])
+    };
+    let out = pull(&by_digest);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&digest));
+    assert!(!stderr.contains("retrying"), "{stderr}");
+    let out = pull(&artifact);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&digest));
+    assert!(
+        stderr.contains("the registry cannot be reached"),
+        "{stderr}"
+    );
     Ok(())
 }
