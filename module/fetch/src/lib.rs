@@ -360,9 +360,22 @@ impl Fetcher {
             }
             Err(err) => return Err(err),
         };
-        check(Digest::of(&pulled.module), Some(pulled.manifest))?;
-        let mut fetched = self.keep(&origin, pulled.module)?;
-        fetched.from_cache = pulled.from_cache;
+        let digest = Digest::of(&pulled.module);
+        check(digest, Some(pulled.manifest))?;
+        let fetched = if pulled.from_cache {
+            // Already in the cache: only the index may need the reference.
+            if self.cache.lookup(&origin) != Some(digest) {
+                let _ = self.cache.record(&origin, &digest);
+            }
+            Fetched {
+                digest,
+                path: self.cache.path(&digest),
+                bytes: pulled.module,
+                from_cache: true,
+            }
+        } else {
+            self.keep(&origin, pulled.module)?
+        };
         tracing::info!(reference = %origin, manifest = %pulled.manifest.oci(), digest = %fetched.digest, "module pulled");
         Ok(fetched)
     }
