@@ -20,16 +20,20 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+pub mod balance;
 mod convert;
 mod drivers;
 mod gateway;
 pub mod limits;
 mod proxy;
+mod reload;
+mod tls;
 pub mod upstreams;
 
 pub use drivers::{WithRootDrivers, start_root_drivers};
 pub use gateway::{Gateway, GatewayError, Router};
 pub use proxy::{RequestObserver, WasmCtx, WasmFilters};
+pub use reload::{GatewayProxy, Pinned, ReloadStatus, Reloaded, Reloader};
 pub use upstreams::{GatewayUpstreams, UpstreamCluster};
 pub use wasmbridge_host::{ChainSelector, RouteSelection};
 

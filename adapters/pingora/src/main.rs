@@ -24,6 +24,11 @@ enum Command {
         /// The YAML configuration file.
         #[arg(short = 'c', long = "config")]
         config: Option<PathBuf>,
+        /// Take the listening sockets over from the gateway running with the same
+        /// `server.upgrade_sock` (graceful upgrade): start this one, then send SIGQUIT to
+        /// the old one.
+        #[arg(short = 'u', long = "upgrade")]
+        upgrade: bool,
     },
     /// Validate a configuration, compile and start every plugin, and report each plugin's
     /// ABI version, entry style and imports. Exits 0 when everything loads, 2 otherwise.
@@ -124,22 +129,22 @@ fn load(config: Option<&Path>) -> Result<Config, wasmbridge_config::ConfigError>
     }
 }
 
-fn run(config: Option<&Path>) -> ExitCode {
-    let config = match load(config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+fn run(config: Option<&Path>, upgrade: bool) -> ExitCode {
+    // A file is read once and kept, so that the gateway can show and reload it.
+    let gateway = match config {
+        Some(path) => Gateway::from_file(path),
+        None => load(None)
+            .map_err(wasmbridge_pingora::GatewayError::from)
+            .and_then(Gateway::build),
     };
-    let gateway = match Gateway::build(config) {
+    let gateway = match gateway {
         Ok(g) => g,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    match gateway.run() {
+    match gateway.run_with(upgrade) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -394,9 +399,9 @@ fn push(
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => {
+        Command::Run { config, upgrade } => {
             init_logging();
-            run(config.as_deref())
+            run(config.as_deref(), upgrade)
         }
         Command::Check { file } => {
             init_logging();

@@ -341,6 +341,28 @@ where
         self.inner.fail_to_connect(session, peer, &mut ctx.inner, e)
     }
 
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        self.inner
+            .upstream_response_filter(session, upstream_response, &mut ctx.inner)
+            .await
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<Duration>> {
+        self.inner
+            .upstream_response_body_filter(session, body, end_of_stream, &mut ctx.inner)
+    }
+
     async fn upstream_request_filter(
         &self,
         session: &mut Session,

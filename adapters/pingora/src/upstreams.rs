@@ -90,11 +90,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pingora::connectors::http::Connector;
-use pingora::lb::LoadBalancer;
-use pingora::lb::selection::RoundRobin;
 use pingora::upstreams::peer::HttpPeer;
 use tokio::sync::mpsc;
 use wasmbridge_host::grpc::pairs;
+
+use crate::balance::Endpoints;
 use wasmbridge_host::{
     BoxFuture, GrpcChannel, GrpcRequest, HttpCallFailure, HttpCallRequest, HttpCallResponse,
     UnknownUpstream, Upstreams,
@@ -122,19 +122,13 @@ pub struct GatewayUpstreams {
 }
 
 /// One cluster as the callouts see it: its endpoints' load balancer (shared with the
-/// routes) and its connection settings.
+/// routes, health checks included) and its connection settings.
 #[derive(Clone)]
 pub struct UpstreamCluster {
     /// The cluster name, as upstream names refer to it.
     pub name: String,
-    /// The cluster's endpoints, round robin.
-    pub lb: Arc<LoadBalancer<RoundRobin>>,
-    /// Speak h2c to the endpoints for HTTP calls (gRPC always does).
-    pub http2: bool,
-    /// TCP connect timeout.
-    pub connect_timeout: Duration,
-    /// Per-read timeout for HTTP calls.
-    pub read_timeout: Duration,
+    /// The cluster's endpoints and how to reach them.
+    pub endpoints: Endpoints,
 }
 
 struct Shared {
@@ -260,9 +254,10 @@ impl std::fmt::Debug for UpstreamCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamCluster")
             .field("name", &self.name)
-            .field("http2", &self.http2)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("read_timeout", &self.read_timeout)
+            .field("http2", &self.endpoints.config.http2)
+            .field("tls", &self.endpoints.config.tls.is_some())
+            .field("connect_timeout", &self.endpoints.config.connect_timeout)
+            .field("read_timeout", &self.endpoints.config.read_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -271,34 +266,30 @@ impl Target {
     /// The peer for one connection attempt: the next healthy endpoint of the cluster, or
     /// the resolved address. The error says why there is none.
     async fn peer(&self, protocol: Protocol) -> Result<HttpPeer, String> {
-        let (addr, connect_timeout, read_timeout, http2) = match self {
+        let mut peer = match self {
             Target::Cluster(cluster) => {
-                let backend = cluster.lb.select(b"", 256).ok_or_else(|| {
-                    format!("no endpoint of cluster `{}` is available", cluster.name)
-                })?;
-                let addr = backend.addr.as_inet().copied().ok_or_else(|| {
-                    format!(
-                        "cluster `{}`: endpoint is not an inet address",
-                        cluster.name
-                    )
-                })?;
-                (
-                    addr,
-                    cluster.connect_timeout,
-                    cluster.read_timeout,
-                    cluster.http2,
-                )
+                let addr = cluster
+                    .endpoints
+                    .balancer
+                    .select(b"", |_| false)
+                    .ok_or_else(|| {
+                        format!("no endpoint of cluster `{}` is available", cluster.name)
+                    })?;
+                cluster.endpoints.peer(addr)
             }
             Target::Address { host, port } => {
                 let addr = resolve(host, *port).await?;
-                (addr, ADDRESS_CONNECT_TIMEOUT, ADDRESS_READ_TIMEOUT, false)
+                let mut peer = HttpPeer::new(addr, false, String::new());
+                peer.options.connection_timeout = Some(ADDRESS_CONNECT_TIMEOUT);
+                peer.options.read_timeout = Some(ADDRESS_READ_TIMEOUT);
+                peer
             }
         };
-        let mut peer = HttpPeer::new(addr, false, String::new());
-        peer.options.connection_timeout = Some(connect_timeout);
-        peer.options.read_timeout = Some(read_timeout);
-        if http2 || protocol == Protocol::Http2 {
+        if protocol == Protocol::Http2 {
+            // gRPC: HTTP/2 whatever the cluster says (with prior knowledge in cleartext).
             peer.options.set_http_version(2, 2);
+        }
+        if peer.options.alpn.get_max_http_version() == 2 {
             peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
         }
         Ok(peer)

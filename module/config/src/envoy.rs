@@ -16,8 +16,8 @@ use serde_yaml::{Mapping, Value};
 use wasmbridge_abi::{capability, catalogue};
 
 use crate::{
-    ClusterConfig, Config, FailurePolicy, HeaderMatch, HeaderRule, Isolation, LimitsProfile,
-    PluginConfig, ReloadConfig, RouteAction, RouteConfig, RouteMatch, Selection,
+    ClusterConfig, Config, FailurePolicy, HashOn, HeaderMatch, HeaderRule, Isolation, LbPolicy,
+    LimitsProfile, PluginConfig, ReloadConfig, RouteAction, RouteConfig, RouteMatch, Selection,
 };
 
 /// The Wasm runtime the bootstrap asks for (Envoy's default build has V8).
@@ -26,6 +26,12 @@ pub const ENVOY_WASM_RUNTIME: &str = "envoy.wasm.runtime.v8";
 const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
 const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+const DOWNSTREAM_TLS: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
+const UPSTREAM_TLS: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+/// Debian's bundle of the system's trusted CAs, for upstream TLS verified without a `ca`.
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 const FILTER_CONFIG_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.FilterConfig";
 const STRING_TYPE: &str = "type.googleapis.com/google.protobuf.StringValue";
 const HTTP_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -91,6 +97,24 @@ pub fn envoy_bootstrap(config: &Config) -> EnvoyBootstrap {
         skip(
             "server.compile_cache".into(),
             "Envoy compiles modules at every start (no compile cache)",
+        );
+    }
+    if server.shutdown_timeout_seconds != 5 {
+        skip(
+            "server.shutdown_timeout_seconds".into(),
+            "Envoy's shutdown wait is a command-line flag (`--parent-shutdown-time-s`)",
+        );
+    }
+    if !server.watch {
+        skip(
+            "server.watch".into(),
+            "Envoy does not watch its bootstrap file (it reloads through xDS or a hot restart)",
+        );
+    }
+    if config.admin.as_ref().is_some_and(|a| a.token.is_some()) {
+        skip(
+            "admin.token".into(),
+            "Envoy's admin interface has no authentication: keep it on loopback",
         );
     }
     if server.per_stream_instances != 1000 {
@@ -163,6 +187,52 @@ pub fn envoy_bootstrap(config: &Config) -> EnvoyBootstrap {
                 ("route_config", route_config.clone()),
                 ("http_filters", Value::Sequence(filters.clone())),
             ]);
+            let mut chain = Mapping::new();
+            chain.insert(
+                "filters".into(),
+                Value::Sequence(vec![map([
+                    (
+                        "name",
+                        "envoy.filters.network.http_connection_manager".into(),
+                    ),
+                    ("typed_config", hcm),
+                ])]),
+            );
+            if let Some(tls) = &l.tls {
+                let mut common = Mapping::new();
+                common.insert(
+                    "tls_certificates".into(),
+                    Value::Sequence(vec![map([
+                        (
+                            "certificate_chain",
+                            map([("filename", tls.cert.display().to_string().into())]),
+                        ),
+                        (
+                            "private_key",
+                            map([("filename", tls.key.display().to_string().into())]),
+                        ),
+                    ])]),
+                );
+                if l.http2 {
+                    common.insert(
+                        "alpn_protocols".into(),
+                        Value::Sequence(vec!["h2".into(), "http/1.1".into()]),
+                    );
+                }
+                chain.insert(
+                    "transport_socket".into(),
+                    map([
+                        ("name", "envoy.transport_sockets.tls".into()),
+                        (
+                            "typed_config",
+                            map([
+                                ("@type", DOWNSTREAM_TLS.into()),
+                                ("common_tls_context", Value::Mapping(common)),
+                            ]),
+                        ),
+                    ]),
+                );
+            }
             map([
                 ("name", format!("listener{i}").into()),
                 (
@@ -171,16 +241,7 @@ pub fn envoy_bootstrap(config: &Config) -> EnvoyBootstrap {
                 ),
                 (
                     "filter_chains",
-                    Value::Sequence(vec![map([(
-                        "filters",
-                        Value::Sequence(vec![map([
-                            (
-                                "name",
-                                "envoy.filters.network.http_connection_manager".into(),
-                            ),
-                            ("typed_config", hcm),
-                        ])]),
-                    )])]),
+                    Value::Sequence(vec![Value::Mapping(chain)]),
                 ),
             ])
         })
@@ -555,10 +616,37 @@ fn route(r: &RouteConfig, config: &Config, skip: &mut impl FnMut(String, &str)) 
         RouteAction::Cluster(name) => {
             let mut action = Mapping::new();
             action.insert("cluster".into(), name.clone().into());
-            // Pingora has no deadline for a whole exchange, only per read.
-            action.insert("timeout".into(), "0s".into());
-            if let Some(c) = config.cluster(name) {
+            let cluster = config.cluster(name);
+            // Without `total_timeout_ms` an exchange has no deadline, only one per read.
+            action.insert(
+                "timeout".into(),
+                cluster
+                    .and_then(|c| c.total_timeout)
+                    .map_or_else(|| "0s".into(), duration),
+            );
+            if let Some(c) = cluster {
                 action.insert("idle_timeout".into(), duration(c.read_timeout));
+                if c.retries > 0 {
+                    action.insert(
+                        "retry_policy".into(),
+                        map([
+                            ("retry_on", "connect-failure,refused-stream".into()),
+                            ("num_retries", u64::from(c.retries).into()),
+                        ]),
+                    );
+                }
+                if let LbPolicy::ConsistentHash(on) = &c.lb_policy {
+                    let policy = match on {
+                        HashOn::Header(h) => {
+                            map([("header", map([("header_name", h.clone().into())]))])
+                        }
+                        HashOn::Path => map([("header", map([("header_name", ":path".into())]))]),
+                        HashOn::SourceIp => {
+                            map([("connection_properties", map([("source_ip", true.into())]))])
+                        }
+                    };
+                    action.insert("hash_policy".into(), Value::Sequence(vec![policy]));
+                }
             }
             out.insert("route".into(), Value::Mapping(action));
         }
@@ -686,6 +774,68 @@ fn cluster(c: &ClusterConfig) -> Value {
         if by_ip { "STATIC" } else { "STRICT_DNS" }.into(),
     );
     out.insert("connect_timeout".into(), duration(c.connect_timeout));
+    out.insert(
+        "lb_policy".into(),
+        match c.lb_policy {
+            LbPolicy::RoundRobin => "ROUND_ROBIN",
+            LbPolicy::Random => "RANDOM",
+            LbPolicy::ConsistentHash(_) => "RING_HASH",
+        }
+        .into(),
+    );
+    if let Some(hc) = &c.health_check {
+        out.insert(
+            "health_checks".into(),
+            Value::Sequence(vec![map([
+                ("timeout", duration(hc.timeout)),
+                ("interval", duration(hc.interval)),
+                (
+                    "unhealthy_threshold",
+                    u64::from(hc.unhealthy_threshold).into(),
+                ),
+                ("healthy_threshold", u64::from(hc.healthy_threshold).into()),
+                ("http_health_check", map([("path", hc.path.clone().into())])),
+            ])]),
+        );
+    }
+    if let Some(tls) = &c.tls {
+        let mut context = Mapping::new();
+        if let Some(sni) = &tls.sni {
+            context.insert("sni".into(), sni.clone().into());
+        }
+        if tls.verify {
+            // Envoy verifies only against a CA it is given: the file's, or the system's.
+            let ca = tls.ca.as_ref().map_or_else(
+                || SYSTEM_CA_BUNDLE.to_string(),
+                |ca| ca.display().to_string(),
+            );
+            let mut validation = Mapping::new();
+            validation.insert("trusted_ca".into(), map([("filename", ca.into())]));
+            if let Some(sni) = &tls.sni {
+                validation.insert(
+                    "match_typed_subject_alt_names".into(),
+                    Value::Sequence(vec![map([
+                        ("san_type", "DNS".into()),
+                        ("matcher", map([("exact", sni.clone().into())])),
+                    ])]),
+                );
+            }
+            context.insert(
+                "common_tls_context".into(),
+                map([("validation_context", Value::Mapping(validation))]),
+            );
+        }
+        let mut typed = Mapping::new();
+        typed.insert("@type".into(), UPSTREAM_TLS.into());
+        typed.extend(context);
+        out.insert(
+            "transport_socket".into(),
+            map([
+                ("name", "envoy.transport_sockets.tls".into()),
+                ("typed_config", Value::Mapping(typed)),
+            ]),
+        );
+    }
     out.insert(
         "load_assignment".into(),
         map([

@@ -63,7 +63,8 @@ impl ConfigError {
         self.kind == Kind::Syntax
     }
 
-    pub(crate) fn io(file: &Path, err: &std::io::Error) -> ConfigError {
+    /// The file could not be read.
+    pub fn io(file: &Path, err: &std::io::Error) -> ConfigError {
         ConfigError {
             file: file.to_path_buf(),
             key_path: String::new(),

@@ -93,8 +93,21 @@ pub struct Config {
 pub struct ServerConfig {
     /// Worker threads; at least 1. Defaults to the available parallelism.
     pub threads: usize,
-    /// How long a graceful shutdown waits for requests in flight, in seconds (default 1).
+    /// After a graceful shutdown (SIGQUIT, or SIGTERM) begins, how long the listeners keep
+    /// accepting, in seconds (default 1): the time a new process of a graceful upgrade or a
+    /// load balancer needs to take over. Pingora's `grace_period_seconds`.
     pub grace_period_seconds: u64,
+    /// Then how long requests in flight may take to finish before the process exits, in
+    /// seconds (default 5). Pingora's `graceful_shutdown_timeout_seconds`.
+    pub shutdown_timeout_seconds: u64,
+    /// Whether the gateway reloads when the config file or a local module file changes
+    /// (default true). SIGHUP and the admin `POST /reload` reload either way.
+    pub watch: bool,
+    /// The Unix socket a graceful upgrade hands the listening sockets over on
+    /// (`upgrade_sock`, resolved against the file's directory; default
+    /// `/tmp/wasmbridge_upgrade.sock`): `wasmbridge run --upgrade` receives them there
+    /// when the running gateway gets SIGQUIT.
+    pub upgrade_sock: PathBuf,
     /// Where compiled modules are kept between runs (`compile_cache`, resolved against the
     /// file's directory); `None` (the default) compiles every module at each start.
     pub compile_cache: Option<PathBuf>,
@@ -129,8 +142,21 @@ pub struct NodeConfig {
 pub struct ListenerConfig {
     /// The address to bind; port 0 asks the OS for an ephemeral port.
     pub address: SocketAddr,
-    /// Accept cleartext HTTP/2 with prior knowledge (h2c) beside HTTP/1.1 (default true).
+    /// Accept HTTP/2 beside HTTP/1.1 (default true): with prior knowledge (h2c) on a
+    /// cleartext listener, by ALPN on a TLS one.
     pub http2: bool,
+    /// Serve TLS with this certificate (`tls`); cleartext when `None`.
+    pub tls: Option<ListenerTls>,
+}
+
+/// A listener's certificate (`listeners[i].tls`): PEM files, read at start and again on
+/// every reload (a renewed certificate needs no restart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// The certificate chain, leaf first (`cert`), resolved against the file's directory.
+    pub cert: PathBuf,
+    /// Its private key (`key`: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// The admin listener (`admin:`).
@@ -138,6 +164,9 @@ pub struct ListenerConfig {
 pub struct AdminConfig {
     /// The address to bind.
     pub address: SocketAddr,
+    /// When set, every admin request but `/healthz` and `/ready` must carry
+    /// `Authorization: Bearer <token>`.
+    pub token: Option<String>,
 }
 
 /// An upstream cluster (`clusters[i]`): a named set of endpoints that routes forward to and
@@ -154,6 +183,71 @@ pub struct ClusterConfig {
     pub connect_timeout: Duration,
     /// Read timeout (`read_timeout_ms`, default 30000 ms).
     pub read_timeout: Duration,
+    /// The longest an upstream exchange may take from the connection attempt to the
+    /// response's last byte (`total_timeout_ms`); none by default.
+    pub total_timeout: Option<Duration>,
+    /// How many times a request that could not reach an endpoint (connection refused or
+    /// timed out, before anything was sent) is tried again on the next one (`retries`,
+    /// default 0, at most 5).
+    pub retries: u32,
+    /// How an endpoint is picked (`lb_policy`).
+    pub lb_policy: LbPolicy,
+    /// Active health checks (`health_check`); without them every endpoint is used.
+    pub health_check: Option<HealthCheck>,
+    /// TLS to the endpoints (`tls`); cleartext when `None`.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// How a cluster picks an endpoint for a request (`clusters[i].lb_policy`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LbPolicy {
+    /// Each endpoint in turn (`round_robin`, the default).
+    #[default]
+    RoundRobin,
+    /// A random endpoint (`random`).
+    Random,
+    /// The same endpoint for the same key while the set of healthy endpoints stays the
+    /// same (`consistent_hash`, Ketama hashing), the key given by `hash_on`.
+    ConsistentHash(HashOn),
+}
+
+/// What a consistent hash is taken of (`clusters[i].hash_on`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashOn {
+    /// The client's IP address (`source_ip: true`, the default).
+    SourceIp,
+    /// A request header's value (`header: NAME`), lower case; requests without it hash
+    /// as the empty string.
+    Header(String),
+    /// The request path with its query (`path: true`).
+    Path,
+}
+
+/// Active HTTP health checks of a cluster's endpoints (`clusters[i].health_check`): a
+/// `GET path` to each endpoint every `interval`; a 2xx answer within `timeout` passes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// The path to ask (`path`, default `/healthz`).
+    pub path: String,
+    /// Between checks (`interval_ms`, default 5000).
+    pub interval: Duration,
+    /// For one check (`timeout_ms`, default 1000).
+    pub timeout: Duration,
+    /// Passes in a row that bring an endpoint back (`healthy_threshold`, default 1).
+    pub healthy_threshold: u32,
+    /// Failures in a row that take an endpoint out (`unhealthy_threshold`, default 1).
+    pub unhealthy_threshold: u32,
+}
+
+/// TLS to a cluster's endpoints (`clusters[i].tls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// The server name sent and verified (`sni`; default: the endpoint's host).
+    pub sni: Option<String>,
+    /// Verify the endpoint's certificate (`verify`, default true).
+    pub verify: bool,
+    /// Trust these PEM certificates instead of the system's roots (`ca`).
+    pub ca: Option<PathBuf>,
 }
 
 /// A Proxy-Wasm plugin (`plugins[i]`), in Envoy's `PluginConfig` vocabulary.

@@ -27,11 +27,14 @@ pub(crate) struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with optionally `threads`, `grace_period_seconds`, `compile_cache`, `per_stream_instances`, `module_cache`, `module_ca_file`"
+    expecting = "a mapping with optionally `threads`, `grace_period_seconds`, `shutdown_timeout_seconds`, `watch`, `upgrade_sock`, `compile_cache`, `per_stream_instances`, `module_cache`, `module_ca_file`"
 )]
 pub(crate) struct RawServer {
     pub threads: Option<usize>,
     pub grace_period_seconds: Option<u64>,
+    pub shutdown_timeout_seconds: Option<u64>,
+    pub watch: Option<bool>,
+    pub upgrade_sock: Option<String>,
     pub compile_cache: Option<String>,
     pub per_stream_instances: Option<u32>,
     pub module_cache: Option<String>,
@@ -41,30 +44,83 @@ pub(crate) struct RawServer {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with `address` and optionally `http2`"
+    expecting = "a mapping with `address` and optionally `http2`, `tls`"
 )]
 pub(crate) struct RawListener {
     pub address: String,
     pub http2: Option<bool>,
+    pub tls: Option<RawListenerTls>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with `address`")]
-pub(crate) struct RawAdmin {
-    pub address: String,
+#[serde(deny_unknown_fields, expecting = "a mapping with `cert` and `key`")]
+pub(crate) struct RawListenerTls {
+    pub cert: String,
+    pub key: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with `name`, `endpoints` and optionally `http2`, `connect_timeout_ms`, `read_timeout_ms`"
+    expecting = "a mapping with optionally `path`, `interval_ms`, `timeout_ms`, `healthy_threshold`, `unhealthy_threshold`"
+)]
+pub(crate) struct RawHealthCheck {
+    pub path: Option<String>,
+    pub interval_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub healthy_threshold: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with optionally `sni`, `verify`, `ca`"
+)]
+pub(crate) struct RawUpstreamTls {
+    pub sni: Option<String>,
+    pub verify: Option<bool>,
+    pub ca: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with one of `header`, `source_ip: true`, `path: true`"
+)]
+pub(crate) struct RawHashOn {
+    pub header: Option<String>,
+    pub source_ip: Option<bool>,
+    pub path: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `address` and optionally `token`"
+)]
+pub(crate) struct RawAdmin {
+    pub address: String,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `name`, `endpoints` and optionally `http2`, `tls`, `connect_timeout_ms`, `read_timeout_ms`, `total_timeout_ms`, `retries`, `lb_policy`, `hash_on`, `health_check`"
 )]
 pub(crate) struct RawCluster {
     pub name: String,
     pub endpoints: Vec<String>,
     pub http2: Option<bool>,
+    pub tls: Option<RawUpstreamTls>,
     pub connect_timeout_ms: Option<u64>,
     pub read_timeout_ms: Option<u64>,
+    pub total_timeout_ms: Option<u64>,
+    pub retries: Option<u32>,
+    pub lb_policy: Option<String>,
+    pub hash_on: Option<RawHashOn>,
+    pub health_check: Option<RawHealthCheck>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,7 +14,7 @@ use crate::raw::{
     RawHeaderLimits, RawHeaderMatch, RawLimits, RawListener, RawMatch, RawNode, RawPlugin,
     RawProfile, RawRedact, RawRoute, RawServer, RawSize,
 };
-use crate::raw::{RawIsolation, RawPool, RawReload, RawSelection};
+use crate::raw::{RawHashOn, RawHealthCheck, RawIsolation, RawPool, RawReload, RawSelection};
 use crate::{
     AdminConfig, CalloutConfig, CapabilitiesConfig, ClusterConfig, Config, DirectResponse,
     EnvironmentConfig, FailurePolicy, HeaderMatch, HeaderRule, Isolation, LimitsConfig,
@@ -22,8 +22,13 @@ use crate::{
     ReloadConfig, RouteAction, RouteConfig, RouteMatch, Selection, ServerConfig, StructValue,
 };
 use crate::{Digest, ModuleSource, OciReference};
+use crate::{HashOn, HealthCheck, LbPolicy, ListenerTls, UpstreamTls};
 
 const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 1;
+const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
+/// The most retries a cluster may ask for.
+const MAX_RETRIES: u32 = 5;
+const DEFAULT_UPGRADE_SOCK: &str = "/tmp/wasmbridge_upgrade.sock";
 const DEFAULT_PER_STREAM_INSTANCES: u32 = 1000;
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 1000;
 const DEFAULT_READ_TIMEOUT_MS: u64 = 30_000;
@@ -68,18 +73,25 @@ impl Validator<'_> {
     }
 
     fn server(&self, raw: Option<RawServer>) -> Result<ServerConfig, ConfigError> {
-        let (threads, grace, compile_cache, per_stream_instances, module_cache, module_ca_file) =
-            match raw {
-                Some(raw) => (
-                    raw.threads,
-                    raw.grace_period_seconds,
-                    raw.compile_cache,
-                    raw.per_stream_instances,
-                    raw.module_cache,
-                    raw.module_ca_file,
-                ),
-                None => (None, None, None, None, None, None),
-            };
+        let raw = raw.unwrap_or(RawServer {
+            threads: None,
+            grace_period_seconds: None,
+            shutdown_timeout_seconds: None,
+            watch: None,
+            upgrade_sock: None,
+            compile_cache: None,
+            per_stream_instances: None,
+            module_cache: None,
+            module_ca_file: None,
+        });
+        let (threads, grace, compile_cache, per_stream_instances, module_cache, module_ca_file) = (
+            raw.threads,
+            raw.grace_period_seconds,
+            raw.compile_cache,
+            raw.per_stream_instances,
+            raw.module_cache,
+            raw.module_ca_file,
+        );
         if per_stream_instances == Some(0) {
             return Err(self.error("server.per_stream_instances", "must be at least 1"));
         }
@@ -113,6 +125,17 @@ impl Validator<'_> {
             module_ca_file,
             threads,
             grace_period_seconds: grace.unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS),
+            shutdown_timeout_seconds: raw
+                .shutdown_timeout_seconds
+                .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_SECONDS),
+            watch: raw.watch.unwrap_or(true),
+            upgrade_sock: match raw.upgrade_sock {
+                Some(path) if path.trim().is_empty() => {
+                    return Err(self.error("server.upgrade_sock", "must not be empty"));
+                }
+                Some(path) => self.resolve(&path),
+                None => PathBuf::from(DEFAULT_UPGRADE_SOCK),
+            },
             compile_cache,
             per_stream_instances: per_stream_instances.unwrap_or(DEFAULT_PER_STREAM_INSTANCES),
         })
@@ -132,9 +155,27 @@ impl Validator<'_> {
                     format!("`{address}` is already used by listeners[{other}]"),
                 ));
             }
+            let tls = match listener.tls {
+                None => None,
+                Some(tls) => {
+                    let at = format!("listeners[{index}].tls");
+                    let file = |key: &str, value: &str| {
+                        if value.trim().is_empty() {
+                            Err(self.error(format!("{at}.{key}"), "must name a PEM file"))
+                        } else {
+                            Ok(self.resolve(value))
+                        }
+                    };
+                    Some(ListenerTls {
+                        cert: file("cert", &tls.cert)?,
+                        key: file("key", &tls.key)?,
+                    })
+                }
+            };
             listeners.push(ListenerConfig {
                 address,
                 http2: listener.http2.unwrap_or(true),
+                tls,
             });
         }
         Ok(listeners)
@@ -152,7 +193,19 @@ impl Validator<'_> {
                 format!("`{address}` is already used by listeners[{other}]"),
             ));
         }
-        Ok(AdminConfig { address })
+        let token = match raw.token {
+            Some(t)
+                if t.trim().is_empty()
+                    || t.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+            {
+                return Err(self.error(
+                    "admin.token",
+                    "must be a non-empty token without spaces or control characters (leave the key out for no token)",
+                ));
+            }
+            t => t,
+        };
+        Ok(AdminConfig { address, token })
     }
 
     fn socket_addr(&self, key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
@@ -196,15 +249,117 @@ impl Validator<'_> {
                 cluster.read_timeout_ms,
                 DEFAULT_READ_TIMEOUT_MS,
             )?;
+            let total_timeout = match cluster.total_timeout_ms {
+                None => None,
+                Some(ms) => Some(self.millis(&at, "total_timeout_ms", Some(ms), ms)?),
+            };
+            let retries = cluster.retries.unwrap_or(0);
+            if retries > MAX_RETRIES {
+                return Err(self.error(
+                    format!("{at}.retries"),
+                    format!("must be at most {MAX_RETRIES}"),
+                ));
+            }
+            let lb_policy = self.lb_policy(&at, cluster.lb_policy.as_deref(), cluster.hash_on)?;
+            let health_check = match cluster.health_check {
+                None => None,
+                Some(hc) => Some(self.health_check(&at, hc)?),
+            };
+            let tls = cluster.tls.map(|tls| UpstreamTls {
+                sni: tls.sni.filter(|s| !s.is_empty()),
+                verify: tls.verify.unwrap_or(true),
+                ca: tls.ca.map(|ca| self.resolve(&ca)),
+            });
             clusters.push(ClusterConfig {
                 name: cluster.name,
                 endpoints: cluster.endpoints,
                 http2: cluster.http2.unwrap_or(false),
                 connect_timeout,
                 read_timeout,
+                total_timeout,
+                retries,
+                lb_policy,
+                health_check,
+                tls,
             });
         }
         Ok(clusters)
+    }
+
+    fn lb_policy(
+        &self,
+        at: &str,
+        policy: Option<&str>,
+        hash_on: Option<RawHashOn>,
+    ) -> Result<LbPolicy, ConfigError> {
+        let policy = match policy.unwrap_or("round_robin") {
+            "round_robin" => LbPolicy::RoundRobin,
+            "random" => LbPolicy::Random,
+            "consistent_hash" => {
+                let on = match hash_on {
+                    None => HashOn::SourceIp,
+                    Some(RawHashOn {
+                        header: Some(h),
+                        source_ip: None,
+                        path: None,
+                    }) if !h.trim().is_empty() => HashOn::Header(h.trim().to_ascii_lowercase()),
+                    Some(RawHashOn {
+                        header: None,
+                        source_ip: Some(true),
+                        path: None,
+                    }) => HashOn::SourceIp,
+                    Some(RawHashOn {
+                        header: None,
+                        source_ip: None,
+                        path: Some(true),
+                    }) => HashOn::Path,
+                    Some(_) => {
+                        return Err(self.error(
+                            format!("{at}.hash_on"),
+                            "give exactly one of `header: NAME`, `source_ip: true`, `path: true`",
+                        ));
+                    }
+                };
+                return Ok(LbPolicy::ConsistentHash(on));
+            }
+            other => {
+                return Err(self.error(
+                    format!("{at}.lb_policy"),
+                    format!(
+                        "unknown policy `{other}`: expected round_robin, random or consistent_hash"
+                    ),
+                ));
+            }
+        };
+        if hash_on.is_some() {
+            return Err(self.error(
+                format!("{at}.hash_on"),
+                "only with `lb_policy: consistent_hash`",
+            ));
+        }
+        Ok(policy)
+    }
+
+    fn health_check(&self, at: &str, raw: RawHealthCheck) -> Result<HealthCheck, ConfigError> {
+        let at = format!("{at}.health_check");
+        let path = raw.path.unwrap_or_else(|| "/healthz".to_string());
+        if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(self.error(
+                format!("{at}.path"),
+                format!("invalid path `{path}`: must start with `/` and hold no spaces"),
+            ));
+        }
+        let threshold = |key: &str, value: Option<u32>| match value.unwrap_or(1) {
+            0 => Err(self.error(format!("{at}.{key}"), "must be at least 1")),
+            n => Ok(n),
+        };
+        Ok(HealthCheck {
+            path,
+            interval: self.millis(&at, "interval_ms", raw.interval_ms, 5000)?,
+            timeout: self.millis(&at, "timeout_ms", raw.timeout_ms, 1000)?,
+            healthy_threshold: threshold("healthy_threshold", raw.healthy_threshold)?,
+            unhealthy_threshold: threshold("unhealthy_threshold", raw.unhealthy_threshold)?,
+        })
     }
 
     fn millis(

@@ -79,8 +79,8 @@ fn unknown_nested_key() {
         &valid_plus("server: {cache_dir: cache}"),
         "server.cache_dir",
         "conf/gw.yaml: server.cache_dir: unknown field `cache_dir`, expected one of `threads`, \
-         `grace_period_seconds`, `compile_cache`, `per_stream_instances`, `module_cache`, \
-         `module_ca_file`",
+         `grace_period_seconds`, `shutdown_timeout_seconds`, `watch`, `upgrade_sock`, \
+         `compile_cache`, `per_stream_instances`, `module_cache`, `module_ca_file`",
     );
 
     assert_rejects(
@@ -711,5 +711,113 @@ fn bad_pools_name_the_key() {
         &valid_plus("server: {per_stream_instances: 0}\n"),
         "server.per_stream_instances",
         "conf/gw.yaml: server.per_stream_instances: must be at least 1",
+    );
+}
+
+/// Errors of listener TLS, cluster policies and the admin token, each by key path.
+#[test]
+fn listener_tls_clusters_and_admin_token_are_checked() {
+    let cluster = |extra: &str| {
+        format!(
+            "listeners:\n  - address: 127.0.0.1:8080\nclusters:\n  - name: b\n    endpoints: [\"127.0.0.1:9000\"]\n{extra}routes:\n  - match: {{prefix: /}}\n    cluster: b\n"
+        )
+    };
+    let cases = [
+        (
+            cluster("    lb_policy: least_request\n"),
+            "clusters[0].lb_policy",
+            "unknown policy `least_request`: expected round_robin, random or consistent_hash",
+        ),
+        (
+            cluster("    hash_on: {header: x-user}\n"),
+            "clusters[0].hash_on",
+            "only with `lb_policy: consistent_hash`",
+        ),
+        (
+            cluster("    lb_policy: consistent_hash\n    hash_on: {header: x-user, path: true}\n"),
+            "clusters[0].hash_on",
+            "give exactly one of `header: NAME`, `source_ip: true`, `path: true`",
+        ),
+        (
+            cluster("    retries: 9\n"),
+            "clusters[0].retries",
+            "must be at most 5",
+        ),
+        (
+            cluster("    health_check: {path: healthz}\n"),
+            "clusters[0].health_check.path",
+            "invalid path `healthz`: must start with `/` and hold no spaces",
+        ),
+        (
+            cluster("    health_check: {interval_ms: 0}\n"),
+            "clusters[0].health_check.interval_ms",
+            "must be at least 1",
+        ),
+        (
+            cluster("    health_check: {unhealthy_threshold: 0}\n"),
+            "clusters[0].health_check.unhealthy_threshold",
+            "must be at least 1",
+        ),
+        (
+            cluster("    total_timeout_ms: 0\n"),
+            "clusters[0].total_timeout_ms",
+            "must be at least 1",
+        ),
+        (
+            "listeners:\n  - address: 127.0.0.1:8443\n    tls: {cert: '', key: k.pem}\nroutes:\n  - match: {prefix: /}\n    direct_response: {status: 200}\n".to_string(),
+            "listeners[0].tls.cert",
+            "must name a PEM file",
+        ),
+        (
+            valid_plus("admin: {address: 127.0.0.1:9901, token: two words}\n"),
+            "admin.token",
+            "must be a non-empty token without spaces or control characters (leave the key out for no token)",
+        ),
+    ];
+    for (yaml, key_path, message) in cases {
+        let err = reject(&yaml);
+        assert_eq!(err.key_path(), key_path, "{err}");
+        assert_eq!(err.message(), message, "{err}");
+    }
+}
+
+#[test]
+fn listener_tls_and_cluster_policies_parse() {
+    let yaml = "listeners:\n  - address: 127.0.0.1:8443\n    tls: {cert: certs/gw.pem, key: certs/gw.key}\nclusters:\n  - name: b\n    endpoints: [\"127.0.0.1:9000\", \"127.0.0.1:9001\"]\n    lb_policy: consistent_hash\n    hash_on: {header: X-User}\n    retries: 2\n    total_timeout_ms: 1500\n    health_check: {path: /ready, interval_ms: 200}\n    tls: {sni: api.internal, ca: certs/ca.pem}\nroutes:\n  - match: {prefix: /}\n    cluster: b\n";
+    let config = wasmbridge_config::Config::from_yaml_str(
+        yaml,
+        std::path::Path::new(FILE),
+        std::path::Path::new("/etc/gw"),
+    )
+    .expect("valid");
+    let tls = config.listeners[0].tls.as_ref().expect("tls");
+    assert_eq!(tls.cert, std::path::Path::new("/etc/gw/certs/gw.pem"));
+    let c = &config.clusters[0];
+    assert_eq!(
+        c.lb_policy,
+        wasmbridge_config::LbPolicy::ConsistentHash(wasmbridge_config::HashOn::Header(
+            "x-user".into()
+        ))
+    );
+    assert_eq!(c.retries, 2);
+    assert_eq!(
+        c.total_timeout,
+        Some(std::time::Duration::from_millis(1500))
+    );
+    let hc = c.health_check.as_ref().expect("health check");
+    assert_eq!(
+        (
+            hc.path.as_str(),
+            hc.interval.as_millis(),
+            hc.timeout.as_millis()
+        ),
+        ("/ready", 200, 1000)
+    );
+    let up = c.tls.as_ref().expect("upstream tls");
+    assert_eq!(up.sni.as_deref(), Some("api.internal"));
+    assert!(up.verify);
+    assert_eq!(
+        up.ca.as_deref(),
+        Some(std::path::Path::new("/etc/gw/certs/ca.pem"))
     );
 }

@@ -48,8 +48,35 @@ pub(crate) struct PluginInfo {
     pub log_only: bool,
     /// Which caps of `limits` the plugin reached already (for logging once).
     pub cap_hits: crate::limits::CapHits,
+    /// The stream failures the plugin caused (traps, deadlines, unusable VMs), for the
+    /// admin API.
+    pub failures: FailureLog,
     /// What the plugin may call and see, and its WASI environment.
     pub policy: crate::policy::Policy,
+}
+
+/// How often a plugin failed a stream, and the last reason.
+#[derive(Default)]
+pub(crate) struct FailureLog {
+    count: std::sync::atomic::AtomicU64,
+    last: std::sync::Mutex<Option<String>>,
+}
+
+impl FailureLog {
+    /// Records one failure.
+    pub fn record(&self, reason: &str) {
+        self.count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
+    }
+
+    /// The count so far and the last reason.
+    pub fn snapshot(&self) -> (u64, Option<String>) {
+        (
+            self.count.load(std::sync::atomic::Ordering::Relaxed),
+            self.last.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        )
+    }
 }
 
 impl std::fmt::Debug for PluginInfo {

@@ -350,6 +350,7 @@ impl Plugin {
                 host_metrics: metrics.as_ref().map(|m| m.for_plugin(&spec.name)),
                 limits: spec.limits.clone(),
                 cap_hits: Default::default(),
+                failures: Default::default(),
                 policy,
             }));
         }
@@ -473,6 +474,22 @@ impl Plugin {
     /// The module file the plugin was loaded from.
     pub fn module_path(&self) -> &std::path::Path {
         self.vms.module.path()
+    }
+
+    /// The SHA-256 of the module's bytes, in lower-case hex.
+    pub fn module_sha256(&self) -> String {
+        self.vms
+            .module
+            .digest()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// How many streams the plugin failed since it was loaded (a trap, a limit, a VM that
+    /// could not start), and the reason of the last one.
+    pub fn failures(&self) -> (u64, Option<String>) {
+        self.info.failures.snapshot()
     }
 
     /// The names of the plugins whose root contexts live in the same VMs as this one's

@@ -288,9 +288,12 @@ impl PoolEvents {
 ///   replica;
 /// - `wasmbridge_pool_replica_streams{plugin, replica}`: streams pinned to each replica;
 /// - `wasmbridge_pool_replica_memory_bytes{plugin, replica}`: each replica's linear memory.
+///
+/// Clones share the list of plugins they report on; [`PoolMetrics::track`] replaces it
+/// (a gateway that reloads its configuration reports on the plugins it serves with).
 #[derive(Clone)]
 pub struct PoolMetrics {
-    plugins: Vec<Weak<Plugin>>,
+    plugins: Arc<Mutex<Vec<Weak<Plugin>>>>,
     replicas: IntGaugeVec,
     busy: IntGaugeVec,
     waited: IntCounterVec,
@@ -305,7 +308,7 @@ impl PoolMetrics {
             IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid metric name")
         };
         PoolMetrics {
-            plugins: plugins.iter().map(Arc::downgrade).collect(),
+            plugins: Arc::new(Mutex::new(plugins.iter().map(Arc::downgrade).collect())),
             replicas: gauge(
                 "wasmbridge_pool_replicas",
                 "VM replicas in each plugin's pool (live VMs under per_stream isolation).",
@@ -337,6 +340,12 @@ impl PoolMetrics {
         }
     }
 
+    /// Reports on `plugins` from now on, instead of the plugins it was made with.
+    pub fn track(&self, plugins: &[Arc<Plugin>]) {
+        *self.plugins.lock().unwrap_or_else(|p| p.into_inner()) =
+            plugins.iter().map(Arc::downgrade).collect();
+    }
+
     fn gauges(&self) -> [&IntGaugeVec; 4] {
         [&self.replicas, &self.busy, &self.streams, &self.memory]
     }
@@ -354,7 +363,14 @@ impl Collector for PoolMetrics {
             g.reset();
         }
         self.waited.reset();
-        for plugin in self.plugins.iter().filter_map(Weak::upgrade) {
+        let plugins: Vec<Arc<Plugin>> = self
+            .plugins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for plugin in plugins {
             let name = plugin.name();
             let pool = plugin.pool_state();
             self.replicas

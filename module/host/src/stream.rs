@@ -764,6 +764,7 @@ impl HttpStream {
     fn fail(&mut self, i: usize, reason: String) -> Effect {
         let plugin = self.members[i].plugin.clone();
         tracing::error!(plugin = %plugin.name(), policy = %plugin.failure_policy(), "plugin failed for this stream: {reason}");
+        plugin.info.failures.record(&reason);
         match plugin.failure_policy() {
             FailurePolicy::FailOpen => {
                 self.members[i].slot = Slot::Skipped;

@@ -329,6 +329,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     /// The admin listener.
     pub admin: SocketAddr,
+    /// The config file it runs on.
+    pub file: PathBuf,
     child: Child,
     log: PathBuf,
 }
@@ -419,6 +421,7 @@ impl Gateway {
         let mut gw = Gateway {
             addr: listen,
             admin,
+            file: file.to_path_buf(),
             child,
             log,
         };
@@ -463,6 +466,38 @@ impl Gateway {
     /// Everything the gateway logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends the process a signal (`HUP`, `QUIT`, `TERM`) with `kill`.
+    pub fn signal(&self, name: &str) -> Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -{name} failed: {status}");
+        Ok(())
+    }
+
+    /// Whether the process has exited, with its status.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// A request to the admin listener: `method` on `path`, with `Authorization: Bearer
+    /// <token>` when a token is given.
+    pub async fn admin(&self, method: &str, path: &str, token: Option<&str>) -> Result<Reply> {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.admin));
+        if let Some(token) = token {
+            b = b.header("authorization", format!("Bearer {token}"));
+        }
+        send(self.admin, Proto::H1, b.body(full(Bytes::new()))?).await
     }
 
     /// Waits until the gateway logged the end of a stream (every `on_log`, `on_done` and

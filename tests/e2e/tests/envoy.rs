@@ -11,16 +11,27 @@ use wasmbridge_e2e::{
     wasmbridge,
 };
 
-/// A file using what the translation covers: two listeners, an h2c cluster and one by name,
+/// A file using what the translation covers: three listeners (one TLS), an h2c cluster,
+/// one by name and one with TLS, a hash policy, retries, a total timeout and health checks,
 /// header matchers, direct responses, two plugins on different routes, a reload policy and
-/// environment variables.
+/// environment variables. `{certs}` is a directory with `gw.pem` and `gw.key`.
 const RICH: &str = r#"
 node: {id: n1, cluster: c1, metadata: {WORKLOAD_NAME: w}}
-listeners: [{address: "{listen}"}, {address: "127.0.0.1:0", http2: false}]
+listeners:
+  - {address: "{listen}"}
+  - {address: "127.0.0.1:0", http2: false}
+  - {address: "127.0.0.1:0", tls: {cert: "{certs}/gw.pem", key: "{certs}/gw.key"}}
 admin: {address: "{admin}"}
 clusters:
   - {name: backend, endpoints: ["{upstream}"], http2: true, connect_timeout_ms: 500}
-  - {name: named, endpoints: ["localhost:9"]}
+  - name: named
+    endpoints: ["localhost:9", "localhost:10"]
+    lb_policy: consistent_hash
+    hash_on: {header: x-user}
+    retries: 2
+    total_timeout_ms: 1500
+    health_check: {path: /healthz, interval_ms: 500}
+  - {name: secure, endpoints: ["127.0.0.1:9443"], tls: {sni: localhost, ca: "{certs}/gw.pem"}}
 plugins:
   - name: hello
     root_id: add_header
@@ -46,6 +57,23 @@ routes:
     cluster: named
 "#;
 
+/// Writes [`RICH`] to `file` for these addresses, with a fresh self-signed certificate for
+/// its TLS listener and cluster beside it.
+fn write_rich(
+    file: &Path,
+    listen: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    upstream: std::net::SocketAddr,
+) {
+    let dir = file.parent().expect("a directory");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("certificate");
+    std::fs::write(dir.join("gw.pem"), cert.cert.pem()).expect("write");
+    std::fs::write(dir.join("gw.key"), cert.key_pair.serialize_pem()).expect("write");
+    let yaml =
+        render(RICH, listen, admin, Some(upstream)).replace("{certs}", &dir.display().to_string());
+    std::fs::write(file, yaml).expect("write");
+}
+
 /// Runs `wasmbridge envoy-config` on `file` and writes the bootstrap into `dir` (never
 /// beside a file of the repository).
 fn envoy_config(file: &Path, dir: &Path) -> std::path::PathBuf {
@@ -69,11 +97,7 @@ fn envoy_validates_the_bootstraps_of_the_example_and_a_rich_configuration() {
     let dir = scratch("envoy-validate");
     let rich = dir.join("rich.yaml");
     let addr = |p: u16| format!("127.0.0.1:{p}").parse().expect("addr");
-    std::fs::write(
-        &rich,
-        render(RICH, addr(free_port()), addr(free_port()), Some(addr(9))),
-    )
-    .expect("write");
+    write_rich(&rich, addr(free_port()), addr(free_port()), addr(9));
     for file in [repo_root().join("conf/gateway.yaml"), rich] {
         let bootstrap = envoy_config(&file, &dir);
         let out = Command::new(&envoy)
@@ -140,7 +164,7 @@ async fn a_request_through_envoy_runs_the_translated_add_header_plugin() {
     let listen = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let admin = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let file = dir.join("gw.yaml");
-    std::fs::write(&file, render(RICH, listen, admin, Some(upstream.addr))).expect("write");
+    write_rich(&file, listen, admin, upstream.addr);
     let bootstrap = envoy_config(&file, &dir);
     let envoy = Envoy::spawn(&bin, &bootstrap, listen, admin, &dir)
         .await

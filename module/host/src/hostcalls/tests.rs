@@ -70,6 +70,7 @@ fn registered_signatures_match_the_catalogue() {
         limits: Default::default(),
         log_only: false,
         cap_hits: Default::default(),
+        failures: Default::default(),
         failure_policy: FailurePolicy::FailClosed,
         policy: Default::default(),
     });
