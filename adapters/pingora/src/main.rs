@@ -1,9 +1,10 @@
-//! The `wasmbridge` command: run the gateway, or check a configuration and its plugins.
+//! The `wasmbridge` command: run the gateway, check a configuration and its plugins, pull
+//! and push modules.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use wasmbridge_config::Config;
 use wasmbridge_pingora::{DEFAULT_CONFIG, Gateway};
 
@@ -53,6 +54,50 @@ enum Command {
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
     },
+    /// Fetch a module into the module cache and print its digest and path:
+    /// `wasmbridge pull https://HOST/f.wasm --sha256 HEX` or `wasmbridge pull
+    /// oci://REGISTRY/REPOSITORY:TAG`. Exits 0 when fetched, 1 when not, 2 on bad arguments.
+    Pull {
+        /// An `https://` URL (`http://` for loopback hosts) or an `oci://` reference.
+        source: String,
+        /// The module's SHA-256 (64 lowercase hex digits); required for URLs.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Also copy the module to this file.
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        /// The module cache (default: $XDG_CACHE_HOME/wasmbridge/modules or
+        /// ~/.cache/wasmbridge/modules).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// A PEM file of CA certificates to trust beside the system's (default:
+        /// $WASMBRIDGE_CA_FILE).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// Speak cleartext HTTP to a registry that is not on loopback.
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Push a module to an OCI registry and print the manifest digest:
+    /// `wasmbridge push filter.wasm oci://REGISTRY/REPOSITORY:TAG`. Exits 0 when pushed, 1
+    /// when not, 2 on bad arguments.
+    Push {
+        /// The module file.
+        file: PathBuf,
+        /// Where to push it: `oci://registry[:port]/repository:tag`.
+        reference: String,
+        /// The image format: `wasm` (the Wasm OCI artifact of wasme and Istio's compat
+        /// format) or `image` (Istio's standard image, a tar layer holding plugin.wasm).
+        #[arg(long, value_enum, default_value_t = Format::Wasm)]
+        format: Format,
+        /// A PEM file of CA certificates to trust beside the system's (default:
+        /// $WASMBRIDGE_CA_FILE).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// Speak cleartext HTTP to a registry that is not on loopback.
+        #[arg(long)]
+        insecure: bool,
+    },
     /// Run scenario files (the conformance case format) through several proxies and show
     /// what differs: `wasmbridge compare SCENARIO.yaml [--proxies pingora,tower,envoy]
     /// [--json]`. Runs the `wasmbridge-compare` tool installed beside this binary.
@@ -62,6 +107,15 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+}
+
+/// `wasmbridge push --format`.
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// The Wasm OCI artifact (a layer of type application/vnd.module.wasm.content.layer.v1+wasm).
+    Wasm,
+    /// Istio's standard image: one gzipped tar layer holding plugin.wasm.
+    Image,
 }
 
 fn init_logging() {
@@ -196,6 +250,9 @@ fn envoy_config(file: &Path) -> ExitCode {
     };
     // Envoy resolves a relative filename against its own working directory.
     for plugin in &mut config.plugins {
+        if plugin.source.is_remote() {
+            continue;
+        }
         if let Ok(path) = std::path::absolute(&plugin.module) {
             plugin.module = path;
         }
@@ -258,6 +315,149 @@ fn import_envoy(file: &Path, output: Option<&Path>) -> ExitCode {
     }
 }
 
+fn fetch_options(
+    cache_dir: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    insecure: bool,
+) -> wasmbridge_fetch::FetchOptions {
+    let mut options = wasmbridge_fetch::FetchOptions::new(
+        cache_dir.unwrap_or_else(wasmbridge_fetch::ModuleCache::default_dir),
+    );
+    if ca_file.is_some() {
+        options.ca_file = ca_file;
+    }
+    options.insecure = insecure;
+    options
+}
+
+fn fetcher(options: wasmbridge_fetch::FetchOptions) -> Result<wasmbridge_fetch::Fetcher, ExitCode> {
+    wasmbridge_fetch::Fetcher::new(options).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn pull(
+    source: &str,
+    sha256: Option<&str>,
+    output: Option<&Path>,
+    options: wasmbridge_fetch::FetchOptions,
+) -> ExitCode {
+    use wasmbridge_fetch::{Digest, OciReference};
+    let sha256 = match sha256.map(str::parse::<Digest>).transpose() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: --sha256: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let fetched = if source.starts_with("oci://") {
+        let reference = match OciReference::parse(source) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let fetcher = match fetcher(options) {
+            Ok(f) => f,
+            Err(code) => return code,
+        };
+        fetcher.fetch_oci(&reference, sha256.as_ref())
+    } else if source.starts_with("https://") || source.starts_with("http://") {
+        if let Err(why) = wasmbridge_fetch::check_url(source, options.insecure) {
+            eprintln!("error: {why}");
+            return ExitCode::from(2);
+        }
+        let Some(sha256) = sha256 else {
+            eprintln!(
+                "error: a module fetched over HTTP needs --sha256 (its SHA-256 as `sha256sum` \
+                 prints it)"
+            );
+            return ExitCode::from(2);
+        };
+        let fetcher = match fetcher(options) {
+            Ok(f) => f,
+            Err(code) => return code,
+        };
+        fetcher.fetch_https(source, &sha256)
+    } else {
+        eprintln!("error: `{source}`: pull takes an https:// URL or an oci:// reference");
+        return ExitCode::from(2);
+    };
+    let fetched = match fetched {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(output) = output
+        && let Err(e) = std::fs::write(output, &fetched.bytes)
+    {
+        eprintln!("error: cannot write {}: {e}", output.display());
+        return ExitCode::from(1);
+    }
+    println!("digest: {}", fetched.digest);
+    println!("path: {}", fetched.path.display());
+    if let Some(output) = output {
+        println!("copied to: {}", output.display());
+    }
+    ExitCode::SUCCESS
+}
+
+fn push(
+    file: &Path,
+    reference: &str,
+    format: Format,
+    options: wasmbridge_fetch::FetchOptions,
+) -> ExitCode {
+    let parsed = match wasmbridge_fetch::OciReference::parse(reference) {
+        Ok(r) if reference.starts_with("oci://") => r,
+        Ok(_) => {
+            eprintln!("error: `{reference}`: push takes an oci:// reference");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let module = match std::fs::read(file) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let fetcher = match fetcher(options) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let format = match format {
+        Format::Wasm => wasmbridge_fetch::PushFormat::WasmArtifact,
+        Format::Image => wasmbridge_fetch::PushFormat::Image,
+    };
+    match fetcher.push(&module, &parsed, format) {
+        Ok(pushed) => {
+            println!("pushed: {parsed}");
+            println!("manifest: {}", pushed.manifest.oci());
+            println!("module: {}", pushed.module.oci());
+            println!(
+                "by digest: oci://{}/{}@{}",
+                parsed.registry,
+                parsed.repository,
+                pushed.manifest.oci()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -274,6 +474,37 @@ fn main() -> ExitCode {
             envoy_config(&file)
         }
         Command::ImportEnvoy { file, output } => import_envoy(&file, output.as_deref()),
+        Command::Pull {
+            source,
+            sha256,
+            output,
+            cache_dir,
+            ca_file,
+            insecure,
+        } => {
+            init_logging();
+            pull(
+                &source,
+                sha256.as_deref(),
+                output.as_deref(),
+                fetch_options(cache_dir, ca_file, insecure),
+            )
+        }
+        Command::Push {
+            file,
+            reference,
+            format,
+            ca_file,
+            insecure,
+        } => {
+            init_logging();
+            push(
+                &file,
+                &reference,
+                format,
+                fetch_options(None, ca_file, insecure),
+            )
+        }
         // The tool logs for itself.
         Command::Compare { args } => compare(&args),
     }

@@ -346,7 +346,14 @@ pub(crate) fn reload_on_change(reloader: Arc<Reloader>) -> notify::Result<()> {
 fn watched_files(generation: &Generation) -> Vec<PathBuf> {
     let config = &generation.config;
     let mut files = vec![config.source.clone()];
-    files.extend(config.plugins.iter().map(|p| p.module.clone()));
+    // Remote modules (`https://`, `oci://`) are fetched at each reload, not watched.
+    files.extend(
+        config
+            .plugins
+            .iter()
+            .filter(|p| !p.source.is_remote())
+            .map(|p| p.module.clone()),
+    );
     for tls in config.listeners.iter().filter_map(|l| l.tls.as_ref()) {
         files.push(tls.cert.clone());
         files.push(tls.key.clone());

@@ -13,7 +13,9 @@ use wasmbridge_host::{
     RouteSelection, Runtime, request_header,
 };
 
-use crate::{Config, DirectResponse, LimitsConfig, PluginConfig};
+use wasmbridge_fetch::{FetchOptions, Fetcher, ModuleCache};
+
+use crate::{Config, DirectResponse, LimitsConfig, ModuleSource, PluginConfig};
 
 /// Why the plugins of a configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,32 @@ pub enum BuildError {
     /// The host's metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// A plugin's module could not be fetched (or read), or did not have its `sha256`.
+    #[error(transparent)]
+    Fetch(Box<ModuleFetchError>),
+}
+
+/// A plugin's module could not be fetched (or read), or did not have its `sha256`.
+/// Displays as `<file>: <key path> (plugin `<name>`): <source>: <what went wrong>`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {key_path} (plugin `{plugin}`): {error}", file.display())]
+pub struct ModuleFetchError {
+    /// The configuration file.
+    pub file: std::path::PathBuf,
+    /// The plugin's name.
+    pub plugin: String,
+    /// `plugins[i].module`, or `plugins[i].sha256` for a digest mismatch.
+    pub key_path: String,
+    /// What went wrong, naming the source.
+    #[source]
+    pub error: wasmbridge_fetch::FetchError,
+}
+
+impl BuildError {
+    /// Whether a plugin's module did not have the `sha256` its configuration gives.
+    pub fn is_hash_mismatch(&self) -> bool {
+        matches!(self, BuildError::Fetch(e) if e.error.is_hash_mismatch())
+    }
 }
 
 /// The runtime a configuration's plugins run on (with `server.compile_cache` when set),
@@ -82,6 +110,7 @@ pub fn load_plugins(
             .unwrap_or(PerStreamPool::default().memory),
     };
     let mut loads: Vec<PluginLoad> = Vec::with_capacity(config.plugins.len());
+    let mut fetcher = None;
     for pc in &config.plugins {
         let spec = plugin_spec(pc, replicas, node.clone(), callouts(pc));
         // A route's configuration override runs its plugin's compiled module (and, with
@@ -108,7 +137,13 @@ pub fn load_plugins(
                 module: pc.module.clone(),
                 kind: LoadErrorKind::Engine(e.to_string()),
             })?;
-        let module = runtime.compile_file(&pc.name, &pc.module)?;
+        let module = match &pc.source {
+            ModuleSource::File { path, sha256: None } => runtime.compile_file(&pc.name, path)?,
+            source => {
+                let bytes = module_bytes(config, pc, source, &mut fetcher)?;
+                runtime.compile(&pc.name, &pc.module, &bytes)?
+            }
+        };
         loads.push(PluginLoad {
             runtime,
             module,
@@ -125,6 +160,81 @@ pub fn load_plugins(
         }
     }
     Ok(plugins)
+}
+
+/// How a configuration's remote modules are fetched: into `server.module_cache` (or the
+/// default cache), trusting `server.module_ca_file` (or `$WASMBRIDGE_CA_FILE`).
+pub fn fetch_options(config: &Config) -> FetchOptions {
+    let mut options = FetchOptions::new(
+        config
+            .server
+            .module_cache
+            .clone()
+            .unwrap_or_else(ModuleCache::default_dir),
+    );
+    if let Some(ca) = &config.server.module_ca_file {
+        options.ca_file = Some(ca.clone());
+    }
+    options
+}
+
+/// The module of a plugin whose source is not a plain local file: fetched (or taken from
+/// the module cache) and checked against its digest, or a local file checked against its
+/// `sha256`. The fetcher is made at the first remote module.
+fn module_bytes(
+    config: &Config,
+    pc: &PluginConfig,
+    source: &ModuleSource,
+    fetcher: &mut Option<Fetcher>,
+) -> Result<Vec<u8>, BuildError> {
+    let fail = |error: wasmbridge_fetch::FetchError| {
+        BuildError::Fetch(Box::new(ModuleFetchError {
+            file: config.source.clone(),
+            plugin: pc.name.clone(),
+            key_path: format!(
+                "{}.{}",
+                pc.key_path,
+                if error.is_hash_mismatch() {
+                    "sha256"
+                } else {
+                    "module"
+                }
+            ),
+            error,
+        }))
+    };
+    let fetched = match source {
+        ModuleSource::File { path, sha256 } => {
+            return wasmbridge_fetch::read_file(path, sha256.as_ref()).map_err(fail);
+        }
+        ModuleSource::Https { url, sha256 } => {
+            fetcher_for(config, fetcher).and_then(|f| f.fetch_https(url, sha256))
+        }
+        ModuleSource::Oci { reference, sha256 } => {
+            fetcher_for(config, fetcher).and_then(|f| f.fetch_oci(reference, sha256.as_ref()))
+        }
+    }
+    .map_err(fail)?;
+    tracing::info!(
+        plugin = %pc.name,
+        source = %pc.module.display(),
+        digest = %fetched.digest,
+        cached = fetched.from_cache,
+        path = %fetched.path.display(),
+        "module fetched"
+    );
+    Ok(fetched.bytes)
+}
+
+/// The fetcher of a configuration, made at its first use.
+fn fetcher_for<'f>(
+    config: &Config,
+    slot: &'f mut Option<Fetcher>,
+) -> Result<&'f Fetcher, wasmbridge_fetch::FetchError> {
+    match slot {
+        Some(fetcher) => Ok(fetcher),
+        None => Ok(slot.insert(Fetcher::new(fetch_options(config))?)),
+    }
 }
 
 /// The host's spec for one plugin of the file.

@@ -461,6 +461,13 @@ fn reaches(after: &BTreeMap<usize, BTreeSet<usize>>, from: usize, to: usize) -> 
 
 fn wasm_filter(p: &PluginConfig, skip: &mut impl FnMut(String, &str)) -> Value {
     let key = &p.key_path;
+    if p.source.is_remote() {
+        skip(
+            format!("{key}.module"),
+            "Envoy fetches remote modules through a cluster of its own and cannot pull OCI \
+             images; `wasmbridge pull` the module and point `module` at the file",
+        );
+    }
     let mut vm = Mapping::new();
     vm.insert("vm_id".into(), p.vm_id.clone().into());
     vm.insert("runtime".into(), ENVOY_WASM_RUNTIME.into());

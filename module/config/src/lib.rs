@@ -61,6 +61,7 @@ pub use error::ConfigError;
 pub use import::{EnvoyImport, ImportError, import_envoy};
 
 pub use wasmbridge_abi::StructValue;
+pub use wasmbridge_fetch::{Digest, OciReference};
 
 /// The smallest `plugins[].limits.stack`, 32 KiB (the host's `Limits::MIN_STACK_BYTES`).
 pub const MIN_STACK_BYTES: u64 = 32 << 10;
@@ -118,6 +119,14 @@ pub struct ServerConfig {
     /// How many `per_stream` VMs may exist at once over all plugins
     /// (`per_stream_instances`, default 1000).
     pub per_stream_instances: u32,
+    /// Where modules fetched from `https://` and `oci://` sources are kept
+    /// (`module_cache`, resolved against the file's directory); `None` means the default,
+    /// `$XDG_CACHE_HOME/wasmbridge/modules` or `~/.cache/wasmbridge/modules`.
+    pub module_cache: Option<PathBuf>,
+    /// A PEM file of CA certificates trusted for module sources beside the system's roots
+    /// (`module_ca_file`, resolved against the file's directory); `None` means
+    /// `$WASMBRIDGE_CA_FILE` when set.
+    pub module_ca_file: Option<PathBuf>,
 }
 
 /// The proxy's identity (`node:`), in the shape of Envoy's bootstrap `node`: filters read
@@ -256,8 +265,12 @@ pub struct PluginConfig {
     /// The VM id (`plugin_vm_id`); plugins with the same `vm_id` and module share VMs.
     pub vm_id: String,
     /// The module file, resolved against the configuration file's directory (absolute if
-    /// that file's path was). Whether it exists is checked when the host loads it.
+    /// that file's path was). Whether it exists is checked when the host loads it. For a
+    /// remote [`source`](Self::source) it is the URL or reference as written, which labels
+    /// messages.
     pub module: PathBuf,
+    /// Where the module comes from (`module` and `sha256`).
+    pub source: ModuleSource,
     /// The plugin configuration passed to `proxy_on_configure`: a YAML string raw, a
     /// mapping or sequence as compact JSON, a number or bool as its JSON text, absent or
     /// null as empty bytes.
@@ -313,6 +326,42 @@ pub enum Phase {
     /// `UNSPECIFIED_PHASE`, or no `phase`: last.
     #[default]
     Unspecified,
+}
+
+/// Where a plugin's module comes from (`plugins[i].module`, `plugins[i].sha256`). Parsing
+/// only reads what is written; remote modules are fetched (into the module cache) when the
+/// plugins are built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleSource {
+    /// A local file: a path (relative to the configuration file) or `file:///abs/path`.
+    File {
+        /// The file, resolved.
+        path: PathBuf,
+        /// When set, the file must have this digest.
+        sha256: Option<Digest>,
+    },
+    /// An `https://` URL (`http://` only for loopback hosts); the digest is required.
+    Https {
+        /// The URL as written.
+        url: String,
+        /// The digest the module must have.
+        sha256: Digest,
+    },
+    /// An image in an OCI registry: `oci://registry[:port]/repository[:tag][@sha256:hex]`,
+    /// either the Wasm OCI artifact or Istio's image holding `plugin.wasm`.
+    Oci {
+        /// The reference.
+        reference: OciReference,
+        /// When set, the module (or the image manifest) must have this digest.
+        sha256: Option<Digest>,
+    },
+}
+
+impl ModuleSource {
+    /// Whether the module is fetched over the network.
+    pub fn is_remote(&self) -> bool {
+        !matches!(self, ModuleSource::File { .. })
+    }
 }
 
 /// A plugin's callout settings (`plugins[i].callouts`).

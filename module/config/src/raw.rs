@@ -27,7 +27,7 @@ pub(crate) struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with optionally `threads`, `grace_period_seconds`, `shutdown_timeout_seconds`, `watch`, `upgrade_sock`, `compile_cache`, `per_stream_instances`"
+    expecting = "a mapping with optionally `threads`, `grace_period_seconds`, `shutdown_timeout_seconds`, `watch`, `upgrade_sock`, `compile_cache`, `per_stream_instances`, `module_cache`, `module_ca_file`"
 )]
 pub(crate) struct RawServer {
     pub threads: Option<usize>,
@@ -37,6 +37,8 @@ pub(crate) struct RawServer {
     pub upgrade_sock: Option<String>,
     pub compile_cache: Option<String>,
     pub per_stream_instances: Option<u32>,
+    pub module_cache: Option<String>,
+    pub module_ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,7 +126,7 @@ pub(crate) struct RawCluster {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with `name`, `module` and optionally `root_id`, `vm_id`, `configuration`, `vm_configuration`, `failure_policy`, `callouts`, `limits`, `isolation`, `pool`, `reload`, `capabilities`, `redact`, `environment_variables`, `phase`, `priority`"
+    expecting = "a mapping with `name`, `module` and optionally `sha256`, `root_id`, `vm_id`, `configuration`, `vm_configuration`, `failure_policy`, `callouts`, `limits`, `isolation`, `pool`, `reload`, `capabilities`, `redact`, `environment_variables`, `phase`, `priority`"
 )]
 pub(crate) struct RawPlugin {
     pub name: String,
@@ -145,6 +147,7 @@ pub(crate) struct RawPlugin {
     pub environment_variables: Option<RawEnvironment>,
     pub phase: Option<RawPhase>,
     pub priority: Option<i32>,
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

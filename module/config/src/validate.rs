@@ -24,6 +24,7 @@ use crate::{
     RedactConfig, ReloadConfig, RouteAction, RouteConfig, RouteMatch, Selection, ServerConfig,
     StructValue,
 };
+use crate::{Digest, ModuleSource, OciReference};
 use crate::{HashOn, HealthCheck, LbPolicy, ListenerTls, UpstreamTls};
 
 const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 1;
@@ -84,12 +85,16 @@ impl Validator<'_> {
             upgrade_sock: None,
             compile_cache: None,
             per_stream_instances: None,
+            module_cache: None,
+            module_ca_file: None,
         });
-        let (threads, grace, compile_cache, per_stream_instances) = (
+        let (threads, grace, compile_cache, per_stream_instances, module_cache, module_ca_file) = (
             raw.threads,
             raw.grace_period_seconds,
             raw.compile_cache,
             raw.per_stream_instances,
+            raw.module_cache,
+            raw.module_ca_file,
         );
         if per_stream_instances == Some(0) {
             return Err(self.error("server.per_stream_instances", "must be at least 1"));
@@ -109,7 +114,19 @@ impl Validator<'_> {
             Some(dir) => Some(self.resolve(&dir)),
             None => None,
         };
+        let path = |key: &str, value: Option<String>| match value {
+            Some(text) if text.trim().is_empty() => Err(self.error(
+                format!("server.{key}"),
+                "must not be empty (leave the key out for the default)",
+            )),
+            Some(text) => Ok(Some(self.resolve(&text))),
+            None => Ok(None),
+        };
+        let module_cache = path("module_cache", module_cache)?;
+        let module_ca_file = path("module_ca_file", module_ca_file)?;
         Ok(ServerConfig {
+            module_cache,
+            module_ca_file,
             threads,
             grace_period_seconds: grace.unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS),
             shutdown_timeout_seconds: raw
@@ -375,6 +392,7 @@ impl Validator<'_> {
             if plugin.module.trim().is_empty() {
                 return Err(self.error(format!("{at}.module"), "must not be empty"));
             }
+            let (module, source) = self.module_source(&at, &plugin.module, plugin.sha256)?;
             let configuration =
                 self.payload(&at, "configuration", plugin.configuration.as_ref())?;
             let vm_configuration =
@@ -400,7 +418,8 @@ impl Validator<'_> {
                 name: plugin.name,
                 root_id: plugin.root_id.unwrap_or_default(),
                 vm_id: plugin.vm_id.unwrap_or_default(),
-                module: self.resolve(&plugin.module),
+                module,
+                source,
                 configuration,
                 vm_configuration,
                 failure_policy,
@@ -792,6 +811,78 @@ impl Validator<'_> {
             }
             self.error(key_path, err.message)
         })
+    }
+
+    /// A plugin's `module` and `sha256`: a path, `file://`, `https://` (with a required
+    /// digest; `http://` only for loopback hosts) or `oci://`. Nothing is fetched here.
+    fn module_source(
+        &self,
+        at: &str,
+        module: &str,
+        sha256: Option<String>,
+    ) -> Result<(PathBuf, ModuleSource), ConfigError> {
+        let module_key = format!("{at}.module");
+        let sha256_key = format!("{at}.sha256");
+        let sha256 = sha256
+            .map(|text| {
+                text.trim().parse::<Digest>().map_err(|e| {
+                    self.error(&sha256_key, format!("{e} (as `sha256sum` prints them)"))
+                })
+            })
+            .transpose()?;
+        let text = module.trim();
+        let Some((scheme, rest)) = text.split_once("://") else {
+            let path = self.resolve(text);
+            return Ok((path.clone(), ModuleSource::File { path, sha256 }));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "file" => {
+                let path = Path::new(rest);
+                if !path.is_absolute() {
+                    return Err(self.error(
+                        module_key,
+                        format!(
+                            "`{text}`: file:// takes an absolute path (file:///opt/filter.wasm); \
+                             write a relative path without file://"
+                        ),
+                    ));
+                }
+                let path = path.to_path_buf();
+                Ok((path.clone(), ModuleSource::File { path, sha256 }))
+            }
+            "https" | "http" => {
+                wasmbridge_fetch::check_url(text, false)
+                    .map_err(|why| self.error(&module_key, why))?;
+                let Some(sha256) = sha256 else {
+                    return Err(self.error(
+                        sha256_key,
+                        format!(
+                            "is required for a module fetched over HTTP (`{text}`): the module's \
+                             SHA-256 as 64 lowercase hex digits, as `sha256sum` prints it"
+                        ),
+                    ));
+                };
+                Ok((
+                    PathBuf::from(text),
+                    ModuleSource::Https {
+                        url: text.to_string(),
+                        sha256,
+                    },
+                ))
+            }
+            "oci" => {
+                let reference = OciReference::parse(text)
+                    .map_err(|e| self.error(&module_key, e.to_string()))?;
+                Ok((PathBuf::from(text), ModuleSource::Oci { reference, sha256 }))
+            }
+            other => Err(self.error(
+                module_key,
+                format!(
+                    "unsupported scheme `{other}://`: a module is a file path, file://, https:// \
+                     (with `sha256`) or oci://"
+                ),
+            )),
+        }
     }
 
     /// A path as written (a module, the compile cache), against the file's directory.

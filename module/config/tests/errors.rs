@@ -80,7 +80,7 @@ fn unknown_nested_key() {
         "server.cache_dir",
         "conf/gw.yaml: server.cache_dir: unknown field `cache_dir`, expected one of `threads`, \
          `grace_period_seconds`, `shutdown_timeout_seconds`, `watch`, `upgrade_sock`, \
-         `compile_cache`, `per_stream_instances`",
+         `compile_cache`, `per_stream_instances`, `module_cache`, `module_ca_file`",
     );
 
     assert_rejects(
