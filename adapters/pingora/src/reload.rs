@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use wasmbridge_config::Config;
 use wasmbridge_host::Plugin;
 
+use crate::GatewayError;
 use crate::gateway::{Generation, GenerationProxy, Shared};
 
 /// What a reload did.
@@ -232,8 +233,12 @@ impl Reloader {
             return Err(fixed);
         }
         // Reloads take turns, so the next number is free; a failed one uses none.
-        let next = Generation::build(&self.shared, config, Some(text), old.id + 1)
-            .map_err(|e| vec![e.to_string()])?;
+        let next = Generation::build(&self.shared, config, Some(text), old.id + 1).map_err(
+            |e| match e {
+                GatewayError::Build(build) => build.all().iter().map(|e| e.to_string()).collect(),
+                other => vec![other.to_string()],
+            },
+        )?;
         // The listeners' certificates are read again (a renewed one takes effect now); all
         // of them, or none.
         let mut renewed = Vec::new();

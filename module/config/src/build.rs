@@ -32,6 +32,19 @@ pub enum BuildError {
     /// A plugin's module could not be fetched (or read), or did not have its `sha256`.
     #[error(transparent)]
     Fetch(Box<ModuleFetchError>),
+    /// Several plugins could not be loaded: every error, in file order, one per line.
+    #[error("{} plugins could not be loaded:\n{}", .0.len(), .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<BuildError>),
+}
+
+impl BuildError {
+    /// Every error this one holds (itself when it is not [`BuildError::Several`]).
+    pub fn all(&self) -> Vec<&BuildError> {
+        match self {
+            BuildError::Several(errors) => errors.iter().flat_map(BuildError::all).collect(),
+            other => vec![other],
+        }
+    }
 }
 
 /// A plugin's module could not be fetched (or read), or did not have its `sha256`.
@@ -109,48 +122,76 @@ pub fn load_plugins(
             .max()
             .unwrap_or(PerStreamPool::default().memory),
     };
-    let mut loads: Vec<PluginLoad> = Vec::with_capacity(config.plugins.len());
+    // One slot per plugin of the file, `None` for one that failed.
+    let mut loads: Vec<Option<PluginLoad>> = Vec::with_capacity(config.plugins.len());
+    let mut failed: Vec<BuildError> = Vec::new();
     let mut fetcher = None;
     for pc in &config.plugins {
         let spec = plugin_spec(pc, replicas, node.clone(), callouts(pc));
         // A route's configuration override runs its plugin's compiled module (and, with
         // the same vm_id and VM configuration, in its VMs: `Plugin::load_all`).
-        let base = pc.base.as_deref().and_then(|base| {
-            let i = config.plugins.iter().position(|p| p.name == base)?;
-            loads.get(i)
-        });
-        if let Some(base) = base {
-            let (runtime, module) = (base.runtime.clone(), base.module.clone());
-            loads.push(PluginLoad {
+        let base = pc
+            .base
+            .as_deref()
+            .and_then(|base| config.plugins.iter().position(|p| p.name == base))
+            .and_then(|i| loads.get(i));
+        match base {
+            Some(Some(base)) => {
+                let (runtime, module) = (base.runtime.clone(), base.module.clone());
+                loads.push(Some(PluginLoad {
+                    runtime,
+                    module,
+                    spec,
+                }));
+                continue;
+            }
+            // The plugin it overrides failed; that error says why.
+            Some(None) => {
+                loads.push(None);
+                continue;
+            }
+            None => {}
+        }
+        // Every plugin is compiled even after one failed, so that all errors are reported.
+        let load = (|| -> Result<PluginLoad, BuildError> {
+            // The engine for the plugin's isolation, fuel and stack: the base one unless it
+            // asks for one of them (made once, shared by the plugins that ask the same).
+            let runtime = runtime
+                .for_settings(EngineSettings::for_plugin(&spec, per_stream_pool))
+                .map_err(|e| LoadError {
+                    plugin: pc.name.clone(),
+                    module: pc.module.clone(),
+                    kind: LoadErrorKind::Engine(e.to_string()),
+                })?;
+            let module = match &pc.source {
+                ModuleSource::File { path, sha256: None } => {
+                    runtime.compile_file(&pc.name, path)?
+                }
+                source => {
+                    let bytes = module_bytes(config, pc, source, &mut fetcher)?;
+                    runtime.compile(&pc.name, &pc.module, &bytes)?
+                }
+            };
+            Ok(PluginLoad {
                 runtime,
                 module,
                 spec,
-            });
-            continue;
-        }
-        // The engine for the plugin's isolation, fuel and stack: the base one unless it
-        // asks for one of them (made once, shared by the plugins that ask the same).
-        let runtime = runtime
-            .for_settings(EngineSettings::for_plugin(&spec, per_stream_pool))
-            .map_err(|e| LoadError {
-                plugin: pc.name.clone(),
-                module: pc.module.clone(),
-                kind: LoadErrorKind::Engine(e.to_string()),
-            })?;
-        let module = match &pc.source {
-            ModuleSource::File { path, sha256: None } => runtime.compile_file(&pc.name, path)?,
-            source => {
-                let bytes = module_bytes(config, pc, source, &mut fetcher)?;
-                runtime.compile(&pc.name, &pc.module, &bytes)?
+            })
+        })();
+        match load {
+            Ok(load) => loads.push(Some(load)),
+            Err(e) => {
+                loads.push(None);
+                failed.push(e);
             }
-        };
-        loads.push(PluginLoad {
-            runtime,
-            module,
-            spec,
-        });
+        }
     }
-    let plugins = Plugin::load_all(loads, metrics)?;
+    match failed.len() {
+        0 => {}
+        1 => return Err(failed.remove(0)),
+        _ => return Err(BuildError::Several(failed)),
+    }
+    let plugins = Plugin::load_all(loads.into_iter().flatten().collect(), metrics)?;
     for plugin in &plugins {
         for unknown in &plugin.module_info().unknown_imports {
             tracing::warn!(plugin = %plugin.name(), "module imports `{unknown}`, which wasmbridge does not know; calls return UNIMPLEMENTED");

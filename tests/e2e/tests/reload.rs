@@ -340,6 +340,28 @@ async fn a_broken_reload_leaves_the_old_plugins_serving_and_says_why() -> Result
             .contains("reload failed, the running configuration stays")
     );
 
+    // Every broken plugin is reported, not only the first.
+    let other = dir.join("also-broken.wasm");
+    std::fs::write(&other, b"not wasm at all")?;
+    let two = stamped("v2", false, Some(&broken), ", watch: false").replace(
+        "routes:",
+        &format!(
+            "  - name: second\n    root_id: add_header\n    module: {}\nroutes:",
+            other.display()
+        ),
+    );
+    rewrite(&gw, &render(&two, gw.addr, gw.admin, Some(upstream.addr)))?;
+    let reply = gw.admin("POST", "/reload", None).await?;
+    assert_eq!(reply.status, 500);
+    let errors = reply.json()["errors"].clone();
+    let errors = errors.as_array().context("errors")?;
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].to_string().contains("broken.wasm"), "{errors:?}");
+    assert!(
+        errors[1].to_string().contains("also-broken.wasm"),
+        "{errors:?}"
+    );
+
     // Settings a reload cannot change are refused by name.
     let moved =
         stamped("v2", false, None, ", watch: false, threads: 1").replacen("threads: 2, ", "", 1);
