@@ -71,6 +71,17 @@ fn rewrite(gw: &Gateway, yaml: &str) -> Result<()> {
     Ok(())
 }
 
+/// Writes `template`, rendered for this gateway and `upstream`, as the gateway's file and
+/// asks the admin API for a reload.
+async fn reload_with(
+    gw: &Gateway,
+    upstream: std::net::SocketAddr,
+    template: &str,
+) -> Result<Reply> {
+    rewrite(gw, &render(template, gw.addr, gw.admin, Some(upstream)))?;
+    gw.admin("POST", "/reload", None).await
+}
+
 async fn plugins_json(gw: &Gateway) -> Result<serde_json::Value> {
     let reply = gw.admin("GET", "/plugins", None).await?;
     ensure!(reply.status == 200, "/plugins: {}", reply.status);
@@ -285,16 +296,12 @@ async fn a_broken_reload_leaves_the_old_plugins_serving_and_says_why() -> Result
     let broken = dir.join("broken.wasm");
     std::fs::write(&broken, b"\0asm\x01\0\0\0this is not a module")?;
 
-    rewrite(
+    let reply = reload_with(
         &gw,
-        &render(
-            &stamped("v2", false, Some(&broken), ", watch: false"),
-            gw.addr,
-            gw.admin,
-            Some(upstream.addr),
-        ),
-    )?;
-    let reply = gw.admin("POST", "/reload", None).await?;
+        upstream.addr,
+        &stamped("v2", false, Some(&broken), ", watch: false"),
+    )
+    .await?;
     assert_eq!(
         reply.status,
         500,
@@ -350,8 +357,7 @@ async fn a_broken_reload_leaves_the_old_plugins_serving_and_says_why() -> Result
             other.display()
         ),
     );
-    rewrite(&gw, &render(&two, gw.addr, gw.admin, Some(upstream.addr)))?;
-    let reply = gw.admin("POST", "/reload", None).await?;
+    let reply = reload_with(&gw, upstream.addr, &two).await?;
     assert_eq!(reply.status, 500);
     let errors = reply.json()["errors"].clone();
     let errors = errors.as_array().context("errors")?;
@@ -365,8 +371,7 @@ async fn a_broken_reload_leaves_the_old_plugins_serving_and_says_why() -> Result
     // Settings a reload cannot change are refused by name.
     let moved =
         stamped("v2", false, None, ", watch: false, threads: 1").replacen("threads: 2, ", "", 1);
-    rewrite(&gw, &render(&moved, gw.addr, gw.admin, Some(upstream.addr)))?;
-    let reply = gw.admin("POST", "/reload", None).await?;
+    let reply = reload_with(&gw, upstream.addr, &moved).await?;
     assert_eq!(reply.status, 500);
     assert!(
         reply.json()["errors"].to_string().contains("server"),
@@ -377,8 +382,7 @@ async fn a_broken_reload_leaves_the_old_plugins_serving_and_says_why() -> Result
     // A config error names the key.
     let bad = stamped("v2", false, None, ", watch: false")
         .replace("cluster: backend", "cluster: nowhere");
-    rewrite(&gw, &render(&bad, gw.addr, gw.admin, Some(upstream.addr)))?;
-    let reply = gw.admin("POST", "/reload", None).await?;
+    let reply = reload_with(&gw, upstream.addr, &bad).await?;
     assert_eq!(reply.status, 500);
     assert!(
         reply.json()["errors"].to_string().contains("routes[0]"),
@@ -387,16 +391,12 @@ async fn a_broken_reload_leaves_the_old_plugins_serving_and_says_why() -> Result
     );
 
     // Fixed, it reloads.
-    rewrite(
+    let reply = reload_with(
         &gw,
-        &render(
-            &stamped("v2", false, None, ", watch: false"),
-            gw.addr,
-            gw.admin,
-            Some(upstream.addr),
-        ),
-    )?;
-    let reply = gw.admin("POST", "/reload", None).await?;
+        upstream.addr,
+        &stamped("v2", false, None, ", watch: false"),
+    )
+    .await?;
     assert_eq!(
         reply.status,
         200,
