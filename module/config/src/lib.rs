@@ -167,7 +167,7 @@ pub struct ListenerTls {
 /// The admin listener (`admin:`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
-    /// The address to bind.
+    /// The address to bind (default `127.0.0.1:9901`: loopback only).
     pub address: SocketAddr,
     /// When set, every admin request but `/healthz` and `/ready` must carry
     /// `Authorization: Bearer <token>`.

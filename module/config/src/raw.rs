@@ -97,10 +97,10 @@ pub(crate) struct RawHashOn {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with `address` and optionally `token`"
+    expecting = "a mapping with optionally `address`, `token`"
 )]
 pub(crate) struct RawAdmin {
-    pub address: String,
+    pub address: Option<String>,
     pub token: Option<String>,
 }
 

@@ -29,6 +29,8 @@ use crate::{HashOn, HealthCheck, LbPolicy, ListenerTls, UpstreamTls};
 
 const DEFAULT_GRACE_PERIOD_SECONDS: u64 = 1;
 const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
+/// The admin listener's address when `admin` gives none: loopback only.
+const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9901";
 /// The most retries a cluster may ask for.
 const MAX_RETRIES: u32 = 5;
 const DEFAULT_UPGRADE_SOCK: &str = "/tmp/wasmbridge_upgrade.sock";
@@ -190,7 +192,10 @@ impl Validator<'_> {
         raw: RawAdmin,
         listeners: &[ListenerConfig],
     ) -> Result<AdminConfig, ConfigError> {
-        let address = self.socket_addr("admin.address", &raw.address)?;
+        let address = self.socket_addr(
+            "admin.address",
+            raw.address.as_deref().unwrap_or(DEFAULT_ADMIN_ADDRESS),
+        )?;
         if let Some(other) = same_address(listeners, address) {
             return Err(self.error(
                 "admin.address",

@@ -821,3 +821,16 @@ fn listener_tls_and_cluster_policies_parse() {
         Some(std::path::Path::new("/etc/gw/certs/ca.pem"))
     );
 }
+
+#[test]
+fn the_admin_listener_defaults_to_loopback() {
+    let config = Config::from_yaml_str(
+        &valid_plus("admin: {token: t0ken}\n"),
+        Path::new(FILE),
+        Path::new("conf"),
+    )
+    .expect("valid");
+    let admin = config.admin.expect("admin");
+    assert_eq!(admin.address, "127.0.0.1:9901".parse().expect("addr"));
+    assert_eq!(admin.token.as_deref(), Some("t0ken"));
+}
