@@ -589,15 +589,19 @@ impl HttpStream {
             info.duration = Some(started.elapsed());
         }
         // As Envoy: `proxy_on_log` for every plugin (the access-log pass), then
-        // `proxy_on_done` and `proxy_on_delete` for each.
+        // `proxy_on_done` and `proxy_on_delete` for each. With one plugin the two passes
+        // are one visit to its VM.
+        let single = self.members.len() == 1;
         for i in 0..self.members.len() {
             if matches!(self.members[i].slot, Slot::NotCreated) && self.ensure_context(i).is_err() {
                 continue;
             }
-            self.end_callbacks(i, true);
+            self.end_callbacks(i, if single { End::Both } else { End::Log });
         }
         for i in 0..self.members.len() {
-            self.end_callbacks(i, false);
+            if !single {
+                self.end_callbacks(i, End::DoneDelete);
+            }
             if matches!(self.members[i].slot, Slot::Active { .. }) {
                 self.members[i].slot = Slot::Ended;
             }
@@ -608,10 +612,10 @@ impl HttpStream {
 
     // ---- internals -------------------------------------------------------------------
 
-    /// Member `i`'s `proxy_on_log` (`log`), or its `proxy_on_done` and `proxy_on_delete`
-    /// (after which its context is forgotten). A failure poisons the VM, so the member's
-    /// context is gone and later calls find nothing to run.
-    fn end_callbacks(&mut self, i: usize, log: bool) {
+    /// Member `i`'s `proxy_on_log`, its `proxy_on_done` and `proxy_on_delete` (after which
+    /// its context is forgotten), or all three, as `which` says. A failure poisons the VM,
+    /// so the member's context is gone and later calls find nothing to run.
+    fn end_callbacks(&mut self, i: usize, which: End) {
         let member = &self.members[i];
         let Some((pin, generation, context_id)) = member.slot.active() else {
             return;
@@ -622,7 +626,7 @@ impl HttpStream {
         let _ = plugin.with_vm(pin.replica(), Some(generation), |vm, _| {
             let metrics = plugin.metrics();
             let cb = vm.cb.clone();
-            if log {
+            if which != End::DoneDelete {
                 let failure = cb.log.as_ref().and_then(|f| {
                     end_call(
                         vm,
@@ -634,7 +638,9 @@ impl HttpStream {
                         |s| f.call(s, ctx),
                     )
                 });
-                return ((), failure);
+                if which == End::Log || failure.is_some() {
+                    return ((), failure);
+                }
             }
             let mut failure = cb.done.as_ref().and_then(|f| {
                 end_call(
@@ -1344,6 +1350,17 @@ fn index(dir: Dir, pos: usize, n: usize) -> usize {
         Dir::Request => pos,
         Dir::Response => n - 1 - pos,
     }
+}
+
+/// Which end-of-stream callbacks [`HttpStream::end_callbacks`] runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// `proxy_on_log`.
+    Log,
+    /// `proxy_on_done`, then `proxy_on_delete`.
+    DoneDelete,
+    /// All three, in that order (a chain of one plugin).
+    Both,
 }
 
 impl Drop for HttpStream {
