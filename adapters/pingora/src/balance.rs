@@ -83,7 +83,7 @@ impl Balancer {
         }
     }
 
-    /// Whether the balancer is still used by anyone but health-check tasks.
+    /// A handle that does not keep the balancer alive (health-check tasks hold it).
     fn downgrade(&self) -> WeakBalancer {
         match self {
             Balancer::RoundRobin(lb) => WeakBalancer::RoundRobin(Arc::downgrade(lb)),
@@ -231,22 +231,13 @@ impl Endpoints {
 
 /// The certificates of a PEM file, as the upstream TLS's trust anchors.
 fn load_ca(path: &std::path::Path) -> Result<Arc<CaType>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("tls.ca {}: {e}", path.display()))?;
-    let mut reader = std::io::BufReader::new(&pem[..]);
     let mut certs = Vec::new();
-    for item in rustls_pemfile::certs(&mut reader) {
-        let der = item.map_err(|e| format!("tls.ca {}: {e}", path.display()))?;
+    for der in crate::tls::pem_certificates(path).map_err(|e| format!("tls.ca {e}"))? {
         let raw = der.as_ref().to_vec();
         // Pingora's parser panics on a malformed certificate; refuse it instead.
         let parsed = std::panic::catch_unwind(|| WrappedX509::new(raw, parse_x509))
             .map_err(|_| format!("tls.ca {}: a certificate is malformed", path.display()))?;
         certs.push(parsed);
-    }
-    if certs.is_empty() {
-        return Err(format!(
-            "tls.ca {}: no PEM certificate in the file",
-            path.display()
-        ));
     }
     Ok(Arc::from(certs))
 }

@@ -13,7 +13,9 @@ use pingora::server::configuration::ServerConf;
 use prometheus::{IntCounterVec, Opts, Registry};
 use wasmbridge_config::build::{self, Destination};
 use wasmbridge_config::{Config, HashOn, LbPolicy};
-use wasmbridge_host::{Callouts, ChainSelector, Plugin, PoolMetrics, RouteSelection};
+use wasmbridge_host::{
+    Callouts, ChainSelector, Plugin, PoolMetrics, RouteSelection, request_header,
+};
 
 use crate::admin::admin_service;
 use crate::balance::Endpoints;
@@ -140,27 +142,20 @@ impl Router {
     }
 }
 
-/// What a consistent hash of `on` hashes for this request.
+/// What a consistent hash of `on` hashes for this request: a header as route matching
+/// reads it (repeated values joined), the path with its query, or the client's IP.
 fn hash_key(session: &Session, on: &HashOn) -> Vec<u8> {
+    let req = session.req_header();
+    let header = |name: &str| request_header(req, name).map(|v| v.into_owned());
     match on {
         HashOn::SourceIp => session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string().into_bytes())
-            .unwrap_or_default(),
-        HashOn::Header(name) => session
-            .req_header()
-            .headers
-            .get(name.as_str())
-            .map(|v| v.as_bytes().to_vec())
-            .unwrap_or_default(),
-        HashOn::Path => session
-            .req_header()
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().as_bytes().to_vec())
-            .unwrap_or_default(),
+            .map(|a| a.ip().to_string().into_bytes()),
+        HashOn::Header(name) => header(name),
+        HashOn::Path => header(":path"),
     }
+    .unwrap_or_default()
 }
 
 #[async_trait]
@@ -389,12 +384,10 @@ impl Generation {
 
 impl Drop for Generation {
     fn drop(&mut self) {
-        if self.id > 1 || !self.plugins.is_empty() {
-            tracing::debug!(
-                generation = self.id,
-                "configuration generation dropped: its last request ended"
-            );
-        }
+        tracing::debug!(
+            generation = self.id,
+            "configuration generation dropped: its last request ended"
+        );
     }
 }
 
@@ -413,10 +406,7 @@ impl Gateway {
 
     /// Reads, validates and builds the config file at `path`; the gateway can reload it.
     pub fn from_file(path: &Path) -> Result<Gateway, GatewayError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| GatewayError::Config(wasmbridge_config::ConfigError::io(path, &e)))?;
-        let base = path.parent().unwrap_or(Path::new(""));
-        let config = Config::from_yaml_str(&text, path, base)?;
+        let (config, text) = Config::from_file_with_text(path)?;
         Self::build_from(config, Some(text))
     }
 

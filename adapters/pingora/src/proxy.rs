@@ -26,7 +26,8 @@ pub trait RequestObserver: Send + Sync + 'static {
 }
 
 /// A `ProxyHttp` decorator: runs each request through the Proxy-Wasm plugins its
-/// [`ChainSelector`] picks, and delegates proxying to `inner`.
+/// [`ChainSelector`] picks, and delegates proxying to `inner`, whose phases all run (the
+/// cache phases excepted).
 pub struct WasmFilters<P> {
     inner: P,
     selector: Arc<dyn ChainSelector>,
@@ -339,6 +340,47 @@ where
             stream.data_mut().info.upstream.transport_failure_reason = Some(e.to_string());
         }
         self.inner.fail_to_connect(session, peer, &mut ctx.inner, e)
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
+        self.inner
+            .early_request_filter(session, &mut ctx.inner)
+            .await
+    }
+
+    fn upstream_response_trailer_filter(
+        &self,
+        session: &mut Session,
+        upstream_trailers: &mut http::HeaderMap,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        self.inner
+            .upstream_response_trailer_filter(session, upstream_trailers, &mut ctx.inner)
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<pingora::Error>,
+        ctx: &mut Self::CTX,
+        client_reused: bool,
+    ) -> Box<pingora::Error> {
+        self.inner
+            .error_while_proxy(peer, session, e, &mut ctx.inner, client_reused)
+    }
+
+    fn suppress_error_log(
+        &self,
+        session: &Session,
+        ctx: &Self::CTX,
+        error: &pingora::Error,
+    ) -> bool {
+        self.inner.suppress_error_log(session, &ctx.inner, error)
+    }
+
+    fn request_summary(&self, session: &Session, ctx: &Self::CTX) -> String {
+        self.inner.request_summary(session, &ctx.inner)
     }
 
     async fn upstream_response_filter(

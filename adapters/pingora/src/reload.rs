@@ -224,10 +224,8 @@ impl Reloader {
                 source.display()
             )]);
         }
-        let text = std::fs::read_to_string(source)
-            .map_err(|e| vec![format!("{}: cannot read: {e}", source.display())])?;
-        let base = source.parent().unwrap_or(Path::new(""));
-        let config = Config::from_yaml_str(&text, source, base).map_err(|e| vec![e.to_string()])?;
+        let (config, text) =
+            Config::from_file_with_text(source).map_err(|e| vec![e.to_string()])?;
         let fixed = fixed_differences(&old.config, &config);
         if !fixed.is_empty() {
             return Err(fixed);
@@ -395,8 +393,8 @@ pub struct Pinned {
     ctx: <GenerationProxy as ProxyHttp>::CTX,
 }
 
-// Every phase the generation's proxy implements is passed on; the others keep Pingora's
-// defaults, which is what the generation's proxy would do with them.
+// Every phase the generation's proxy implements is passed on (a unit test keeps the two
+// lists equal); the others keep Pingora's defaults, as the generation's proxy does.
 #[async_trait]
 impl ProxyHttp for GatewayProxy {
     type CTX = Pinned;
@@ -461,6 +459,49 @@ impl ProxyHttp for GatewayProxy {
         ctx.generation
             .proxy
             .fail_to_connect(session, peer, &mut ctx.ctx, e)
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Pinned) -> Result<()> {
+        ctx.generation
+            .proxy
+            .early_request_filter(session, &mut ctx.ctx)
+            .await
+    }
+
+    fn upstream_response_trailer_filter(
+        &self,
+        session: &mut Session,
+        upstream_trailers: &mut http::HeaderMap,
+        ctx: &mut Pinned,
+    ) -> Result<()> {
+        ctx.generation.proxy.upstream_response_trailer_filter(
+            session,
+            upstream_trailers,
+            &mut ctx.ctx,
+        )
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<pingora::Error>,
+        ctx: &mut Pinned,
+        client_reused: bool,
+    ) -> Box<pingora::Error> {
+        ctx.generation
+            .proxy
+            .error_while_proxy(peer, session, e, &mut ctx.ctx, client_reused)
+    }
+
+    fn suppress_error_log(&self, session: &Session, ctx: &Pinned, error: &pingora::Error) -> bool {
+        ctx.generation
+            .proxy
+            .suppress_error_log(session, &ctx.ctx, error)
+    }
+
+    fn request_summary(&self, session: &Session, ctx: &Pinned) -> String {
+        ctx.generation.proxy.request_summary(session, &ctx.ctx)
     }
 
     async fn upstream_response_filter(

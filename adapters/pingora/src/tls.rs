@@ -2,11 +2,12 @@
 //! that a renewed certificate takes effect without a restart: the listener asks
 //! [`ReloadableCertificate`] for the current one at each handshake.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use pingora::tls::sign::CertifiedKey;
-use pingora::tls::{ClientHello, CryptoProvider, ResolvesServerCert};
+use pingora::tls::{CertificateDer, ClientHello, CryptoProvider, ResolvesServerCert};
 use wasmbridge_config::ListenerTls;
 
 /// A listener's certificate and key, replaceable while the listener serves.
@@ -51,18 +52,26 @@ impl ResolvesServerCert for ReloadableCertificate {
     }
 }
 
+/// The certificates of a PEM file, at least one; the error names the file.
+pub(crate) fn pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|e| format!("{shown}: {e}"))?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{shown}: not a PEM certificate chain: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{shown}: no PEM certificate in the file"));
+    }
+    Ok(certs)
+}
+
 fn read(files: &ListenerTls) -> Result<CertifiedKey, String> {
     pingora::tls::install_default_crypto_provider();
     let cert_path = files.cert.display().to_string();
     let key_path = files.key.display().to_string();
-    let pem = |path: &str| std::fs::read(path).map_err(|e| format!("{path}: {e}"));
-    let certs: Vec<_> = rustls_pemfile::certs(&mut &pem(&cert_path)?[..])
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{cert_path}: not a PEM certificate chain: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("{cert_path}: no PEM certificate in the file"));
-    }
-    let key = rustls_pemfile::private_key(&mut &pem(&key_path)?[..])
+    let certs = pem_certificates(&files.cert)?;
+    let pem = std::fs::read(&files.key).map_err(|e| format!("{key_path}: {e}"))?;
+    let key = rustls_pemfile::private_key(&mut &pem[..])
         .map_err(|e| format!("{key_path}: not a PEM private key: {e}"))?
         .ok_or_else(|| format!("{key_path}: no PEM private key in the file"))?;
     let provider = CryptoProvider::get_default()

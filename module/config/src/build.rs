@@ -458,14 +458,25 @@ impl<C> Routes<C> {
         let host = authority
             .as_deref()
             .and_then(|h| std::str::from_utf8(h).ok());
-        let best = self
-            .routes
-            .iter()
-            .filter_map(|r| r.config.host_rank(host))
-            .max()?;
-        self.routes
-            .iter()
-            .position(|r| r.config.host_rank(host) == Some(best) && r.config.matches(path, &header))
+        // One pass: each route's hosts are ranked once; a more specific rank starts the
+        // search for the first matching route again.
+        let mut best: Option<((u8, usize), Option<usize>)> = None;
+        for (i, route) in self.routes.iter().enumerate() {
+            let Some(rank) = route.config.host_rank(host) else {
+                continue;
+            };
+            let (top, found) = best.get_or_insert((rank, None));
+            if rank > *top {
+                (*top, *found) = (rank, None);
+            }
+            if rank == *top
+                && found.is_none()
+                && route.config.matches_path_and_headers(path, &header)
+            {
+                *found = Some(i);
+            }
+        }
+        best.and_then(|(_, found)| found)
     }
 
     /// The route at `index` (from [`Routes::position`]).

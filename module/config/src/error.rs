@@ -63,8 +63,7 @@ impl ConfigError {
         self.kind == Kind::Syntax
     }
 
-    /// The file could not be read.
-    pub fn io(file: &Path, err: &std::io::Error) -> ConfigError {
+    pub(crate) fn io(file: &Path, err: &std::io::Error) -> ConfigError {
         ConfigError {
             file: file.to_path_buf(),
             key_path: String::new(),

@@ -608,12 +608,20 @@ impl RouteConfig {
         path: &str,
         header: &dyn Fn(&str) -> Option<std::borrow::Cow<'r, [u8]>>,
     ) -> bool {
+        (self.hosts.is_empty() || {
+            let host = header(":authority");
+            let host = host.as_deref().and_then(|h| std::str::from_utf8(h).ok());
+            host.is_some_and(|host| self.hosts.iter().any(|p| host_matches(p, host)))
+        }) && self.matches_path_and_headers(path, header)
+    }
+
+    /// [`RouteConfig::matches`] without the hosts: for a caller that ranked them already.
+    pub(crate) fn matches_path_and_headers<'r>(
+        &self,
+        path: &str,
+        header: &dyn Fn(&str) -> Option<std::borrow::Cow<'r, [u8]>>,
+    ) -> bool {
         self.matcher.matches(path)
-            && (self.hosts.is_empty() || {
-                let host = header(":authority");
-                let host = host.as_deref().and_then(|h| std::str::from_utf8(h).ok());
-                host.is_some_and(|host| self.hosts.iter().any(|p| host_matches(p, host)))
-            })
             && self
                 .headers
                 .iter()
@@ -682,9 +690,15 @@ impl Config {
     /// Reads and validates the configuration file at `path`; relative module paths resolve
     /// against the file's directory.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        Config::from_file_with_text(path).map(|(config, _)| config)
+    }
+
+    /// [`Config::from_file`], also giving the text that was read (what a gateway shows as
+    /// its running configuration).
+    pub fn from_file_with_text(path: &Path) -> Result<(Config, String), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|err| ConfigError::io(path, &err))?;
         let base_dir = path.parent().unwrap_or(Path::new(""));
-        Config::from_yaml_str(&text, path, base_dir)
+        Ok((Config::from_yaml_str(&text, path, base_dir)?, text))
     }
 
     /// Parses and validates YAML text; `source` is used in messages and `base_dir` resolves

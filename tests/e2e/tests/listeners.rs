@@ -309,9 +309,9 @@ async fn consistent_hashing_keeps_a_key_on_one_endpoint_and_random_spreads() -> 
     );
     let yaml = clusters_yaml(
         &format!(
-            "  - name: sticky\n    endpoints: [\"{a}\", \"{b}\", \"{c}\"]\n    lb_policy: consistent_hash\n    hash_on: {{header: x-user}}\n  - name: spread\n    endpoints: [\"{a}\", \"{b}\", \"{c}\"]\n    lb_policy: random"
+            "  - name: sticky\n    endpoints: [\"{a}\", \"{b}\", \"{c}\"]\n    lb_policy: consistent_hash\n    hash_on: {{header: x-user}}\n  - name: spread\n    endpoints: [\"{a}\", \"{b}\", \"{c}\"]\n    lb_policy: random\n  - name: by_path\n    endpoints: [\"{a}\", \"{b}\", \"{c}\"]\n    lb_policy: consistent_hash\n    hash_on: {{path: true}}"
         ),
-        "  - match: {prefix: /sticky}\n    cluster: sticky\n  - match: {prefix: /spread}\n    cluster: spread",
+        "  - match: {prefix: /sticky}\n    cluster: sticky\n  - match: {prefix: /spread}\n    cluster: spread\n  - match: {prefix: /by_path}\n    cluster: by_path",
     );
     let gw = Gateway::start("lb-policies", &yaml, None).await?;
     let mut used = std::collections::BTreeSet::new();
@@ -333,6 +333,17 @@ async fn consistent_hashing_keeps_a_key_on_one_endpoint_and_random_spreads() -> 
         spread.insert(endpoint_of(&gw, "/spread", &[]).await?);
     }
     assert_eq!(spread.len(), 3, "{spread:?}");
+    // Hashing the path (with its query): one path, one endpoint; many paths, several.
+    let mut by_path = std::collections::BTreeSet::new();
+    for n in 0..12 {
+        let path = format!("/by_path/item?id={n}");
+        let first = endpoint_of(&gw, &path, &[]).await?;
+        for _ in 0..3 {
+            assert_eq!(endpoint_of(&gw, &path, &[]).await?, first, "{path}");
+        }
+        by_path.insert(first);
+    }
+    assert!(by_path.len() >= 2, "twelve paths all hashed to {by_path:?}");
     Ok(())
 }
 
